@@ -29,3 +29,15 @@ def run(main, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def lazy(module, function):
+    """An argparse handler that imports `module` only when its command runs,
+    so that `--help` does not wait for TensorFlow: `p.set_defaults(handler=lazy("lstm.train", "main"))`."""
+
+    def handler(args):
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+
+    return handler
