@@ -1,17 +1,122 @@
-"""`python -m embeddings <command>`."""
+"""`python -m embeddings <command>`: word embeddings on IMDb reviews (TensorFlow "Word embeddings" tutorial)."""
 import argparse
 
 import cliutil
+from cliutil import lazy
+
+DEFAULT_RUN = "checkpoints/imdb-tutorial"
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_checkpoint(p):
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help=f"training run directory (default: {DEFAULT_RUN})")
+
+
+def add_data(p):
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="an aclImdb directory (default: datasets/aclImdb, fetched from $DATASETS_MIRROR or the web)")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m embeddings", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a sentiment classifier (and its embedding) on IMDb",
+                       description="Train the tutorial classifier (Embedding -> masked mean -> Dense -> Dense), "
+                                   "the BiLSTM, or the TF-IDF + logistic regression baseline on the IMDb training "
+                                   "reviews, with a seeded validation split and early stopping. Options left out "
+                                   "take the model's defaults (see embeddings/train.py PROFILES).")
+    p.add_argument("--model", choices=("tutorial", "bilstm", "tfidf"), default="tutorial")
+    p.add_argument("--tokenizer", choices=("subword", "bpemb", "words"),
+                   help="subword: SentencePiece trained on the training reviews (default); "
+                        "bpemb: BPEmb's pretrained English subwords; words: Keras TextVectorization")
+    p.add_argument("--vocab-size", type=positive_int, help="vocabulary size (default 8185; for bpemb: 1000, "
+                                                           "3000, 5000, 10000, ...)")
+    p.add_argument("--dim", type=positive_int, help="embedding width (tutorial 16, bilstm 64)")
+    p.add_argument("--hidden", type=positive_int, help="width of the Dense (and LSTM) layer")
+    p.add_argument("--dropout", type=float, help="dropout rate (tutorial 0, bilstm 0.3)")
+    p.add_argument("--max-len", type=int, help="keep the first N tokens of a review (0 = all; bilstm 256)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--epochs", type=positive_int, help="most epochs (early stopping usually ends sooner)")
+    p.add_argument("--patience", type=int, default=2, help="epochs without a better val loss before stopping")
+    p.add_argument("--pretrained", action="store_true",
+                   help="with --tokenizer bpemb: start from BPEmb's pretrained vectors (sets --dim to --bpemb-dim)")
+    p.add_argument("--bpemb-dim", type=int, default=100, help="BPEmb vector width for --pretrained (default 100)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="part of train held out for validation")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--source", choices=("files", "tfds"), default="files",
+                   help="aclImdb files (default) or tensorflow-datasets imdb_reviews")
+    add_data(p)
+    p.add_argument("--name", help="run name: the run goes to checkpoints/NAME (default imdb-MODEL)")
+    p.add_argument("--run-dir", metavar="DIR", help="put the run in DIR instead of checkpoints/NAME")
+    p.set_defaults(handler=lazy("embeddings.train", "main"))
+
+    p = sub.add_parser("evaluate", help="accuracy, precision, recall, F1, ROC AUC on the test reviews",
+                       description="Score a run on the 25,000 IMDb test reviews (or its validation split); "
+                                   "prints the metrics and saves confusion-matrix and ROC-curve PNGs.")
+    add_checkpoint(p)
+    add_data(p)
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--out", metavar="DIR", help="where the PNGs and metrics JSON go (default: the run directory)")
+    p.set_defaults(handler=lazy("embeddings.evaluate", "main"))
+
+    p = sub.add_parser("predict", help="probability that each review is positive",
+                       description="Print P(positive) for each review given as an argument, "
+                                   "or for each non-blank line of stdin.")
+    add_checkpoint(p)
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.set_defaults(handler=lazy("embeddings.predict", "main"))
+
+    p = sub.add_parser("export", help="vectors.tsv + metadata.tsv and a TensorBoard projector set-up",
+                       description="Export the trained embedding for the Embedding Projector.")
+    add_checkpoint(p)
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/projector)")
+    p.set_defaults(handler=lazy("embeddings.export", "main"))
+
+    p = sub.add_parser("map", help="2-D maps of the vocabulary with scikit-learn",
+                       description="Reduce the embedding to 2-D and draw the most frequent tokens, "
+                                   "coloured by the classifier's sentiment direction.")
+    add_checkpoint(p)
+    p.add_argument("--method", choices=("pca", "tsne", "isomap", "mds", "spectral", "lle", "all"), default="tsne")
+    p.add_argument("--top", type=positive_int, default=500, help="how many of the most frequent tokens")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/maps)")
+    p.add_argument("--dpi", type=positive_int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=lazy("embeddings.maps", "main"))
+
+    for name, helptext in (("neighbors", "nearest tokens to a word by cosine similarity"),
+                           ("analogy", "word arithmetic: tokens nearest to A - B + C")):
+        p = sub.add_parser(name, help=helptext, description=helptext + ". Vectors: a trained run, or BPEmb's "
+                           "pretrained English vectors (--source bpemb).")
+        if name == "neighbors":
+            p.add_argument("--word", required=True)
+            p.set_defaults(handler=lazy("embeddings.vectors", "neighbors_main"))
+        else:
+            p.add_argument("a", metavar="A", help="e.g. king")
+            p.add_argument("b", metavar="B", help="e.g. man")
+            p.add_argument("c", metavar="C", help="e.g. woman")
+            p.set_defaults(handler=lazy("embeddings.vectors", "analogy_main"))
+        p.add_argument("--k", type=positive_int, default=10, help="how many tokens to list")
+        p.add_argument("--source", choices=("run", "bpemb"), default="run")
+        add_checkpoint(p)
+        p.add_argument("--bpemb-vs", type=int, default=10000, help="BPEmb vocabulary size (default 10000)")
+        p.add_argument("--bpemb-dim", type=int, default=100, help="BPEmb vector width (default 100)")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if hasattr(args, "checkpoint") and args.checkpoint is None:
+        from embeddings.runs import DEFAULT_RUN as default
+
+        args.checkpoint = str(default)
     return args.handler(args)
 
 

@@ -14,6 +14,72 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- data, training, translation, evaluation (transformer/data.py, train.py, translate.py) ---
+    p = sub.add_parser("data-stats", help="pairs, unique sources and the source-disjoint split sizes of spa.txt")
+    p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the 90/5/5 split by source (default 0)")
+    p.set_defaults(handler=cliutil.lazy("transformer.data", "stats_main"))
+
+    p = sub.add_parser("train", help="train (or resume) a translator; flags override the profile's values",
+                       description="Train an English<->Spanish Transformer into CHECKPOINTS_DIR/RUN. Rerunning "
+                       "the same command resumes from the latest checkpoint; Ctrl-C or SIGTERM save one first.")
+    p.add_argument("--direction", choices=["en-es", "es-en"], help="translation direction (default en-es)")
+    p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
+                   help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)")
+    p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
+    p.add_argument("--checkpoints-dir", metavar="DIR",
+                   help="where runs live (default $TRANSFORMER_CHECKPOINTS or ./checkpoints)")
+    p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
+    p.add_argument("--epochs", type=int, help="train until this many epochs are done")
+    p.add_argument("--steps", type=int, help="stop once the optimizer has made this many steps in total")
+    p.add_argument("--tokenizer", choices=["sentencepiece", "bpemb"],
+                   help="SentencePiece BPE trained on the training split (default) or pretrained BPEmb")
+    p.add_argument("--vocab-size", type=int, help="SentencePiece vocabulary size (default 8000)")
+    p.add_argument("--bpemb-vs", type=int, help="BPEmb vocabulary size (default 10000)")
+    p.add_argument("--bpemb-dim", type=int, help="BPEmb vector size (default 100)")
+    p.add_argument("--bpemb-model", action="append", metavar="LANG=FILE", help="local BPEmb .model file")
+    p.add_argument("--bpemb-emb", action="append", metavar="LANG=FILE", help="local BPEmb .w2v.bin file")
+    p.add_argument("--init-embeddings", choices=["none", "bpemb"],
+                   help="initialise the token embeddings from the BPEmb vectors (needs d_model = bpemb-dim)")
+    p.add_argument("--num-layers", type=int)
+    p.add_argument("--d-model", type=int)
+    p.add_argument("--num-heads", type=int)
+    p.add_argument("--dff", type=int)
+    p.add_argument("--dropout", dest="dropout_rate", type=float)
+    p.add_argument("--pre-norm", action=argparse.BooleanOptionalAction, help="pre-norm layers (default post-norm)")
+    p.add_argument("--max-length", type=int, help="longest training sentence, in tokens")
+    p.add_argument("--max-positions", type=int, help="positions of the positional encoding (longest output)")
+    p.add_argument("--token-budget", type=int, help="padded tokens per batch (sets the batch size per length)")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--lr-scale", type=float, help="multiplies the warm-up schedule (e.g. for a larger global batch)")
+    p.add_argument("--label-smoothing", type=float, help="default 0.1")
+    p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep (default 3)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int)
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
+                   help="mixed_float16 with loss scaling (helps GPUs, not CPUs)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster")
+    p.add_argument("--log-every", type=int, help="TensorBoard logging interval in steps (default 50)")
+    p.set_defaults(handler=cliutil.lazy("transformer.train", "main"))
+
+    p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
+    p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--length-penalty", type=float, default=0.6, help="beam search length penalty alpha")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(handler=cliutil.lazy("transformer.translate", "translate_main"))
+
+    p = sub.add_parser("evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--split", choices=["test", "validation"], default="test")
+    p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--length-penalty", type=float, default=0.6)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, help="only the first N source sentences of the split")
+    p.add_argument("--data", metavar="FILE", help="data file (default: the one the run was trained on)")
+    p.set_defaults(handler=cliutil.lazy("transformer.translate", "evaluate_main"))
 
     # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
 

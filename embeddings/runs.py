@@ -1,0 +1,64 @@
+"""A training run's directory: what `train` writes and what the other commands read back.
+
+    <run>/config.json          model kind, tokenizer, sizes, seed, data split
+    <run>/model.keras          the trained Keras model (or tfidf.joblib for the baseline)
+    <run>/checkpoint.weights.h5  best weights so far (val loss), written during training
+    <run>/subword.model | bpemb.model | words.json   the tokenizer
+    <run>/token_counts.npy     how often each token id occurs in the training split
+    <run>/logs/                TensorBoard logs
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cliutil import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "checkpoints"
+DEFAULT_RUN = CHECKPOINTS / "imdb-tutorial"
+
+
+def save_config(run_dir, config):
+    (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def load_config(run_dir):
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a training run (no config.json); train one with `python -m embeddings train`")
+    return json.loads(path.read_text())
+
+
+def load_tokenizer(run_dir, config=None):
+    from embeddings import tokenize
+
+    config = config or load_config(run_dir)
+    return tokenize.load(config["tokenizer"], run_dir)
+
+
+def load_model(run_dir):
+    import keras
+
+    import embeddings.model  # noqa: F401  registers MaskedMean for deserialisation
+
+    path = Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise UserError(f"no model.keras in {run_dir} (did training finish?)")
+    return keras.saving.load_model(path)
+
+
+def load_embedding(run_dir):
+    """(tokens, matrix, counts) of a run: token text per id, the (V, D) embedding, training frequencies."""
+    from embeddings.model import embedding_matrix
+
+    config = load_config(run_dir)
+    if config["model"] == "tfidf":
+        raise UserError(f"{run_dir} is the TF-IDF baseline, which has no embedding")
+    tokens = load_tokenizer(run_dir, config).tokens
+    matrix = embedding_matrix(load_model(run_dir))
+    counts_file = Path(run_dir) / "token_counts.npy"
+    counts = np.load(counts_file) if counts_file.is_file() else np.zeros(len(tokens), np.int64)
+    if matrix.shape[0] != len(tokens):
+        raise UserError(f"{run_dir}: embedding has {matrix.shape[0]} rows but the tokenizer {len(tokens)} tokens")
+    return tokens, matrix, counts
