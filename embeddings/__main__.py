@@ -42,7 +42,7 @@ def build_parser():
     p.add_argument("--dim", type=positive_int, help="embedding width (tutorial 16, bilstm 64)")
     p.add_argument("--hidden", type=positive_int, help="width of the Dense (and LSTM) layer")
     p.add_argument("--dropout", type=float, help="dropout rate (tutorial 0, bilstm 0.3)")
-    p.add_argument("--max-len", type=int, help="keep the first N tokens of a review (0 = all; bilstm 256)")
+    p.add_argument("--max-len", type=int, help="keep the first N tokens of a review (0 = all; bilstm 512)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--epochs", type=positive_int, help="most epochs (early stopping usually ends sooner)")
     p.add_argument("--patience", type=int, default=2, help="epochs without a better val loss before stopping")

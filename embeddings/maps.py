@@ -43,12 +43,13 @@ def sentiment_scores(model, vectors, weights):
     import keras
     import tensorflow as tf
 
-    from embeddings.model import MaskedMean
+    from embeddings.model import EMBEDDING, MaskedMean
 
-    names = [layer.name for layer in model.layers]
-    if not any(isinstance(layer, MaskedMean) for layer in model.layers):
+    layers = model.layers
+    at = next((i for i, layer in enumerate(layers) if isinstance(layer, MaskedMean)), None)
+    if at is None or layers[at - 1].name != EMBEDDING:  # the head must read the mean of the token vectors
         return None
-    head = model.layers[names.index("masked_mean") + 1:]
+    head = layers[at + 1:]
     h0 = tf.constant((weights[:, None] * vectors).sum(0, keepdims=True) / max(weights.sum(), 1), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(h0)
@@ -69,7 +70,7 @@ def draw(points, labels, scores, title, path, dpi=100):
     if scores is None:
         ax.scatter(points[:, 0], points[:, 1], s=8, c="tab:gray")
     else:
-        limit = float(np.abs(scores).max()) or 1.0
+        limit = float(np.percentile(np.abs(scores), 95)) or 1.0  # a few extreme tokens would wash out the rest
         sc = ax.scatter(points[:, 0], points[:, 1], s=10, c=scores, cmap="RdBu", vmin=-limit, vmax=limit)
         fig.colorbar(sc, ax=ax, shrink=0.6, label="sentiment direction (negative <-> positive)")
     for (x, y), label in zip(points, labels):

@@ -53,10 +53,15 @@ def tutorial_model(vocab_size, dim=16, hidden=16, dropout=0.0):
 
 
 def bilstm_model(vocab_size, dim=64, hidden=64, dropout=0.3):
-    """Embedding -> bidirectional LSTM (last states of both directions) -> Dense(hidden, relu) -> Dense(1)."""
+    """Embedding -> bidirectional LSTM -> masked mean over time -> Dense(hidden, relu) -> Dense(1).
+
+    Unlike the tutorial model, each token's vector is read in context (the words before it and
+    after it) before the review is averaged; the padding mask flows through the LSTM to the mean.
+    """
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = layers.Embedding(vocab_size, dim, mask_zero=True, name=EMBEDDING)(ids)
-    x = layers.Bidirectional(layers.LSTM(hidden), name="bilstm")(x)
+    x = layers.Bidirectional(layers.LSTM(hidden, return_sequences=True), name="bilstm")(x)
+    x = MaskedMean(name="mean_over_time")(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(hidden, activation="relu", name="hidden")(x)
     x = layers.Dropout(dropout)(x)

@@ -16,7 +16,7 @@ def predict_proba(run_dir, texts, batch_size=64):
         import joblib
 
         pipeline = joblib.load(Path(run_dir) / "tfidf.joblib")
-        return pipeline.predict_proba(list(texts))[:, 1]
+        return pipeline.predict_proba([data.clean(t) for t in texts])[:, 1]
     import keras
 
     tokenizer = runs.load_tokenizer(run_dir, config)

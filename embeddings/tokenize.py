@@ -9,9 +9,11 @@
 Each tokenizer has ``tokens`` (the text of every id, index = id), ``encode(texts)``
 (a list of int32 arrays), ``save(run_dir)`` and ``load(run_dir)``.
 """
+import contextlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +87,8 @@ def bpemb_files(vs, dim, need_vectors=True):
     try:
         from bpemb import BPEmb
 
-        b = BPEmb(lang="en", vs=vs, dim=dim, vs_fallback=False, segmentation_only=not need_vectors)
+        with contextlib.redirect_stdout(sys.stderr):  # bpemb prints its download progress
+            b = BPEmb(lang="en", vs=vs, dim=dim, vs_fallback=False, segmentation_only=not need_vectors)
     except Exception as e:  # bpemb raises requests/OS errors when offline
         raise UserError(
             f"cannot get BPEmb English vs={vs} dim={dim} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "

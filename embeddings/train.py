@@ -20,7 +20,7 @@ PROFILES = {
     "tutorial": dict(tokenizer="subword", vocab_size=8185, dim=16, hidden=16, dropout=0.0,
                      max_len=0, batch_size=32, epochs=20),
     "bilstm": dict(tokenizer="subword", vocab_size=8185, dim=64, hidden=64, dropout=0.3,
-                   max_len=256, batch_size=64, epochs=6),
+                   max_len=512, batch_size=64, epochs=6),
     "tfidf": dict(tokenizer="words"),
 }
 
@@ -32,6 +32,8 @@ def settings(args):
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
+    if out.get("tokenizer") == "bpemb" and args.vocab_size is None:
+        out["vocab_size"] = 10000  # BPEmb ships 1000, 3000, 5000, 10000, 25000, ... pieces, not 8185
     return out
 
 

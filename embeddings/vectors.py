@@ -4,7 +4,7 @@ Nearest neighbours of a word w: the tokens t != w with the largest cosine simila
 cos(v_w, v_t) = v_w . v_t / (|v_w| |v_t|). Analogy "A - B + C" (king - man + woman, article 2.2):
 the tokens nearest to v_A - v_B + v_C (of unit-length vectors), the three inputs left out.
 
-A word is looked up as a token of the vocabulary (SentencePiece's "▁word" form included). With a
+A word is looked up as a token of the vocabulary, SentencePiece's word-initial "▁word" form first. With a
 subword vocabulary, a word that is not one token is the mean of its pieces' vectors.
 """
 import sys
@@ -33,7 +33,7 @@ class Vectors:
     def ids_of(self, word):
         """Row ids that make up `word`: one token, or its subword pieces; [] when unknown."""
         usable = lambda t: t in self.index and self.index[t] >= self.skip and t not in UNKNOWN  # noqa: E731
-        for form in (word, WORD_PIECE_START + word, word.lower(), WORD_PIECE_START + word.lower()):
+        for form in (WORD_PIECE_START + word, word, WORD_PIECE_START + word.lower(), word.lower()):
             if usable(form):
                 return [self.index[form]]
         pieces = self.split(word) if self.split is not None and word.strip() else []

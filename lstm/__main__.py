@@ -49,13 +49,14 @@ def build_parser():
                                                     "nottingham, piano_midi, musedata")
     p.add_argument("--data", metavar="JSON", help="read this JSON file (same format as the JSB file) instead")
     p.add_argument("--budget", choices=BUDGETS, default="quick",
-                   help="quick: fixed hyper-parameters; full: also a small random search over lr and units")
+                   help="quick: 3 seeds, fixed units/lr; full: 5 seeds, plus 3 random (units, lr) "
+                        "configurations, each variant reported at its best one by validation NLL")
     p.add_argument("--variants", nargs="+", metavar="NAME", help="variants to train (default: all nine)")
     p.add_argument("--seeds", type=int, help="seeds per variant (default: 3 quick, 5 full)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: 30 quick, 60 full)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default 50)")
     p.add_argument("--units", type=int, help="hidden units (default 128)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 3e-3)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2)")
+    p.add_argument("--batch-size", type=int, default=8, help="chorales per training batch (default 8)")
     p.add_argument("--out", default="out/lstm-variants", help="output directory (CSV, JSON, PNG)")
     p.set_defaults(handler=cliutil.lazy("lstm.variants", "main"))
 

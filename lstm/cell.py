@@ -38,6 +38,7 @@ def variant_flags(name):
         raise ValueError(f"unknown LSTM variant {name!r}; choose from {', '.join(VARIANTS)}") from None
 
 
+@keras.saving.register_keras_serializable(package="lstm")
 class LSTMCell(keras.layers.Layer):
     """One time step of the (peephole) LSTM block; wrap it in `keras.layers.RNN` or use `LSTM`.
 
@@ -94,9 +95,9 @@ class LSTMCell(keras.layers.Layer):
         if self.peepholes:  # the paper's p_in, p_for, p_out (zero at the start: V starts as NP)
             for gate in self.gates:
                 self.peephole[gate] = self.add_weight((n,), "zeros", name=peep[gate])
-        if self.full_gate_recurrence:  # R from every gate at t-1 to every gate at t
+        if self.full_gate_recurrence:  # from every gate at t-1 to every gate at t (zero at the start: FGR starts as V)
             m = len(self.gates) * n
-            self.gate_recurrent_kernel = self.add_weight((m, m), self.recurrent_initializer, name="gate_recurrent_kernel")
+            self.gate_recurrent_kernel = self.add_weight((m, m), "zeros", name="gate_recurrent_kernel")
 
     def _bias_initializer(self, shape, dtype=None):
         """Zeros, except `forget_bias` for the forget gate (Gers et al. 2000; Keras' unit_forget_bias)."""
@@ -147,6 +148,7 @@ class LSTMCell(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="lstm")
 class LSTM(keras.layers.RNN):
     """A sequence layer over `LSTMCell`: `LSTM(64, variant="CIFG")`, plus any cell flag to override.
 

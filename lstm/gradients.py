@@ -55,8 +55,7 @@ def gradient_norms(model, kind, x, y):
 
     cell, readout = model.get_layer("rnn").cell, model.get_layer("readout")
     B, T, _ = x.shape
-    n = cell.units if kind == "lstm" else cell.units
-    states = [tf.zeros((B, n))] + ([tf.zeros((B, n))] if kind == "lstm" else [])
+    states = [tf.zeros((B, cell.units))] * (2 if kind == "lstm" else 1)
     hs, cs = [], []
     with tf.GradientTape() as tape:
         for t in range(T):  # unrolled on purpose: we need every h(k) / c(k) as a tensor
@@ -95,7 +94,7 @@ def gradient_norms(model, kind, x, y):
     return result
 
 
-def plot(rows, length, path):
+def plot(rows, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,7 +142,7 @@ def main(args):
         writer = csv.DictWriter(f, ["phase", "model", "quantity", "lag", "value"])
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, args.length, out / "vanishing.png")
+    plot(rows, out / "vanishing.png")
     get = lambda p, m, q, lag: next(r["value"] for r in rows if (r["phase"], r["model"], r["quantity"], r["lag"]) == (p, m, q, lag))  # noqa: E731
     last = args.length - 1
     print(f"task: sign of the first of T={args.length} inputs; {args.steps} Adam steps; accuracy after training "

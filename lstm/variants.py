@@ -23,7 +23,8 @@ from lstm.cell import VARIANTS
 
 DEFAULTS = {"quick": {"seeds": 3, "epochs": 50}, "full": {"seeds": 5, "epochs": 50}}
 DEFAULT_CONFIG = {"units": 128, "lr": 1e-2}
-FIELDS = ["variant", "units", "lr", "seed", "epochs", "best_epoch", "valid_nll", "test_nll", "seconds"]
+BAI_2018_LSTM_JSB = 8.45  # LSTM test NLL on JSB Chorales reported by Bai et al. (2018), the bar for this study
+FIELDS = ["variant", "units", "lr", "seed", "epochs", "batch_size", "best_epoch", "valid_nll", "test_nll", "seconds"]
 
 
 def nll(logits, targets, mask):
@@ -116,16 +117,28 @@ def search_configs(budget, units, lr, seed=1234):
 
 
 def read_results(path):
+    """Rows of results.csv with numbers parsed (files written before batch_size was recorded: 8)."""
     if not path.is_file():
         return []
     with open(path) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for k in ("units", "seed", "epochs", "best_epoch"):
+        r.setdefault("batch_size", "8")
+        for k in ("units", "seed", "epochs", "batch_size", "best_epoch"):
             r[k] = int(r[k])
         for k in ("lr", "valid_nll", "test_nll", "seconds"):
             r[k] = float(r[k])
     return rows
+
+
+def write_results(path, rows):
+    """Rewrite results.csv in full through a temporary file, so an interrupted write loses nothing."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def summarize(rows, variants):
@@ -156,7 +169,8 @@ def summarize(rows, variants):
     return table, {v: t for v, (_, t, _) in chosen.items()}
 
 
-def box_plot(samples, path, title):
+def box_plot(samples, path, title, reference=None):
+    """Box per variant with every run's test NLL as a dot; `reference` = (value, label) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,6 +179,11 @@ def box_plot(samples, path, title):
     names = list(samples)
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=90)
     ax.boxplot([samples[n] for n in names], tick_labels=names)
+    for k, n in enumerate(names, start=1):
+        ax.plot(np.full(len(samples[n]), k), samples[n], ".", color="C0", alpha=0.6)
+    if reference:
+        ax.axhline(reference[0], color="C3", ls="--", lw=0.8, label=reference[1])
+        ax.legend(fontsize=7)
     ax.set_ylabel("test NLL per time step")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
@@ -187,12 +206,11 @@ def main(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.csv"
-    rows = read_results(results_path)
-    done = {(r["variant"], r["units"], r["lr"], r["seed"], r["epochs"]) for r in rows}
-    plan = [(v, c, s) for c in configs for s in range(seeds) for v in variants
-            if (v, c["units"], c["lr"], s, epochs) not in done]
-    rows = [r for r in rows if r["epochs"] == epochs]
-    print(f"{len(plan)} runs to train ({len(rows)} already in {results_path}); {epochs} epochs each",
+    all_rows = read_results(results_path)
+    key = lambda v, c, s: (v, c["units"], c["lr"], s, epochs, args.batch_size)  # noqa: E731
+    done = {(r["variant"], r["units"], r["lr"], r["seed"], r["epochs"], r["batch_size"]): r for r in all_rows}
+    plan = [(v, c, s) for c in configs for s in range(seeds) for v in variants if key(v, c, s) not in done]
+    print(f"{len(plan)} runs to train ({len(done)} runs already in {results_path}); {epochs} epochs each",
           file=sys.stderr)
     bar = tqdm(plan, desc="runs", file=sys.stderr, dynamic_ncols=True)
     for v, c, s in bar:
@@ -200,14 +218,13 @@ def main(args):
         start = time.time()
         with contextlib.redirect_stdout(sys.stderr):
             best = train_run(splits, v, c["units"], c["lr"], s, epochs, batch_size=args.batch_size)
-        row = {"variant": v, **c, "seed": s, "epochs": epochs, **best, "seconds": time.time() - start}
-        rows.append(row)
-        new = not results_path.is_file()
-        with open(results_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        row = {"variant": v, **c, "seed": s, "epochs": epochs, "batch_size": args.batch_size, **best,
+               "seconds": time.time() - start}
+        done[key(v, c, s)] = row
+        all_rows.append(row)
+        write_results(results_path, all_rows)
+    # the statistics cover exactly this budget: these configurations, seeds, epochs and batch size
+    rows = [done[key(v, c, s)] for c in configs for s in range(seeds) for v in variants]
     table, samples = summarize(rows, variants)
     name = args.data or args.dataset
     print(f"test NLL per time step ({name}, budget {args.budget}: {epochs} epochs, {seeds} seeds, "
@@ -220,6 +237,7 @@ def main(args):
     print("* differs from V at p < 0.05 (Welch's t-test on test NLL; diverged runs are left out of the statistics)")
     with open(out / "summary.json", "w") as f:
         json.dump(table, f, indent=1)
-    box_plot(samples, out / "variants.png", f"{name}: test NLL per variant ({epochs} epochs, {seeds} seeds)")
+    reference = (BAI_2018_LSTM_JSB, "LSTM, Bai et al. 2018: 8.45") if name == "jsb" else None
+    box_plot(samples, out / "variants.png", f"{name}: test NLL per variant ({epochs} epochs, {seeds} seeds)", reference)
     print(f"wrote {results_path}, {out / 'summary.json'}, {out / 'variants.png'}", file=sys.stderr)
     return 0

@@ -82,6 +82,36 @@ def build_parser():
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "evaluate_main"))
 
     # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
+    p = sub.add_parser("heatmaps", help="attention heat maps of a trained run for a sentence, and their statistics",
+                       description="Translate SENTENCE with the run in --checkpoint and plot every layer's "
+                       "encoder self-, decoder self- and cross-attention (one PNG per layer and kind with all "
+                       "heads, one overview per kind), print the translation and a per-layer, per-head table "
+                       "of attention entropy and distance from the diagonal (also plotted).")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--sentence", action="append", metavar="TEXT",
+                   help="source sentence (repeatable; default: the article's two sentences)")
+    p.add_argument("--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)")
+    p.set_defaults(handler=cliutil.lazy("transformer.plot", "heatmaps_main"))
+
+    p = sub.add_parser("demo", help="the article's worked examples: split-heads, mantra, cross-attention, masks")
+    p.add_argument("name", choices=["split-heads", "mantra", "cross-attention", "masks", "all"])
+    p.add_argument("--out", default="figures/demos", metavar="DIR", help="where figures go (default %(default)s)")
+    p.set_defaults(handler=cliutil.lazy("transformer.demos", "main"))
+
+    p = sub.add_parser("bench", help="speed benchmarks against stock-Keras baselines measured in the same run",
+                       description="Training throughput against a stock-Keras Transformer, cached vs recompute "
+                       "decoding, beam vs greedy, FLOP/s against a measured matmul peak, and peak memory. "
+                       "Writes bench.json and bench.md into --out.")
+    p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (a smoke test)")
+    p.add_argument("--out", default="bench-results", metavar="DIR", help="output directory (default %(default)s)")
+    p.add_argument("--data", metavar="FILE", help="spa.txt-style file for sentence lengths (default: fetch spa-eng; "
+                   "synthetic lengths if unavailable)")
+    p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
+                   help="model size to measure (default %(default)s)")
+    p.add_argument("--seconds", type=float, help="seconds per side per timing round (training)")
+    p.add_argument("--rounds", type=int, help="alternating timing rounds")
+    p.add_argument("--pairs", type=int, help="sentence pairs to sample")
+    p.set_defaults(handler=cliutil.lazy("transformer.bench", "main"))
 
     return parser
 

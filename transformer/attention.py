@@ -99,10 +99,11 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = value_shape or query_shape
-        self.wq.build(query_shape)
-        self.wk.build(key_shape or value_shape)
-        self.wv.build(value_shape)
-        self.dense.build(tuple(query_shape[:-1]) + (self.d_model,))
+        shapes = [(self.wq, query_shape), (self.wk, key_shape or value_shape), (self.wv, value_shape),
+                  (self.dense, tuple(query_shape[:-1]) + (self.d_model,))]
+        for dense, shape in shapes:
+            if not dense.built:  # a sublayer may have been used on its own already
+                dense.build(shape)
 
     def split_heads(self, x):
         """(batch, seq, d_model) -> (batch, heads, seq, depth): head h gets features h*depth..(h+1)*depth-1."""

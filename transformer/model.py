@@ -155,11 +155,16 @@ class _Stack(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocab_size, d_model, name="embedding", dtype=policy)
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
-        self.blocks = [
-            self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=f"layer_{i + 1}", dtype=policy)
-            for i in range(num_layers)
-        ]
+        for i in range(num_layers):
+            # one attribute per layer (not a list): tf.train.Checkpoint tracks attributes only
+            layer = self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=f"layer_{i + 1}", dtype=policy)
+            setattr(self, f"layer_{i + 1}", layer)
         self.final_norm = _layer_norm("final_norm", policy) if pre_norm else None
+
+    @property
+    def blocks(self):
+        """The stacked layers, bottom first."""
+        return [getattr(self, f"layer_{i + 1}") for i in range(self.num_layers)]
 
     def embed(self, ids, positions, training=False):
         """Embedding scaled by sqrt(d_model) (paper section 3.4) plus the position codes."""

@@ -33,10 +33,10 @@ PROFILES = {
                  vocab_size=1000, token_budget=512, max_length=48, max_positions=128,
                  epochs=3, warmup_steps=50),
     "demo": dict(num_layers=2, d_model=128, num_heads=4, dff=512, dropout_rate=0.1,
-                 vocab_size=8000, token_budget=4096, max_length=48, max_positions=128,
+                 vocab_size=8000, token_budget=2048, max_length=48, max_positions=128,
                  epochs=2, warmup_steps=1000),
     "base": dict(num_layers=4, d_model=128, num_heads=8, dff=512, dropout_rate=0.1,
-                 vocab_size=8000, token_budget=4096, max_length=64, max_positions=160,
+                 vocab_size=8000, token_budget=2048, max_length=64, max_positions=160,
                  epochs=30, warmup_steps=4000),
     "big": dict(num_layers=6, d_model=512, num_heads=8, dff=2048, dropout_rate=0.1,
                 vocab_size=8000, token_budget=8192, max_length=64, max_positions=160,
@@ -351,11 +351,16 @@ def train(config, run_dir):
     print(f"{config['direction']}: {len(train_src):,} training pairs ({dropped:,} longer than "
           f"{config['max_length']} tokens left out), {len(val_src):,} validation pairs, "
           f"{replicas} replica(s)", file=sys.stderr)
-    train_ds = data.make_dataset(train_src, train_tgt, config["token_budget"], config["max_length"],
-                                 shuffle=True, seed=config["seed"], drop_remainder=config["jit_compile"])
+
+    def epoch_dataset(number):
+        """Epoch `number`'s batches, shuffled with seed + number: the same order whether or
+        not the run was interrupted and resumed."""
+        ds = data.make_dataset(train_src, train_tgt, config["token_budget"], config["max_length"],
+                               shuffle=True, seed=config["seed"] + number, drop_remainder=config["jit_compile"])
+        return strategy.experimental_distribute_dataset(ds) if replicas > 1 else ds
+
     val_ds = data.make_dataset(val_src, val_tgt, config["token_budget"], config["max_length"])
     if replicas > 1:
-        train_ds = strategy.experimental_distribute_dataset(train_ds)
         val_ds = strategy.experimental_distribute_dataset(val_ds)
 
     with strategy.scope():
@@ -393,8 +398,8 @@ def train(config, run_dir):
         while int(epoch) < config["epochs"] and not done():
             start, tokens, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0.0, 0
             bar = tqdm(desc=f"epoch {int(epoch) + 1}/{config['epochs']}", unit="step", file=sys.stderr,
-                       dynamic_ncols=True, mininterval=1.0, disable=None)
-            for inputs, labels in train_ds:
+                       dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
+            for inputs, labels in epoch_dataset(int(epoch)):
                 loss, acc, ntok = (float(x) for x in train_step(inputs, labels))
                 step = int(optimizer.iterations)
                 if not math.isfinite(loss):
@@ -423,7 +428,7 @@ def train(config, run_dir):
             if stop.signum is not None:
                 if chief:
                     save(f"stopped by {signal.Signals(stop.signum).name}")
-                    print(f"rerun the same command to resume", file=sys.stderr)
+                    print("rerun the same command to resume", file=sys.stderr)
                 return 128 + stop.signum
             step = int(optimizer.iterations)
             if done():

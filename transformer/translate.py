@@ -74,7 +74,10 @@ def load_run(run_dir):
     from transformer.train import build_model
 
     model = build_model(config)
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    # Every model variable must be found; the optimizer state in the file is not needed.
+    status = tf.train.Checkpoint(model=model).restore(checkpoint)
+    status.assert_existing_objects_matched()
+    status.expect_partial()
     return Run(model, load_tokenizer(run_dir, src_lang), load_tokenizer(run_dir, tgt_lang),
                config, config["direction"], run_dir, checkpoint)
 

@@ -69,3 +69,11 @@ def test_bpemb_source(cli, bpemb_pair, capsys):
     kv = KeyedVectors.load_word2vec_format(str(bpemb_pair[1]), binary=True)
     expected = [t for t, _ in kv.most_similar("\u2581king", topn=8) if t not in ("<unk>", "<s>", "</s>")][:5]
     assert tokens == expected  # same answer as gensim's own cosine search
+
+
+def test_word_initial_piece_is_preferred_over_the_inner_piece():
+    tokens = ["<pad>", "great", "\u2581great", "\u2581good"]
+    matrix = np.array([[0, 0], [1, 0], [0, 1], [0.1, 1]], dtype=np.float32)
+    vectors = Vectors(tokens, matrix, skip=1)
+    assert vectors.neighbors("great", k=1)[0][0] == "\u2581good"
+    assert vectors.neighbors("Great", k=1)[0][0] == "\u2581good"

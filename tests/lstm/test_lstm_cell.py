@@ -58,10 +58,14 @@ def test_config_round_trip_gives_same_layer():
     np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(layer(x)), atol=1e-12)
 
 
-def test_forget_bias_initialisation():
+def test_initialisation():
     layer = LSTM(3, variant="V", forget_bias=1.5)
     layer.build((None, None, 2))
     np.testing.assert_array_equal(np.asarray(layer.cell.bias), [0] * 3 + [1.5] * 3 + [0] * 6)  # in, for, z, out
+    # the extensions start switched off: peepholes and the gate recurrence are zero
+    fgr = LSTM(3, variant="FGR")
+    fgr.build((None, None, 2))
+    assert not np.any(np.asarray(fgr.cell.gate_recurrent_kernel)) and not np.any(np.asarray(fgr.cell.peephole["out"]))
 
 
 def test_variants_have_the_weights_they_should():
@@ -78,7 +82,6 @@ def test_cifg_forget_gate_is_one_minus_input_gate():
     """V with forget-gate weights = -(input-gate weights) has f = sigmoid(-i_bar) = 1 - i: it equals CIFG."""
     cifg = build(variant="CIFG")
     v = build(variant="V")
-    n = 5
     for name in ("kernel", "recurrent_kernel", "bias"):
         w_in, w_z, w_out = np.split(np.asarray(weight(cifg, name)), 3, axis=-1)
         weight(v, name).assign(np.concatenate([w_in, -w_in, w_z, w_out], axis=-1))
@@ -87,7 +90,6 @@ def test_cifg_forget_gate_is_one_minus_input_gate():
     weight(v, "p_out").assign(weight(cifg, "p_out"))
     x = inputs(dtype="float64")
     np.testing.assert_allclose(np.asarray(v(x)), np.asarray(cifg(x)), atol=1e-12)
-    assert n == cifg.cell.units
 
 
 @pytest.mark.parametrize("variant, gate_index", [("NIG", 0), ("NFG", 1), ("NOG", 3)])
@@ -139,3 +141,12 @@ def test_peepholes_and_gate_recurrence_change_the_output_only_when_nonzero():
     np.testing.assert_allclose(np.asarray(fgr(x)), np.asarray(v(x)), atol=1e-12)
     fgr.cell.gate_recurrent_kernel.assign(np.full((15, 15), 0.1))
     assert np.max(np.abs(np.asarray(fgr(x)) - np.asarray(v(x)))) > 1e-3
+
+
+def test_model_save_and_load(tmp_path):
+    model = keras.Sequential([keras.Input((None, 4)), LSTM(3, variant="CIFG"), keras.layers.Dense(2)])
+    x = inputs()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.layers[0].cell.coupled_gates
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)

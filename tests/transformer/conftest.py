@@ -1,0 +1,38 @@
+"""Shared fixtures of the Transformer tests: the spa.txt fixture and `tiny_run`, a `tiny`
+model trained for a few seconds on it (a real run directory that `load_run` can load)."""
+import contextlib
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
+
+
+@pytest.fixture(scope="session")
+def spa_fixture():
+    return FIXTURE
+
+
+def train_tiny(run_dir, **overrides):
+    """Train the `tiny` profile on the fixture into `run_dir` in this process; returns the exit status."""
+    from transformer import train
+
+    config = train.make_config("tiny", direction="en-es", data=str(FIXTURE), **overrides)
+    config["_explicit"] = set(overrides)
+    with contextlib.redirect_stdout(sys.stderr):
+        return train.train(config, run_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Path of a run directory holding a `tiny` en-es model trained for 2 epochs on the fixture."""
+    run_dir = tmp_path_factory.mktemp("runs") / "en-es-tiny"
+    assert train_tiny(run_dir, epochs=2) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer():
+    """The `train_tiny(run_dir, **overrides)` helper, for tests that train their own runs."""
+    return train_tiny

@@ -1,0 +1,55 @@
+"""`python -m transformer bench --quick` at tiny sizes: it runs, and its report holds every
+figure as a positive, finite number (plus the FLOP accounting against a hand count)."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import cliutil
+from transformer.__main__ import main
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
+
+
+def positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_training_flops_hand_count():
+    from transformer.bench import training_flops
+
+    config = dict(d_model=2, dff=3, num_layers=1, tgt_vocab_size=5)
+    # batch 1, source 1 token, target 1 token; forward multiply-adds:
+    # encoder 4*2*2 (projections) + 1*2 + 1*2 (scores, sums) + 2*3*2 (ffn) = 32
+    # decoder 16 + 2 + 2 (self) + 2*4 + 2*4 + 2 + 2 (cross) + 12 (ffn) = 52; output 2*5 = 10
+    assert training_flops(config, 1, 1, 1) == 3 * 2 * (32 + 52 + 10)
+
+
+def test_bench_quick(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cliutil.run(main, ["bench", "--quick", "--profile", "tiny", "--seconds", "0.3", "--rounds", "1",
+                           "--pairs", "300", "--data", str(FIXTURE), "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0, err[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    table = (tmp_path / "bench.md").read_text()
+    assert out == table and "| figure | ours | baseline | ratio |" in table
+
+    training = report["training"]
+    assert len(training["baselines"]) == 2
+    assert positive(training["ours"]["tokens_per_second"])
+    for base in training["baselines"]:
+        assert positive(training[base]["tokens_per_second"]) and positive(training["speedup"][base])
+        assert 0 < training[base]["padding_efficiency"] <= 1
+    decoding = report["decoding"]
+    assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
+    for key in ("cached_speedup", "cached_latency_speedup", "beam4_over_greedy_time"):
+        assert positive(decoding[key])
+    assert all(positive(v) for v in decoding["sentences_per_second"].values())
+    assert all(positive(v) for v in decoding["latency_ms"].values())
+    efficiency = report["efficiency"]
+    assert positive(efficiency["matmul_peak_gflops"]) and 0 < efficiency["ours_utilization_pct"] < 100
+    memory = report["memory"]
+    assert memory["ours_mib"] > 100 and memory["baseline_mib"] > 100  # TensorFlow alone takes more
+    assert report["device"] and report["date"] and report["profile"] == "tiny"

@@ -1,0 +1,140 @@
+"""Heat maps from a trained `tiny` checkpoint, and the article's demos, through the CLI."""
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cliutil
+from transformer.__main__ import main
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
+
+
+@pytest.fixture(scope="module")
+def run_dir(request, tmp_path_factory):
+    """The session's `tiny_run` (tests/transformer/conftest.py) when there is one, else a
+    2-layer tiny run trained for a few steps here."""
+    try:
+        return Path(request.getfixturevalue("tiny_run"))
+    except pytest.FixtureLookupError:
+        from transformer.train import make_config, train
+
+        config = make_config("tiny", data=str(FIXTURE), steps=3, num_layers=2, vocab_size=200)
+        path = tmp_path_factory.mktemp("runs") / "en-es-tiny"
+        assert train(config, path) == 0
+        return path
+
+
+def run_cli(argv, capsys):
+    """`python -m transformer ARGV` in-process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cliutil.run(main, argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.fixture(scope="module")
+def heatmaps(run_dir, tmp_path_factory):
+    from transformer.plot import write_heatmaps
+    from transformer.translate import load_run
+
+    run = load_run(run_dir)
+    out = tmp_path_factory.mktemp("heatmaps")
+    translation, rows, paths = write_heatmaps(run, "He admired her as a great director.", out)
+    return run, out, translation, rows, paths
+
+
+def test_heatmap_files(heatmaps):
+    run, out, translation, rows, paths = heatmaps
+    layers = run.config["num_layers"]
+    pngs = sorted(out.glob("*.png"))
+    assert sorted(paths) == pngs
+    assert len(pngs) == 3 * layers + 3 + 1  # per layer and kind, an overview per kind, the summary plot
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        for layer in range(1, layers + 1):
+            assert (out / f"he-admired-her-as-a-great_{kind}_layer{layer}.png").is_file()
+        assert (out / f"he-admired-her-as-a-great_{kind}_all_layers.png").is_file()
+    for png in pngs:
+        width, height = png_size(png)
+        assert 200 <= width <= 4000 and 150 <= height <= 6000
+        assert 5_000 < png.stat().st_size < 1_500_000
+
+
+def test_entropy_table(heatmaps):
+    run, out, translation, rows, paths = heatmaps
+    layers, heads = run.config["num_layers"], run.config["num_heads"]
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        kind_rows = [r for r in rows if r["kind"] == kind]
+        assert sorted((r["layer"], r["head"]) for r in kind_rows) == [
+            (layer, head) for layer in range(1, layers + 1) for head in range(1, heads + 1)]
+    for r in rows:
+        assert 0.0 <= r["entropy"] <= r["max_entropy"] + 1e-6
+        assert r["distance"] >= 0.0
+
+
+def test_summary_against_hand_computed_maps():
+    from transformer.plot import attention_summary
+
+    one_hot = np.eye(4)[None, None]  # every query attends to itself only
+    uniform = np.full((1, 1, 4, 4), 0.25)
+    rows = attention_summary({"encoder_self": np.concatenate([one_hot, uniform], axis=1)})
+    assert rows[0]["entropy"] == pytest.approx(0.0) and rows[0]["distance"] == pytest.approx(0.0)
+    assert rows[1]["entropy"] == pytest.approx(math.log(4)) and rows[1]["max_entropy"] == pytest.approx(math.log(4))
+    assert rows[1]["distance"] == pytest.approx(np.mean([1.5, 1.0, 1.0, 1.5]))
+    # cross-attention, 3 queries over 5 keys: the diagonal runs through keys 0, 2, 4
+    on_diagonal, on_first = np.eye(5)[[0, 2, 4]], np.eye(5)[[0, 0, 0]]
+    cross = attention_summary({"cross": np.stack([on_diagonal, on_first])[None]})
+    assert cross[0]["distance"] == pytest.approx(0.0) and cross[1]["distance"] == pytest.approx(2.0)
+    assert cross[0]["max_entropy"] == pytest.approx(math.log(5))
+
+
+def test_heatmaps_cli(run_dir, tmp_path, capsys):
+    code, out, err = run_cli(["heatmaps", "--checkpoint", str(run_dir), "--sentence", "Hello.",
+                              "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert out.startswith("source:      Hello.\ntranslation: ")
+    assert "entropy" in out and "mean over heads" in out
+    assert len(list(tmp_path.glob("hello_*.png"))) > 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--checkpoint", "/nonexistent/run", "--sentence", "Hi."], "no run directory"),
+    (["--sentence", "  "], "empty"),
+])
+def test_heatmaps_errors(run_dir, tmp_path, capsys, argv, message):
+    if "--checkpoint" not in argv:
+        argv = ["--checkpoint", str(run_dir)] + argv
+    code, out, err = run_cli(["heatmaps", *argv, "--out", str(tmp_path)], capsys)
+    assert code != 0
+    assert err.startswith("error:") and err.count("\n") == 1 and message in err
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("split-heads", ["(1, 9, 512)", "(1, 8, 9, 64)", "head 0, token 0: 1..64", "head 7, token 8: 4545..4608",
+                     "(1, 8, 9, 9)"]),
+    ("mantra", ["0.99", "1.000000", "largest difference to the hand-made sum"]),
+    ("cross-attention", ["(1, 12, 512)", "(1, 9, 512)", "(1, 8, 12, 9)", "(1, 12, 512)"]),
+    ("masks", ["[[1 1 1 1 0 0]", "[1 1 1 1 1 1]]"]),
+])
+def test_demos(name, expected, tmp_path, capsys):
+    code, out, err = run_cli(["demo", name, "--out", str(tmp_path)], capsys)
+    assert code == 0
+    for text in expected:
+        assert text in out
+    for png in tmp_path.glob("*.png"):
+        png_size(png)
+    if name == "mantra":
+        difference = float(out.split("largest difference to the hand-made sum:")[1].split()[0])
+        assert difference < 1e-6
+        assert (tmp_path / "mantra_weights.png").is_file()
+    if name in ("cross-attention", "masks"):
+        assert len(list(tmp_path.glob("*.png"))) == 1

@@ -1,0 +1,183 @@
+"""Loss, schedule, the training loop's run directory, resuming, signals and non-finite losses,
+mixed precision and XLA numerics."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cliutil import UserError
+from transformer import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_token_losses_match_keras_label_smoothing():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 5, 11)).astype("float32")
+    labels = rng.integers(0, 11, size=(3, 5))
+    for eps in (0.0, 0.1):
+        reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps, reduction=None)(
+            keras.ops.one_hot(labels, 11), logits)
+        np.testing.assert_allclose(train.token_losses(labels, logits, eps), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_loss_and_accuracy_ignore_padding():
+    labels = np.array([[5, 6, 2, 0, 0]])
+    logits = np.zeros((1, 5, 8), "float32")
+    logits[0, 0, 5] = logits[0, 1, 1] = logits[0, 2, 2] = 10.0  # tokens 1 and 3 right, token 2 wrong
+    base_loss = float(train.masked_loss(labels, logits))
+    noisy = logits.copy()
+    noisy[0, 3:] = np.random.default_rng(1).normal(size=(2, 8)) * 50  # garbage at padding positions
+    assert float(train.masked_loss(labels, noisy)) == pytest.approx(base_loss, rel=1e-6)
+    per_token = -np.log(np.exp(logits[0, :3]) / np.exp(logits[0, :3]).sum(-1, keepdims=True))[[0, 1, 2], [5, 6, 2]]
+    assert base_loss == pytest.approx(per_token.mean(), rel=1e-5)
+    assert float(train.masked_accuracy(labels, noisy)) == pytest.approx(2 / 3)
+
+
+def test_warmup_schedule_follows_the_paper():
+    schedule = train.WarmupSchedule(128, warmup_steps=4000)
+    for step in (1, 100, 4000, 10000):
+        expected = 128 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
+        assert float(schedule(step - 1)) == pytest.approx(expected, rel=1e-5)  # optimizer.iterations is 0-based
+    assert float(train.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
+    optimizer = train.make_optimizer(train.make_config("tiny"))
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
+
+
+def test_profiles_and_overrides():
+    base = train.make_config("base")
+    assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == \
+        (4, 128, 512, 8, 0.1)
+    assert base["vocab_size"] == 8000 and base["label_smoothing"] == 0.1
+    assert train.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
+    with pytest.raises(UserError, match="divisible"):
+        train.make_config("base", d_model=100)
+    with pytest.raises(UserError, match="profile"):
+        train.make_config("huge")
+
+
+def test_tiny_run_directory_holds_everything(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "tokenizer_en.model", "tokenizer_es.model", "ckpt", "best", "logs",
+            "train_log.jsonl"} <= names
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["profile"] == "tiny" and config["direction"] == "en-es"
+    log = [json.loads(line) for line in (tiny_run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    for r in log:
+        assert r["val_perplexity"] == pytest.approx(math.exp(r["val_loss"]))
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    assert tf.train.latest_checkpoint(str(tiny_run / "ckpt")).endswith(f"ckpt-{log[-1]['step']}")
+    assert list((tiny_run / "logs").glob("events.out.tfevents.*"))
+
+
+def _iterations(run_dir):
+    path = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
+    reader = tf.train.load_checkpoint(path)
+    key = next(k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/_iterations"))
+    return int(reader.get_tensor(key)), reader
+
+
+def test_rerun_resumes_at_the_same_step_with_optimizer_state(tiny_trainer, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert tiny_trainer(run_dir, steps=4, epochs=5) == 0
+    step, reader = _iterations(run_dir)
+    assert step == 4
+    moments = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/_variables/")}
+    assert any(np.abs(v).sum() > 0 for v in moments.values())  # Adam state saved
+    capsys.readouterr()
+    assert tiny_trainer(run_dir, steps=7, epochs=5) == 0
+    assert "at step 4" in capsys.readouterr().err
+    assert _iterations(run_dir)[0] == 7
+    # a rerun that asks for a different architecture is refused, not silently mixed
+    with pytest.raises(UserError, match="d_model=32"):
+        tiny_trainer(run_dir, d_model=64)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_trainer, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert tiny_trainer(run_dir, steps=3) == 0
+    good = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
+    real = train.token_losses
+    monkeypatch.setattr(train, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(UserError, match=r"loss became nan at step 4; stopped without saving.*ckpt-3"):
+        tiny_trainer(run_dir, steps=6)
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")) == good
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(spa_fixture, tmp_path):
+    cmd = [sys.executable, "-m", "transformer", "train", "--profile", "tiny", "--data", str(spa_fixture),
+           "--checkpoints-dir", str(tmp_path), "--run", "r", "--epochs", "1000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+    deadline = time.time() + 120
+    for line in proc.stderr:  # wait until training runs (the first epoch is done)
+        err.append(line)
+        if "epoch 1 step" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, rest = proc.communicate(timeout=60)
+    err = "".join(err) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM: checkpoint" in err and "Traceback" not in err
+    assert out == ""  # nothing on stdout
+    step, _ = _iterations(tmp_path / "r")
+    assert step > 0 and (tmp_path / "r" / "ckpt" / f"ckpt-{step}.index").is_file()
+
+
+def _tiny_batch(config, seed=0):
+    rng = np.random.default_rng(seed)
+    src = rng.integers(4, config["src_vocab_size"], (4, 7)).astype("int32")
+    tgt = rng.integers(4, config["tgt_vocab_size"], (4, 6)).astype("int32")
+    src[:, 5:] = 0
+    tgt[0, 4:] = 0
+    tgt_in = np.concatenate([np.ones((4, 1), "int32"), tgt[:, :-1]], 1)
+    return (tf.constant(src), tf.constant(tgt_in)), tf.constant(tgt)
+
+
+def _two_steps(config, weights):
+    """Losses of two train steps on one batch (the second after one Adam update)."""
+    model = train.build_model(config)
+    model.set_weights(weights)
+    optimizer = train.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    step = train.make_train_step(model, optimizer, config)
+    batch = _tiny_batch(config)
+    (loss, _, tokens), (loss2, _, _) = step(*batch), step(*batch)
+    return float(loss), float(loss2), float(tokens)
+
+
+def test_mixed_precision_matches_float32():
+    config = train.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, warmup_steps=1)
+    keras.utils.set_random_seed(0)
+    weights = train.build_model(config).get_weights()
+    loss32, after32, tokens = _two_steps(config, weights)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        loss16, after16, tokens16 = _two_steps({**config, "mixed_precision": True}, weights)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert tokens16 == tokens == 22
+    assert after32 < loss32  # the update is large enough to matter
+    assert loss16 == pytest.approx(loss32, rel=2e-3)
+    assert after16 == pytest.approx(after32, rel=5e-3)
+
+
+def test_jit_compiled_step_matches_plain_step():
+    config = train.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, warmup_steps=1)
+    keras.utils.set_random_seed(0)
+    weights = train.build_model(config).get_weights()
+    loss, after, _ = _two_steps({**config, "jit_compile": False}, weights)
+    loss_xla, after_xla, _ = _two_steps({**config, "jit_compile": True}, weights)
+    assert after < loss
+    assert loss_xla == pytest.approx(loss, rel=1e-5)
+    assert after_xla == pytest.approx(after, rel=1e-4)

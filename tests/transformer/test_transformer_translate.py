@@ -1,0 +1,116 @@
+"""load_run, translation (batching, bad input), evaluation (BLEU/chrF with every reference,
+per-token perplexity) and the translate/evaluate command lines."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cliutil import UserError
+from transformer import data, translate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run):
+    return translate.load_run(tiny_run)
+
+
+def test_load_run_restores_the_best_checkpoint(run, tiny_run):
+    assert run.direction == "en-es" and run.config["profile"] == "tiny"
+    assert run.src_tokenizer.encode("Go.") and run.tgt_tokenizer.vocab_size == run.config["tgt_vocab_size"]
+    assert run.checkpoint == tf.train.latest_checkpoint(str(tiny_run / "best"))
+    reader = tf.train.load_checkpoint(run.checkpoint)
+    saved = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "VARIABLE_VALUE" in k]
+    for weight in run.model.weights:  # every weight holds a value of the file (not its initial value)
+        assert any(s.shape == weight.shape and np.array_equal(s, weight.numpy()) for s in saved), weight.path
+
+
+def test_translate_keeps_alignment_and_handles_bad_input(run, capsys):
+    long_line = " ".join(["hello"] * 200)
+    lines = ["Go.", "", "   ", "I'm hungry. 日本 ☃", long_line, "Hi."]
+    out = translate.translate(run, lines)
+    assert len(out) == len(lines) and out[1] == out[2] == ""
+    assert all(isinstance(t, str) for t in out)
+    err = capsys.readouterr().err
+    assert [l for l in err.splitlines() if l.startswith("warning:")] == [
+        "warning: line 5 has 201 tokens; only its first 47 are translated"]
+    # batching does not change a translation: sentence by sentence == all at once
+    singles = [translate.translate(run, [s])[0] for s in lines]
+    assert singles == out
+    assert translate.translate(run, ["Go.", "Hi."], batch_size=1) == [out[0], out[5]]
+
+
+def test_beam_search_translates_too(run):
+    out = translate.translate(run, ["Go.", "", "I'm hungry."], beam=3)
+    assert len(out) == 3 and out[1] == ""
+
+
+def test_perplexity_is_per_token_and_matches_an_unbatched_computation(run):
+    pairs = [("Go.", "Ve."), ("I'm hungry.", "Tengo hambre."), ("Hi.", "Hola.")]
+    ppl, tokens = translate.perplexity(run, pairs)
+    total, count = 0.0, 0
+    for source, target in pairs:
+        src = np.array([run.src_tokenizer.encode(source) + [data.EOS_ID]])
+        tgt = run.tgt_tokenizer.encode(target) + [data.EOS_ID]
+        logits, _ = run.model((src, np.array([[data.BOS_ID] + tgt[:-1]])), training=False)
+        log_probs = tf.nn.log_softmax(logits[0]).numpy()
+        total -= sum(log_probs[t, token] for t, token in enumerate(tgt))
+        count += len(tgt)
+    assert tokens == count
+    assert ppl == pytest.approx(math.exp(total / count), rel=1e-4)
+
+
+def test_bleu_uses_every_reference(run, monkeypatch, spa_fixture):
+    groups = data.load_splits("en-es", spa_fixture, seed=run.config["split_seed"], warn=False)["test"]
+    assert any(len(refs) > 1 for _, refs in groups)
+    by_source = dict(groups)
+    # a "model" that always outputs the LAST reference scores 100 only if all references count
+    monkeypatch.setattr(translate, "translate", lambda r, sources, *a, **k: [by_source[s][-1] for s in sources])
+    report = translate.evaluate(run, "test")
+    assert report["bleu"] == pytest.approx(100.0) and report["chrf"] == pytest.approx(100.0)
+    assert report["sources"] == len(groups) and report["references"] == sum(len(r) for _, r in groups)
+    assert math.isfinite(report["perplexity"]) and report["perplexity"] > 1
+
+
+def _cli(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "transformer", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_translate_cli_prints_only_translations_in_order(tiny_run, run):
+    r = _cli("translate", "--checkpoint", str(tiny_run), stdin="Go.\n\nI'm hungry.\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n") == [*translate.translate(run, ["Go.", "", "I'm hungry."]), ""]
+
+
+def test_evaluate_cli_writes_a_report(tiny_run):
+    r = _cli("evaluate", "--checkpoint", str(tiny_run), "--limit", "5")
+    assert r.returncode == 0, r.stderr
+    assert "BLEU" in r.stdout and "chrF" in r.stdout and "perplexity" in r.stdout
+    report = json.loads((tiny_run / "eval_test_beam1_limit5.json").read_text())
+    assert report["sources"] == 5 and 0 <= report["bleu"] <= 100 and report["split"] == "test"
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty", "no-checkpoint", "bad-json"])
+def test_missing_or_incomplete_checkpoint_dir_is_a_one_line_error(tmp_path, tiny_run, setup):
+    run_dir = tmp_path / "run"
+    if setup != "missing":
+        run_dir.mkdir()
+    if setup == "no-checkpoint":
+        for f in tiny_run.glob("*.*"):
+            (run_dir / f.name).write_bytes(f.read_bytes())
+    if setup == "bad-json":
+        (run_dir / "config.json").write_text("{")
+    with pytest.raises(UserError):
+        translate.load_run(run_dir)
+    for command in (["translate", "Hi."], ["evaluate"]) if setup == "missing" else (["translate", "Hi."],):
+        r = _cli(*command, "--checkpoint", str(run_dir))
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
