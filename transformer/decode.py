@@ -6,9 +6,9 @@
   in a preallocated cache, so step t costs one position instead of t.
 * :func:`beam_search`: keep the ``beam_size`` best prefixes, score finished ones with
   the GNMT length penalty ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (Wu et al. 2016, eq. 14).
-* :func:`greedy_decode_recompute`: greedy decoding that re-runs the decoder over
-  the whole prefix at every step (the textbook loop; a speed baseline and a test
-  reference that must give the same ids).
+* :func:`greedy_decode_recompute`: greedy decoding that re-runs the whole model over
+  the source and the whole prefix at every step (the textbook loop of the TensorFlow
+  tutorial; a speed baseline and a test reference that must give the same ids).
 
 All three are batched and compiled (``tf.function`` around a ``tf.while_loop``: no
 Python runs per token) and return int32 ids (batch, out_len) without bos, cut at the
@@ -21,7 +21,7 @@ import weakref
 import tensorflow as tf
 from keras import ops
 
-from transformer.attention import padding_mask, decoder_self_attention_mask
+from transformer.attention import padding_mask
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -55,7 +55,7 @@ def greedy_decode(model, src_ids, max_length=None):
 
 
 def greedy_decode_recompute(model, src_ids, max_length=None):
-    """Greedy decoding that recomputes the decoder over the whole prefix every step."""
+    """Greedy decoding that calls the whole model on (source, bos + prefix) every step."""
     return _compiled_fn(model, "recompute")(*_prepare(model, src_ids, max_length))
 
 
@@ -101,13 +101,13 @@ def _greedy(model, src_ids, max_lengths):
 
 
 def _greedy_recompute(model, src_ids, max_lengths):
+    """The textbook loop (as in the TensorFlow tutorial): call the whole model on
+    (source, bos + prefix) every step and keep the logits of the last position."""
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
-    enc_output, _ = model.encode(src_ids)
-    src_mask = padding_mask(src_ids)
 
     def step(t, prefix, finished):
-        dec_output, _ = model.decoder(prefix, enc_output, decoder_self_attention_mask(prefix), src_mask)
-        logits = model.final_layer(dec_output[:, -1:, :])[:, 0, :]
+        logits, _ = model((src_ids, prefix))
+        logits = logits[:, -1, :]
         ids = tf.argmax(_next_token_log_probs(logits), axis=-1, output_type=tf.int32)
         ids = tf.where(finished, PAD, ids)
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)

@@ -114,6 +114,13 @@ def _grid(heads):
     return rows, math.ceil(heads / rows)
 
 
+def _wrap(title, width_inches):
+    """Wrap each line of a title to what fits the figure (about 13 characters per inch at 9 pt)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, max(30, int(13 * width_inches))) for line in title.split("\n"))
+
+
 def plot_layer(weights, x_labels, y_labels, title, path):
     """All heads of one layer, (heads, query_len, key_len), on one colour scale;
     x axis: keys (``x_labels``), y axis: queries (``y_labels``)."""
@@ -132,7 +139,7 @@ def plot_layer(weights, x_labels, y_labels, title, path):
         ax.set_title(f"head {h + 1}", fontsize=9)
         ax.set_xticks(range(len(x_labels)), x_labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(y_labels)), y_labels, fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -154,7 +161,7 @@ def plot_overview(maps, title, path):
             axes[layer, head].set_title(f"head {head + 1}", fontsize=8)
         if head == 0:
             axes[layer, head].set_ylabel(f"layer {layer + 1}", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -206,7 +213,7 @@ def write_heatmaps(run, sentence, out):
     for kind, weights in maps.items():
         kind_title = KINDS[kind][2]
         for layer in range(weights.shape[0]):
-            title = f'"{sentence}" -> "{shown}"\n{kind_title}, layer {layer + 1}, all heads'
+            title = f'{kind_title}, layer {layer + 1}, all heads\nsource: "{sentence}"\ntranslation: "{shown}"'
             paths.append(plot_layer(weights[layer], *axes[kind], title, out / f"{name}_{kind}_layer{layer + 1}.png"))
         paths.append(plot_overview(weights, f'"{sentence}": {kind_title}, every layer and head',
                                    out / f"{name}_{kind}_all_layers.png"))

@@ -116,3 +116,15 @@ def test_wide_beam_is_exhaustive_search(alpha):
         best.append(candidates[int(np.argmax(scores))])
     found = np.asarray(beam_search(model, src, beam_size=32, length_penalty=alpha, max_length=4))
     assert [[t for t in row if t] for row in found] == best
+
+
+def test_mixed_float16_decoding(src):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = random_model(pre_norm=True, scale=1.0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.compute_dtype == "float16"
+    cached = np.asarray(greedy_decode(model, src, max_length=12))
+    np.testing.assert_array_equal(cached, np.asarray(greedy_decode_recompute(model, src, max_length=12)))
+    assert cached.shape[0] == len(src) and np.asarray(beam_search(model, src, 2, max_length=12)).shape[0] == len(src)
