@@ -67,7 +67,7 @@ def fit_keras(run_dir, cfg, train, val, pretrained_file, seed):
     from embeddings import tokenize
 
     start = time.perf_counter()
-    print(f"fitting the {cfg['tokenizer']} tokenizer on {len(train[0])} reviews ...", file=sys.stderr)
+    print(f"fitting the {cfg['tokenizer']} tokenizer on the training reviews ...", file=sys.stderr)
     tokenizer = tokenize.build(cfg["tokenizer"], train[0], cfg["vocab_size"], run_dir, cfg.get("bpemb_dim", 100))
     tokenizer.save(run_dir)
     train_ids = truncate(tokenizer.encode(train[0]), cfg["max_len"])

@@ -2,7 +2,6 @@
 mixed precision and XLA numerics."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
