@@ -22,7 +22,6 @@ the data is available, else from the synthetic distribution in :data:`SYNTHETIC`
 """
 import datetime
 import json
-import math
 import os
 import platform
 import resource

@@ -19,7 +19,6 @@ pad and bos are never generated.
 import weakref
 
 import tensorflow as tf
-from keras import ops
 
 from transformer.attention import padding_mask
 
@@ -35,7 +34,9 @@ def _compiled_fn(model, kind, *options):
     if key not in functions:
         impl = {"greedy": _greedy, "recompute": _greedy_recompute, "beam": _beam}[kind]
         spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
-        functions[key] = tf.function(lambda src, lengths: impl(model, src, lengths, *options), input_signature=spec)
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+        functions[key] = tf.function(lambda src, lengths: impl(model_ref(), src, lengths, *options),
+                                     input_signature=spec)
     return functions[key]
 
 

@@ -157,8 +157,9 @@ class _Stack(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
         for i in range(num_layers):
             # one attribute per layer (not a list): tf.train.Checkpoint tracks attributes only
-            layer = self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=f"layer_{i + 1}", dtype=policy)
-            setattr(self, f"layer_{i + 1}", layer)
+            name = f"layer_{i + 1}"
+            layer = self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=name, dtype=policy)
+            setattr(self, name, layer)
         self.final_norm = _layer_norm("final_norm", policy) if pre_norm else None
 
     @property
@@ -190,7 +191,8 @@ class _Stack(keras.layers.Layer):
 
 @register
 class Encoder(_Stack):
-    """``call(src_ids, attention_mask)`` -> (encoder output (batch, src_len, d_model), {"layer_i/self_attention": w})."""
+    """``call(src_ids, attention_mask)`` -> (encoder output (batch, src_len, d_model),
+    {"layer_i/self_attention": w})."""
 
     layer_class = EncoderLayer
 

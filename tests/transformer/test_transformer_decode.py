@@ -85,12 +85,14 @@ def test_cached_equals_recompute(model, src):
 
 def test_padding_does_not_change_translations(model, src):
     padded = np.pad(src, [(0, 0), (0, 5)])
-    np.testing.assert_array_equal(np.asarray(greedy_decode(model, padded, 20)), np.asarray(greedy_decode(model, src, 20)))
+    np.testing.assert_array_equal(np.asarray(greedy_decode(model, padded, 20)),
+                                  np.asarray(greedy_decode(model, src, 20)))
 
 
 def test_beam_of_one_is_greedy(model, src):
     greedy = np.asarray(greedy_decode(model, src, max_length=20))
-    np.testing.assert_array_equal(np.asarray(beam_search(model, src, beam_size=1, length_penalty=1.0, max_length=20)), greedy)
+    beam = beam_search(model, src, beam_size=1, length_penalty=1.0, max_length=20)
+    np.testing.assert_array_equal(np.asarray(beam), greedy)
 
 
 def test_beam_finds_at_least_greedy_log_prob(model, src):
