@@ -22,3 +22,74 @@ test: install ## Run the test suite (full-data tests run when DATASETS_MIRROR is
 
 data: install ## Fetch, verify and extract spa-eng, IMDb and JSB Chorales into datasets/
 	$(PY) -m datafiles spa-eng imdb jsb
+
+# --- transformer/ ---
+DIRECTION ?= en-es
+PROFILE ?= demo
+RUN ?= $(DIRECTION)-$(PROFILE)
+CHECKPOINT ?= checkpoints/$(RUN)
+BEAM ?= 1
+FIGURES ?= figures
+SENTENCE1 := Anthony Hopkins admired Michael Bay as a great director.
+SENTENCE2 := He admired her as a great director.
+ifdef SENTENCE
+HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
+else
+HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
+endif
+.PHONY: demo train translate evaluate heatmaps demos data-stats bench
+
+demo: install ## The main job: train a small en->es translator if none exists (~15 min on 2 CPU cores), translate and plot the article's sentences
+	$(PY) -m datafiles spa-eng
+	@if [ -f "$(CHECKPOINT)/config.json" ]; then echo "reusing $(CHECKPOINT)" >&2; \
+	  else $(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN); fi
+	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
+	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
+
+data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
+	$(PY) -m transformer data-stats
+
+train: install ## Train (or resume) a translator: DIRECTION=en-es|es-en PROFILE=tiny|demo|base|big
+	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
+
+translate: install ## Translate SENTENCE (default: the article's two) with CHECKPOINT (default checkpoints/DIRECTION-PROFILE)
+ifdef SENTENCE
+	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) --beam $(BEAM) "$(SENTENCE)"
+else
+	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) --beam $(BEAM) "$(SENTENCE1)" "$(SENTENCE2)"
+endif
+
+evaluate: install ## BLEU, chrF and perplexity of CHECKPOINT on the test split (BEAM=4 for beam search)
+	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINT) --split test --beam $(BEAM)
+
+heatmaps: install ## Attention heat maps of CHECKPOINT for SENTENCE (default: the article's two sentences)
+	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
+
+demos: install ## The article's worked examples: split-heads, mantra, cross-attention, masks
+	$(PY) -m transformer demo all --out $(FIGURES)/demos
+
+# --- embeddings/ ---
+IMDB_RUN := checkpoints/imdb-tutorial
+METHOD ?= tsne
+.PHONY: train-imdb projector embedding-map train-imdb-bilstm train-imdb-tfidf
+
+train-imdb: install ## Train the tutorial word-embedding classifier on IMDb and score the 25,000 test reviews
+	$(PY) -m embeddings train --run-dir $(IMDB_RUN)
+	$(PY) -m embeddings evaluate --checkpoint $(IMDB_RUN)
+
+$(IMDB_RUN)/model.keras: | install
+	$(PY) -m embeddings train --run-dir $(IMDB_RUN)
+
+projector: $(IMDB_RUN)/model.keras ## Export the IMDb embedding for the Embedding Projector (TSV files + TensorBoard set-up)
+	$(PY) -m embeddings export --checkpoint $(IMDB_RUN)
+
+embedding-map: $(IMDB_RUN)/model.keras ## Map the IMDb vocabulary in 2-D with scikit-learn (METHOD=pca|tsne|isomap|mds|spectral|lle|all)
+	$(PY) -m embeddings map --checkpoint $(IMDB_RUN) --method $(METHOD)
+
+train-imdb-bilstm: install ## Train and score the BiLSTM classifier on the same subword tokens (about 25 min on 2 CPU cores)
+	$(PY) -m embeddings train --model bilstm
+	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-bilstm
+
+train-imdb-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-regression baseline
+	$(PY) -m embeddings train --model tfidf
+	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-tfidf

@@ -1,13 +1,11 @@
 """`python -m embeddings evaluate`: accuracy, precision, recall, F1 and ROC AUC on the IMDb test reviews.
 
 Positive reviews are the positive class; a review is predicted positive when P(positive) >= 0.5.
-Saves metrics.json, a confusion-matrix PNG and a ROC-curve PNG.
+Saves metrics_<split>.json, confusion_matrix_<split>.png and roc_curve_<split>.png.
 """
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from embeddings import data, runs
 from embeddings.predict import predict_proba

@@ -394,10 +394,12 @@ def train(config, run_dir):
     def done():
         return max_steps is not None and int(optimizer.iterations) >= max_steps
 
+    steps_per_epoch = None  # known after one full epoch; gives the progress bar its total
     with StopOnSignal() as stop, writer.as_default():
         while int(epoch) < config["epochs"] and not done():
             start, tokens, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0.0, 0
             bar = tqdm(desc=f"epoch {int(epoch) + 1}/{config['epochs']}", unit="step", file=sys.stderr,
+                       total=steps_per_epoch,
                        dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
             for inputs, labels in epoch_dataset(int(epoch)):
                 loss, acc, ntok = (float(x) for x in train_step(inputs, labels))
@@ -436,6 +438,7 @@ def train(config, run_dir):
             else:
                 epoch.assign_add(1)
                 epoch_finished = True
+                steps_per_epoch = n
             val_loss, val_ppl = evaluate_loss(eval_step, val_ds)
             record = {"epoch": int(epoch), "epoch_finished": epoch_finished, "step": step,
                       "train_loss": loss_sum / max(n, 1), "train_accuracy": acc_sum / max(n, 1),
