@@ -37,7 +37,7 @@ HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo train translate evaluate heatmaps demos data-stats bench
+.PHONY: demo train translate evaluate heatmaps demos data-stats bench-transformer
 
 demo: install ## The main job: train a small en->es translator if none exists (~15 min on 2 CPU cores), translate and plot the article's sentences
 	$(PY) -m datafiles spa-eng
@@ -93,3 +93,6 @@ train-imdb-bilstm: install ## Train and score the BiLSTM classifier on the same 
 train-imdb-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-regression baseline
 	$(PY) -m embeddings train --model tfidf
 	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-tfidf
+
+bench-transformer: install ## Transformer speed ratios vs stock Keras (JSON + Markdown in bench-results/transformer; QUICK=1 for a smoke run)
+	$(PY) -m transformer bench $(if $(QUICK),--quick) --out bench-results/transformer
