@@ -96,3 +96,24 @@ train-imdb-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-re
 
 bench-transformer: install ## Transformer speed ratios vs stock Keras (JSON + Markdown in bench-results/transformer; QUICK=1 for a smoke run)
 	$(PY) -m transformer bench $(if $(QUICK),--quick) --out bench-results/transformer
+
+# --- lstm/ ---
+BUDGET ?= quick
+.PHONY: lstm-gradcheck lstm-vanishing lstm-clipping lstm-variants lstm-bench bench
+
+lstm-gradcheck: install ## Check hand-written LSTM BPTT against autodiff and finite differences (every variant)
+	$(PY) -m lstm gradcheck
+
+lstm-vanishing: install ## Gradient norm vs time lag for a SimpleRNN and the LSTM (CSV + PNG in out/lstm-vanishing)
+	$(PY) -m lstm vanishing --out out/lstm-vanishing
+
+lstm-clipping: install ## Exploding RNN trained with and without gradient clipping (CSV + PNG + verdict)
+	$(PY) -m lstm clipping --out out/lstm-clipping
+
+lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full)
+	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --out out/lstm-variants
+
+lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM
+	$(PY) -m lstm bench
+
+bench: bench-transformer lstm-bench ## All speed benchmarks: Transformer and LSTM (QUICK=1 for the Transformer smoke run)

@@ -367,8 +367,13 @@ def train(config, run_dir):
         model = build_model(config)
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        best_val = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_val_loss")
+
+    def current_step():  # optimizer.iterations may be a MirroredVariable: read it explicitly
+        return int(optimizer.iterations.value.numpy())
+
+    # Bookkeeping lives on the host, outside the strategy (not mirrored).
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    best_val = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_val_loss")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_val_loss=best_val)
     chief = is_chief(strategy)
     ckpt_root = run_dir if chief else run_dir / f".worker-{strategy.cluster_resolver.task_id}"
@@ -376,7 +381,7 @@ def train(config, run_dir):
     best = tf.train.CheckpointManager(checkpoint, ckpt_root / "best", max_to_keep=1)
     if latest.latest_checkpoint:
         checkpoint.restore(latest.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resuming from {latest.latest_checkpoint} at step {int(optimizer.iterations)}, "
+        print(f"resuming from {latest.latest_checkpoint} at step {current_step()}, "
               f"epoch {int(epoch) + 1}", file=sys.stderr)
     elif config["init_embeddings"] == "bpemb":
         init_bpemb_embeddings(model, src_tok, tgt_tok)
@@ -388,11 +393,11 @@ def train(config, run_dir):
     seconds = _previous_seconds(run_dir)
 
     def save(reason):
-        path = latest.save(checkpoint_number=int(optimizer.iterations))
-        print(f"{reason}: checkpoint {path} (step {int(optimizer.iterations)})", file=sys.stderr)
+        path = latest.save(checkpoint_number=current_step())
+        print(f"{reason}: checkpoint {path} (step {current_step()})", file=sys.stderr)
 
     def done():
-        return max_steps is not None and int(optimizer.iterations) >= max_steps
+        return max_steps is not None and current_step() >= max_steps
 
     steps_per_epoch = None  # known after one full epoch; gives the progress bar its total
     with StopOnSignal() as stop, writer.as_default():
@@ -403,7 +408,7 @@ def train(config, run_dir):
                        dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
             for inputs, labels in epoch_dataset(int(epoch)):
                 loss, acc, ntok = (float(x) for x in train_step(inputs, labels))
-                step = int(optimizer.iterations)
+                step = current_step()
                 if not math.isfinite(loss):
                     bar.close()
                     raise UserError(
@@ -421,7 +426,7 @@ def train(config, run_dir):
                     tf.summary.scalar("train/loss", loss, step)
                     tf.summary.scalar("train/accuracy", acc, step)
                     tf.summary.scalar("train/target_tokens_per_second", tokens / elapsed, step)
-                    tf.summary.scalar("train/learning_rate", float(optimizer.learning_rate), step)
+                    tf.summary.scalar("train/learning_rate", float(optimizer.learning_rate.numpy()), step)
                 if stop.signum is not None or done():
                     break
             bar.close()
@@ -432,7 +437,7 @@ def train(config, run_dir):
                     save(f"stopped by {signal.Signals(stop.signum).name}")
                     print("rerun the same command to resume", file=sys.stderr)
                 return 128 + stop.signum
-            step = int(optimizer.iterations)
+            step = current_step()
             if done():
                 epoch_finished = False
             else:
@@ -447,7 +452,8 @@ def train(config, run_dir):
                       "epoch_seconds": elapsed, "train_seconds": seconds}
             tf.summary.scalar("validation/loss", val_loss, step)
             tf.summary.scalar("validation/perplexity", val_ppl, step)
-            print(f"epoch {int(epoch)} step {step}: train loss {record['train_loss']:.4f} "
+            label = f"epoch {int(epoch)}" if epoch_finished else f"epoch {int(epoch) + 1} (part)"
+            print(f"{label} step {step}: train loss {record['train_loss']:.4f} "
                   f"accuracy {record['train_accuracy']:.4f} | validation loss {val_loss:.4f} "
                   f"perplexity {val_ppl:.2f} | {record['target_tokens_per_second']:,.0f} target tokens/s",
                   file=sys.stderr)
@@ -459,7 +465,7 @@ def train(config, run_dir):
                 save("saved")
                 if improved:
                     best.save(checkpoint_number=step)
-    print(f"training finished at step {int(optimizer.iterations)}; best validation loss "
+    print(f"training finished at step {current_step()}; best validation loss "
           f"{float(best_val):.4f} (perplexity {math.exp(min(float(best_val), 700.0)):.2f}); run: {run_dir}",
           file=sys.stderr)
     return 0

@@ -30,6 +30,12 @@ SCRIPT = textwrap.dedent("""
     keras.utils.set_random_seed(0)
     initial = train.build_model(config).get_weights()
 
+    if len(sys.argv) > 1:  # the whole training loop: bucketed batches split over 2 replicas, checkpoints
+        run_dir = sys.argv[2] + "/mirrored-run"
+        status = train.train(train.make_config("tiny", data=sys.argv[1], strategy="mirrored", steps=3), run_dir)
+        print(json.dumps({"status": status, "checkpoint": tf.train.latest_checkpoint(run_dir + "/ckpt")}))
+        sys.exit()
+
     def run(strategy):
         with strategy.scope():
             model = train.build_model(config)
@@ -54,13 +60,23 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_two_cpu_devices_match_single_device():
-    r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _run(*args):
+    r = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def test_mirrored_two_cpu_devices_match_single_device():
+    result, _ = _run()
     assert result["replicas"] == 2
     assert len(result["single"]) == 3 and result["max_update"] > 1e-3  # the steps change the weights
     for a, b in zip(result["single"], result["mirrored"]):
         assert abs(a - b) <= 1e-5 * abs(a)  # steps 2 and 3 already run on updated weights
     # (weights are not compared element-wise: Adam turns gradients of ~1e-9, whose sign
     # depends on summation order, into full-size steps; the losses after the updates match)
+
+
+def test_training_loop_on_two_replicas_writes_checkpoints(spa_fixture, tmp_path):
+    result, stderr = _run(str(spa_fixture), str(tmp_path))
+    assert "2 replica(s)" in stderr
+    assert result["status"] == 0 and result["checkpoint"].endswith("ckpt-3")
