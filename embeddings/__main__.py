@@ -108,6 +108,18 @@ def build_parser():
         add_checkpoint(p)
         p.add_argument("--bpemb-vs", type=int, default=10000, help="BPEmb vocabulary size (default 10000)")
         p.add_argument("--bpemb-dim", type=int, default=100, help="BPEmb vector width (default 100)")
+
+    p = sub.add_parser("bench", help="training and prediction speed against the tutorial's stock Keras model",
+                       description="Time the tutorial model's training path (token_dataset + masked mean + "
+                                   "model.fit) and prediction against the TF tutorial's fixed-length "
+                                   "GlobalAveragePooling1D model on the same IMDb reviews (the test fixture when "
+                                   "the data cannot be had), in alternating rounds in one process; writes "
+                                   "bench.json and bench.md to --out.")
+    p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (under a minute)")
+    p.add_argument("--out", default="bench-results/embeddings", metavar="DIR",
+                   help="output directory (default: bench-results/embeddings)")
+    add_data(p)
+    p.set_defaults(handler=lazy("embeddings.bench", "main"))
     return parser
 
 
