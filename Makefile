@@ -71,7 +71,7 @@ demos: install ## The article's worked examples: split-heads, mantra, cross-atte
 # --- embeddings/ ---
 IMDB_RUN := checkpoints/imdb-tutorial
 METHOD ?= tsne
-.PHONY: train-imdb projector embedding-map train-imdb-bilstm train-imdb-tfidf
+.PHONY: train-imdb projector embedding-map train-imdb-bilstm train-imdb-tfidf bench-embeddings
 
 train-imdb: install ## Train the tutorial word-embedding classifier on IMDb and score the 25,000 test reviews
 	$(PY) -m embeddings train --run-dir $(IMDB_RUN)
@@ -89,6 +89,9 @@ embedding-map: $(IMDB_RUN)/model.keras ## Map the IMDb vocabulary in 2-D with sc
 train-imdb-bilstm: install ## Train and score the BiLSTM classifier on the same subword tokens (about 25 min on 2 CPU cores)
 	$(PY) -m embeddings train --model bilstm
 	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-bilstm
+
+bench-embeddings: install ## Embeddings classifier training/prediction speed vs the TF tutorial's stock model (QUICK=1 for a smoke run)
+	$(PY) -m embeddings bench $(if $(QUICK),--quick) --out bench-results/embeddings
 
 train-imdb-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-regression baseline
 	$(PY) -m embeddings train --model tfidf
@@ -116,4 +119,4 @@ lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUD
 lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM
 	$(PY) -m lstm bench
 
-bench: bench-transformer lstm-bench ## All speed benchmarks: Transformer and LSTM (QUICK=1 for the Transformer smoke run)
+bench: bench-transformer bench-embeddings lstm-bench ## All speed benchmarks: Transformer, embeddings classifier and LSTM (QUICK=1 for smoke runs)
