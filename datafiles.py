@@ -109,9 +109,10 @@ def _origin(src):
 
 
 def _unavailable(src, origin, reason):
+    official = "" if origin == src.url else f" (official URL: {src.url})"
     return DataError(
         f"cannot get {src.filename} from {origin} ({reason}); put the file in {DATA_DIR}/ "
-        f"or set DATASETS_MIRROR to a directory that holds it (official URL: {src.url})"
+        f"or set DATASETS_MIRROR to a directory that holds it{official}"
     )
 
 
@@ -129,6 +130,7 @@ def _download(src):
     except Exception as e:  # get_file wraps URL and OS errors in a bare Exception
         archive.unlink(missing_ok=True)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = reason.rpartition(" -- ")[2]  # get_file's "URL fetch failure on <url>: None -- <reason>"
         raise _unavailable(src, origin, reason) from None
     return archive
 
