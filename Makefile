@@ -37,14 +37,17 @@ HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo train translate evaluate heatmaps demos data-stats bench-transformer
+.PHONY: demo quality train translate evaluate heatmaps demos data-stats bench-transformer
 
-demo: install ## The main job: train a small en->es translator if none exists (~15 min on 2 CPU cores), translate and plot the article's sentences
+demo: install ## The main job: train a small en->es translator (~15 min on 2 CPU cores; a finished run is reused, an interrupted one resumed), translate and plot the article's sentences
 	$(PY) -m datafiles spa-eng
-	@if [ -f "$(CHECKPOINT)/config.json" ]; then echo "reusing $(CHECKPOINT)" >&2; \
-	  else $(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN); fi
+	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
+
+quality: install ## Train base for DIRECTION (resumable; es-en about 80 min on 2 CPU cores) and score it on the test split with beam 4
+	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base
+	$(PY) -m transformer evaluate --checkpoint checkpoints/$(DIRECTION)-base --split test --beam 4
 
 data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
 	$(PY) -m transformer data-stats
