@@ -229,7 +229,7 @@ def run_bench(quick=False, out="bench-results/embeddings", data_dir=None, comman
     with tempfile.TemporaryDirectory() as tmp:
         log(f"fitting a {VOCAB_SIZE}-piece SentencePiece model on {sizes['tokenizer_reviews']} reviews")
         tokenizer = tokenize.build("subword", texts[:sizes["tokenizer_reviews"]], VOCAB_SIZE, tmp)
-        ids = tokenizer.encode(texts)
+        ids = tokenizer.encode_batch(texts)
     lengths = np.array([len(x) for x in ids])
     length = int(lengths.max())
     device = device_name()

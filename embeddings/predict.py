@@ -21,7 +21,7 @@ def predict_proba(run_dir, texts, batch_size=64):
 
     tokenizer = runs.load_tokenizer(run_dir, config)
     model = runs.load_model(run_dir)
-    ids = tokenizer.encode([data.clean(t) for t in texts])
+    ids = tokenizer.encode_batch([data.clean(t) for t in texts])
     if config.get("max_len"):
         ids = [x[: config["max_len"]] for x in ids]
     ds = data.token_dataset(ids, np.zeros(len(ids)), batch_size).map(lambda x, y: x)

@@ -69,9 +69,9 @@ def fit_keras(run_dir, cfg, train, val, pretrained_file, seed):
     start = time.perf_counter()
     print(f"fitting the {cfg['tokenizer']} tokenizer on the training reviews ...", file=sys.stderr)
     tokenizer = tokenize.build(cfg["tokenizer"], train[0], cfg["vocab_size"], run_dir, cfg.get("bpemb_dim", 100))
-    tokenizer.save(run_dir)
-    train_ids = truncate(tokenizer.encode(train[0]), cfg["max_len"])
-    val_ids = truncate(tokenizer.encode(val[0]), cfg["max_len"])
+    tokenize.save(tokenizer, cfg["tokenizer"], run_dir)
+    train_ids = truncate(tokenizer.encode_batch(train[0]), cfg["max_len"])
+    val_ids = truncate(tokenizer.encode_batch(val[0]), cfg["max_len"])
     vocab_size = len(tokenizer.tokens)
     np.save(Path(run_dir) / "token_counts.npy",
             np.bincount(np.concatenate(train_ids), minlength=vocab_size).astype(np.int64))
@@ -79,7 +79,7 @@ def fit_keras(run_dir, cfg, train, val, pretrained_file, seed):
 
     model = models.build(cfg["model"], vocab_size, cfg["dim"], cfg["hidden"], cfg["dropout"])
     if pretrained_file:
-        model.get_layer(models.EMBEDDING).set_weights([tokenizer.pretrained_matrix(pretrained_file)])
+        model.get_layer(models.EMBEDDING).set_weights([tokenizer.embedding_matrix(pretrained_file)])
     cfg["vocab_size"] = vocab_size  # what the tokenizer actually produced
     runs.save_config(run_dir, cfg)
 
@@ -134,9 +134,9 @@ def main(args):
     else:
         pretrained_file = None
         if args.pretrained:
-            from embeddings.tokenize import bpemb_files
+            from subword import bpemb_files
 
-            _, pretrained_file = bpemb_files(cfg["vocab_size"], args.bpemb_dim, need_vectors=True)
+            _, pretrained_file = bpemb_files("en", cfg["vocab_size"], args.bpemb_dim, need_vectors=True)
         result = fit_keras(run_dir, cfg, train, val, pretrained_file, args.seed)
     (run_dir / "train_result.json").write_text(json.dumps(result, indent=2) + "\n")
 

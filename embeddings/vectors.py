@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cliutil import UserError
-from embeddings.tokenize import WORD_PIECE_START
+from subword import WORD_START
 
 UNKNOWN = ("<unk>", "[UNK]", "<pad>")
 
@@ -33,7 +33,7 @@ class Vectors:
     def ids_of(self, word):
         """Row ids that make up `word`: one token, or its subword pieces; [] when unknown."""
         usable = lambda t: t in self.index and self.index[t] >= self.skip and t not in UNKNOWN  # noqa: E731
-        for form in (WORD_PIECE_START + word, word, WORD_PIECE_START + word.lower(), word.lower()):
+        for form in (WORD_START + word, word, WORD_START + word.lower(), word.lower()):
             if usable(form):
                 return [self.index[form]]
         pieces = self.split(word) if self.split is not None and word.strip() else []
@@ -86,14 +86,11 @@ def from_run(run_dir):
 
 def from_bpemb(vs, dim):
     """BPEmb's pretrained English vectors (downloaded with internet; from the mirror offline)."""
-    import sentencepiece as spm
+    from subword import BPEmbTokenizer, load_bpemb_vectors
 
-    from embeddings.tokenize import BPEmbTokenizer, bpemb_files, load_bpemb_vectors
-
-    model_file, emb_file = bpemb_files(vs, dim, need_vectors=True)
-    kv = load_bpemb_vectors(emb_file)
-    sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    split = lambda text: sp.encode(BPEmbTokenizer.preprocess(text), out_type=str)  # noqa: E731
+    tokenizer = BPEmbTokenizer.from_bpemb("en", vs, dim)
+    kv = load_bpemb_vectors(tokenizer.emb_file)
+    split = tokenizer.split
     skip = 3 if list(kv.index_to_key[:3]) == ["<unk>", "<s>", "</s>"] else 0  # special symbols
     return Vectors(list(kv.index_to_key), kv.vectors.astype(np.float32), split=split, skip=skip)
 

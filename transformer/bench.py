@@ -73,7 +73,7 @@ def spa_eng_ids(n, vocab_size, data_path=None, seed=0):
             raise UserError(f"cannot read {data_path}: {e}") from None
         log(f"spa-eng unavailable ({str(e).splitlines()[0][:120]}); using synthetic lengths")
         return synthetic_ids(n, vocab_size, rng), "synthetic lengths matching spa.txt subword statistics"
-    from transformer.tokenizer import SentencePieceTokenizer
+    from subword import SentencePieceTokenizer
     import tempfile
 
     pairs = [pairs[i] for i in rng.permutation(len(pairs))[:n]]

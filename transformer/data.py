@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  the ids every tokenizer follows
+
 DIRECTIONS = ("en-es", "es-en")
 SPLITS = ("train", "validation", "test")
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the id convention every tokenizer follows
 
 
 @dataclass

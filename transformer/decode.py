@@ -20,9 +20,8 @@ import weakref
 
 import tensorflow as tf
 
+from subword import BOS_ID as BOS, EOS_ID as EOS, PAD_ID as PAD
 from transformer.attention import padding_mask
-
-PAD, BOS, EOS = 0, 1, 2
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
 

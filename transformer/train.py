@@ -238,7 +238,7 @@ def prepare_run(run_dir, config):
 
     Returns (config, src_tokenizer, tgt_tokenizer, splits).
     """
-    from transformer import tokenizer as tok
+    import subword as tok
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"

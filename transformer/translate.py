@@ -48,7 +48,7 @@ def load_run(run_dir):
 
     A missing or incomplete directory raises UserError naming what is missing.
     """
-    from transformer.tokenizer import load_tokenizer
+    from subword import load_tokenizer
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
