@@ -72,15 +72,13 @@ class MultiHeadAttention(keras.layers.Layer):
     ``mask`` for its implicit mask propagation.) Queries and keys may have different lengths
     (cross-attention: e.g. 12 target tokens attending over 9 source tokens).
 
-    Incremental decoding passes ``cache``, a dict of keys and values that are
-    already projected and split, shaped (batch, heads, length, depth):
-
-    * ``{"key": k, "value": v}`` (cross-attention): ``value``/``key`` are ignored
-      and the cached keys/values are used as they are (the encoder output is
-      projected once per sentence, not once per generated token);
-    * ``{"key": k, "value": v, "index": t}`` (self-attention): the new keys and
-      values of ``query``'s positions are written into the preallocated cache at
-      position ``t`` and the call returns ``(output, weights, updated_cache)``.
+    Incremental decoding works on keys and values that are already projected and
+    split, ``{"key": k, "value": v}`` shaped (batch, heads, length, depth):
+    :meth:`project_key_value` makes them (the encoder output is projected once per
+    sentence, not once per generated token), :meth:`append_to_cache` writes one new
+    position into a preallocated self-attention cache, and :meth:`attend` runs the
+    queries against given keys/values. ``call`` is exactly ``attend(query,
+    project_key_value(value, key))``.
     """
 
     def __init__(self, d_model, num_heads, dropout=0.0, **kwargs):
@@ -117,30 +115,30 @@ class MultiHeadAttention(keras.layers.Layer):
         x = ops.transpose(x, (0, 2, 1, 3))
         return ops.reshape(x, (batch, seq, self.d_model))
 
-    def call(self, query, value, key=None, attention_mask=None, training=False, cache=None):
-        q = self.split_heads(self.wq(query))
-        if cache is not None and "index" not in cache:  # cross-attention: cached encoder keys/values
-            k, v = cache["key"], cache["value"]
-        else:
-            key = value if key is None else key
-            k = self.split_heads(self.wk(key))
-            v = self.split_heads(self.wv(value))
-            if cache is not None:  # self-attention: write this step into the preallocated cache
-                start = [0, 0, cache["index"], 0]
-                k = ops.slice_update(cache["key"], start, ops.cast(k, cache["key"].dtype))
-                v = ops.slice_update(cache["value"], start, ops.cast(v, cache["value"].dtype))
-                cache = {"key": k, "value": v, "index": cache["index"]}
-        dropout = (lambda w: self.dropout(w, training=True)) if training and self.dropout_rate else None
-        output, weights = scaled_dot_product_attention(q, k, v, attention_mask, dropout)
-        output = self.dense(self.combine_heads(output))
-        if cache is not None and "index" in cache:
-            return output, weights, cache
-        return output, weights
+    def call(self, query, value, key=None, attention_mask=None, training=False):
+        return self.attend(query, self.project_key_value(value, key), attention_mask, training)
 
     def project_key_value(self, value, key=None):
-        """Keys and values for a cross-attention cache: (batch, heads, key_len, depth) each."""
+        """Keys and values, projected and split: {"key", "value"} of (batch, heads, key_len, depth)."""
         key = value if key is None else key
         return {"key": self.split_heads(self.wk(key)), "value": self.split_heads(self.wv(value))}
+
+    def attend(self, query, key_value, attention_mask=None, training=False):
+        """Project and split the queries, attend over ``key_value`` (from
+        :meth:`project_key_value` or a cache), combine the heads: ``(output, weights)``."""
+        q = self.split_heads(self.wq(query))
+        dropout = (lambda w: self.dropout(w, training=True)) if training and self.dropout_rate else None
+        output, weights = scaled_dot_product_attention(q, key_value["key"], key_value["value"],
+                                                       attention_mask, dropout)
+        return self.dense(self.combine_heads(output)), weights
+
+    def append_to_cache(self, x, cache, index):
+        """The preallocated self-attention ``cache`` with the keys and values of ``x``'s
+        positions written at position ``index`` onwards (a new dict; ``cache`` is unchanged)."""
+        new = self.project_key_value(x)
+        start = [0, 0, index, 0]
+        return {name: ops.slice_update(cache[name], start, ops.cast(new[name], cache[name].dtype))
+                for name in ("key", "value")}
 
     def get_config(self):
         config = super().get_config()

@@ -11,75 +11,23 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+import unicodedata
 from pathlib import Path
+
+import numpy as np
+import sacrebleu
 
 from cliutil import UserError
 from transformer import data
+from transformer.decode import beam_search, greedy_decode
+from transformer.losses import evaluate_loss, make_eval_step
+from transformer.runs import load_run, resolve_checkpoint
 
 
-@dataclass
-class Run:
-    model: object
-    src_tokenizer: object
-    tgt_tokenizer: object
-    config: dict
-    direction: str
-    run_dir: Path
-    checkpoint: str
-
-
-def _checkpoint_path(run_dir):
-    """The checkpoint prefix to restore, without importing TensorFlow: best/, else ckpt/."""
-    for sub in ("best", "ckpt"):
-        index = run_dir / sub / "checkpoint"
-        if index.is_file():
-            for line in index.read_text().splitlines():
-                if line.startswith("model_checkpoint_path:"):
-                    name = line.split(":", 1)[1].strip().strip('"')
-                    path = Path(name) if Path(name).is_absolute() else run_dir / sub / name
-                    if Path(f"{path}.index").is_file():
-                        return str(path)
-    return None
-
-
-def load_run(run_dir):
-    """The model (weights restored), tokenizers and config of a run directory.
-
-    A missing or incomplete directory raises UserError naming what is missing.
-    """
-    from subword import load_tokenizer
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a complete run: config.json is missing")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{config_file} is not valid JSON ({e})") from None
-    src_lang, tgt_lang = config["direction"].split("-")
-    for lang in (src_lang, tgt_lang):
-        for name in (f"tokenizer_{lang}.json", f"tokenizer_{lang}.model"):
-            if not (run_dir / name).is_file():
-                raise UserError(f"{run_dir} is not a complete run: {name} is missing")
-    checkpoint = _checkpoint_path(run_dir)
-    if checkpoint is None:
-        raise UserError(f"{run_dir} is not a complete run: it has no checkpoint yet (in best/ or ckpt/)")
-
-    import tensorflow as tf
-
-    from transformer.train import build_model
-
-    model = build_model(config)
-    # Every model variable must be found; the optimizer state in the file is not needed.
-    status = tf.train.Checkpoint(model=model).restore(checkpoint)
-    status.assert_existing_objects_matched()
-    status.expect_partial()
-    return Run(model, load_tokenizer(run_dir, src_lang), load_tokenizer(run_dir, tgt_lang),
-               config, config["direction"], run_dir, checkpoint)
+def has_text(text):
+    """False for empty lines and lines made only of whitespace, control or format characters
+    (NUL, escape codes, zero-width marks): those translate to an empty line."""
+    return any(not ch.isspace() and unicodedata.category(ch)[0] not in "CZ" for ch in text)
 
 
 def encode_source(run, text, line_number=None, warn=True):
@@ -101,12 +49,8 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     Sentences are sorted by length and decoded in batches; the output of a sentence with
     n source tokens is bounded by 2 n + 10 tokens.
     """
-    import numpy as np
-
-    from transformer.decode import beam_search, greedy_decode
-
     results = [""] * len(sentences)
-    encoded = [(i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if s.strip()]
+    encoded = [(i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)]
     encoded.sort(key=lambda item: len(item[1]))
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start:start + batch_size]
@@ -127,8 +71,6 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
 def perplexity(run, pairs, token_budget=4096):
     """Per-token perplexity exp(-(1/N) sum log p(y_t | y_<t, x)) of the references given
     their sources (teacher forcing, eos counted, padding not), and N."""
-    from transformer.train import evaluate_loss, make_eval_step
-
     limit = run.config["max_positions"]
     src, tgt, _ = data.encode_pairs(pairs, run.src_tokenizer, run.tgt_tokenizer, limit)
     if not src:
@@ -142,8 +84,6 @@ def perplexity(run, pairs, token_budget=4096):
 def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None):
     """BLEU and chrF (sacrebleu, on detokenized output against every reference of each
     source) and per-token perplexity on `split`; returns the report dict."""
-    import sacrebleu
-
     path = data_path or run.config.get("data")
     splits = data.load_splits(run.direction, path, seed=run.config["split_seed"], warn=False)
     groups = splits[split][:limit] if limit else splits[split]
@@ -175,33 +115,43 @@ def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit
 
 # ----------------------------------------------------------------------------- CLI handlers
 
-def _check_beam(args):
-    if args.beam < 1:
-        raise UserError("--beam must be at least 1")
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+def read_lines(args):
+    """Sentences from the arguments, else stdin lines. Bytes that are not UTF-8 (in
+    either) are replaced by U+FFFD with a warning naming the line; no line is lost."""
+    if args.sentences:
+        raw = [s.encode("utf-8", "surrogateescape") for s in args.sentences]
+    else:
+        raw = [line.rstrip(b"\r\n") for line in sys.stdin.buffer]
+    lines = []
+    for number, line in enumerate(raw, 1):
+        text = line.decode("utf-8", errors="replace")
+        if "\ufffd" in text and b"\xef\xbf\xbd" not in line:
+            print(f"warning: line {number} is not valid UTF-8; undecodable bytes were replaced", file=sys.stderr)
+        lines.append(text)
+    return lines
 
 
 def translate_main(args):
     """`python -m transformer translate`: translations only, one per line, on stdout."""
-    _check_beam(args)
-    run = load_run(args.checkpoint)
-    lines = args.sentences if args.sentences else [line.rstrip("\r\n") for line in sys.stdin]
+    run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
+    lines = read_lines(args)
     for translation in translate(run, lines, args.beam, args.length_penalty, args.batch_size):
         print(translation.replace("\n", " "))
 
 
 def evaluate_main(args):
-    """`python -m transformer evaluate`: scores on stdout, JSON report in the run directory."""
-    _check_beam(args)
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
-    run = load_run(args.checkpoint)
+    """`python -m transformer evaluate`: scores on stdout, JSON report in the run directory
+    (or in --out, for a shipped run whose folder is read-only)."""
+    run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     report = evaluate(run, args.split, args.beam, args.length_penalty, args.batch_size, args.limit, args.data)
     report["command"] = "python -m transformer " + " ".join(sys.argv[1:])
     name = f"eval_{args.split}_beam{args.beam}" + (f"_limit{args.limit}" if args.limit else "") + ".json"
-    (run.run_dir / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    out_dir = Path(args.out) if args.out else run.run_dir
+    if not args.out and run.checkpoint.endswith(".npz"):  # a shipped run stays as shipped
+        out_dir = Path("out") / "eval" / run.run_dir.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"{report['direction']} {report['split']} split, {report['sources']:,} sources "
           f"({report['references']:,} references), {report['decoding']}:")
     print(f"BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  perplexity {report['perplexity']}")
-    print(f"report: {run.run_dir / name}", file=sys.stderr)
+    print(f"report: {out_dir / name}", file=sys.stderr)

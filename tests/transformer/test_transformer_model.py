@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from transformer.model import Decoder, DecoderLayer, Encoder, EncoderLayer, Transformer, positional_encoding
+from transformer.model import (Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, PositionalEmbedding,
+                               ResidualNorm, Transformer, positional_encoding)
 
 TINY = dict(num_layers=2, d_model=32, num_heads=4, dff=64, input_vocab_size=40, target_vocab_size=30,
             dropout_rate=0.1, max_length=32)
@@ -17,9 +18,11 @@ def tiny_model(pre_norm=False, seed=0, **overrides):
     return model
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["post_norm", "pre_norm"])
+@pytest.fixture(scope="module", params=[(False, False), (True, False), (False, True)],
+                ids=["post_norm", "pre_norm", "shared_embeddings"])
 def model(request):
-    return tiny_model(pre_norm=request.param)
+    pre_norm, shared = request.param
+    return tiny_model(pre_norm=pre_norm, **(dict(share_embeddings=True, target_vocab_size=40) if shared else {}))
 
 
 def batch(seed=0):
@@ -45,7 +48,7 @@ def test_positional_encoding_formula():
 def test_shapes_and_attention_names(model):
     src, tgt = batch()
     logits, attention = model((src, tgt))
-    assert logits.shape == (3, 12, 30) and logits.dtype == "float32"
+    assert logits.shape == (3, 12, model.target_vocab_size) and logits.dtype == "float32"
     expected = {}
     for i in (1, 2):
         expected[f"encoder/layer_{i}/self_attention"] = (3, 4, 9, 9)
@@ -93,8 +96,11 @@ def test_dropout_only_in_training(model):
 @pytest.mark.parametrize("layer", [
     EncoderLayer(32, 4, 64, 0.1, pre_norm=True),
     DecoderLayer(32, 4, 64, 0.2),
-    Encoder(2, 32, 4, 64, vocab_size=50, max_length=20),
-    Decoder(1, 32, 4, 64, vocab_size=60, max_length=20, pre_norm=True),
+    Encoder(2, 32, 4, 64),
+    Decoder(1, 32, 4, 64, pre_norm=True),
+    PositionalEmbedding(50, 32, max_length=20),
+    FeedForward(32, 64),
+    ResidualNorm(0.1, pre_norm=True),
 ], ids=lambda layer: type(layer).__name__)
 def test_layer_get_config_round_trip(layer):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
@@ -140,8 +146,38 @@ def test_tf_checkpoint_restores_every_weight(model, tmp_path):
 
     src, tgt = batch()
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
-    fresh = tiny_model(pre_norm=model.pre_norm, seed=123)
+    fresh = tiny_model(pre_norm=model.pre_norm, seed=123, share_embeddings=model.share_embeddings,
+                       target_vocab_size=model.target_vocab_size)
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     saved = set(tf.train.load_checkpoint(path).get_variable_to_shape_map())
     assert sum(name.startswith("model/") for name in saved) == len(model.weights)
     np.testing.assert_allclose(np.asarray(fresh((src, tgt))[0]), np.asarray(model((src, tgt))[0]), atol=1e-6)
+
+
+def test_shared_embeddings_tie_source_target_and_output():
+    """One matrix E for both languages and the pre-softmax projection (paper 3.4):
+    logits = decoder_output @ E^T, and the model has one embedding matrix, not three."""
+    shared = tiny_model(share_embeddings=True, target_vocab_size=40)
+    separate = tiny_model()
+    embeddings = [w for w in shared.weights if "embedding" in w.path]
+    assert len(embeddings) == 1 and tuple(embeddings[0].shape) == (40, 32)
+    assert len(separate.weights) - len(shared.weights) == 3  # target embedding, final kernel and bias
+    assert sum(np.prod(w.shape) for w in shared.weights) < sum(np.prod(w.shape) for w in separate.weights)
+    src, tgt = batch()
+    logits, _ = shared((src, tgt))
+    enc, _ = shared.encode(src)
+    from transformer.attention import decoder_self_attention_mask, padding_mask
+    dec, _ = shared.decoder(shared.target_embedding(tgt), enc, decoder_self_attention_mask(tgt), padding_mask(src))
+    expected = np.asarray(dec) @ np.asarray(embeddings[0]).T
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="one vocabulary"):
+        Transformer(**{**TINY, "share_embeddings": True})
+
+
+def test_positional_embedding_is_scaled_embedding_plus_codes():
+    layer = PositionalEmbedding(20, 8, max_length=10)
+    ids = np.array([[3, 5, 7]])
+    out = np.asarray(layer(ids))
+    table = np.asarray(layer.embedding.embeddings)
+    np.testing.assert_allclose(out[0], table[[3, 5, 7]] * np.sqrt(8) + positional_encoding(10, 8)[:3], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer(ids[:, 1:2], positions=np.array([1])))[0, 0], out[0, 1], atol=1e-6)

@@ -1,0 +1,79 @@
+"""The training objective and the validation loss, shared by training and translation.
+
+Cross-entropy against label-smoothed targets (paper section 5.4), masked so that padding
+positions (label == PAD_ID) count for nothing, the masked accuracy, and the compiled
+evaluation step that turns a split into a per-token perplexity.
+"""
+import math
+
+import tensorflow as tf
+from keras import ops
+
+from subword import PAD_ID
+
+
+def token_losses(labels, logits, label_smoothing=0.0):
+    """Cross-entropy of every target token, (batch, len), against labels smoothed as
+    (1 - eps) * one_hot + eps / vocab (paper, 5.4) -- what
+    `keras.losses.CategoricalCrossentropy(label_smoothing=eps)` computes, without building
+    the one-hot tensor."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.cast(labels, "int32")[..., None], axis=-1), -1)
+    if not label_smoothing:
+        return nll
+    return (1.0 - label_smoothing) * nll - label_smoothing * ops.mean(log_probs, axis=-1)
+
+
+def target_mask(labels):
+    """1.0 where the label is a real token, 0.0 on padding."""
+    return ops.cast(ops.not_equal(labels, PAD_ID), "float32")
+
+
+def masked_loss(labels, logits, label_smoothing=0.0, num_tokens=None):
+    """Token losses summed over the non-padding positions, divided by `num_tokens`
+    (default: their number here; a distributed step passes the global batch's count)."""
+    mask = target_mask(labels)
+    if num_tokens is None:
+        num_tokens = ops.sum(mask)
+    return ops.sum(token_losses(labels, logits, label_smoothing) * mask) / ops.maximum(num_tokens, 1.0)
+
+
+def masked_accuracy(labels, logits):
+    """Share of non-padding positions whose arg-max prediction is the label."""
+    mask = target_mask(labels)
+    hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(labels, "int64")), "float32") * mask
+    return ops.sum(hits) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def make_eval_step(model, strategy=None):
+    """A compiled step `(inputs, labels) -> (summed token NLL, tokens)`, no label smoothing:
+    exp(sum NLL / tokens) over a split is its per-token perplexity."""
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def replica_step(inputs, labels):
+        logits, _ = model(inputs, training=False)
+        tokens = ops.sum(target_mask(labels))
+        return masked_loss(labels, logits) * tokens, tokens
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(inputs, labels):
+        per_replica = strategy.run(replica_step, args=(inputs, labels))
+        return tuple(strategy.reduce("SUM", x, axis=None) for x in per_replica)
+
+    return eval_step
+
+
+def evaluate_loss(eval_step, dataset):
+    """Mean per-token negative log-likelihood (nats) and perplexity = exp(mean NLL).
+
+    Perplexity is the standard per-token one: exp(-(1/N) sum_t log p(y_t | y_<t, x)) over
+    all N target tokens (eos included, padding excluded). (The article's formula divides
+    by the vocabulary size instead of the number of tokens, which is not perplexity.)
+    """
+    total, tokens = 0.0, 0.0
+    for inputs, labels in dataset:
+        s, n = eval_step(inputs, labels)
+        total += float(s)
+        tokens += float(n)
+    mean = total / max(tokens, 1.0)
+    return mean, math.exp(min(mean, 700.0))

@@ -1,0 +1,309 @@
+"""Run directories: the profiles a run is made from, creating one, and loading one back.
+
+A *training run* (`checkpoints/<run>`, written by `python -m transformer train`) holds
+`config.json`, the tokenizers, `ckpt/` (the last N checkpoints, for resuming), `best/`
+(the checkpoint with the lowest validation loss), `train_log.jsonl` and TensorBoard logs.
+
+A *shipped run* (`pretrained/<direction>`, written by `python -m transformer pack`) holds
+`config.json`, the tokenizers, `weights.npz` (weights only, no optimizer state, stored as
+float16 or float32 plain arrays: no pickle) and `SHA256SUMS`, which loading verifies.
+
+`load_run(dir)` accepts either kind and returns the model with its weights, the
+tokenizers and the config.
+"""
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import subword as tok
+from cliutil import UserError
+from transformer import data
+from transformer.model import build_model
+
+# Model and training sizes. Flags override any value. `base` is the TensorFlow tutorial's
+# size (4 layers, d_model 128, 8 heads) with one vocabulary shared by both languages and
+# tied embeddings; `demo` is a 2-layer model; `big` is the paper's base model, for a GPU.
+PROFILES = {
+    "tiny": dict(num_layers=1, d_model=32, num_heads=2, dff=64, dropout_rate=0.1,
+                 vocab_size=1000, token_budget=512, max_length=48, max_positions=128,
+                 epochs=3, warmup_steps=50),
+    "demo": dict(num_layers=2, d_model=128, num_heads=4, dff=512, dropout_rate=0.1,
+                 vocab_size=8000, token_budget=2048, max_length=48, max_positions=128,
+                 epochs=2, warmup_steps=1000),
+    "base": dict(num_layers=4, d_model=128, num_heads=8, dff=512, dropout_rate=0.1,
+                 vocab_size=8000, token_budget=2048, max_length=64, max_positions=160,
+                 epochs=30, warmup_steps=4000),
+    "big": dict(num_layers=6, d_model=512, num_heads=8, dff=2048, dropout_rate=0.1,
+                vocab_size=8000, token_budget=8192, max_length=64, max_positions=160,
+                epochs=30, warmup_steps=4000),
+}
+
+# Values every profile shares (also overridable by flags).
+DEFAULTS = dict(
+    direction="en-es", tokenizer="sentencepiece", bpemb_vs=10000, bpemb_dim=100,
+    bpemb_model={}, bpemb_emb={}, init_embeddings="none", pre_norm=False, share_embeddings=True,
+    label_smoothing=0.1, lr_scale=1.0, steps=0, seed=0, split_seed=0, data=None,
+    keep_checkpoints=3, jit_compile=False, precision="float32", strategy="default",
+    log_every=50,
+)
+
+# Flags that may change when a run is resumed; anything else must match the saved config.
+RESUMABLE = {"epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "log_every",
+             "data", "bpemb_model", "bpemb_emb", "lr_scale"}
+
+PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
+WEIGHTS_FILE, SUMS_FILE = "weights.npz", "SHA256SUMS"
+
+
+def make_config(profile="base", **overrides):
+    """The profile's values, then DEFAULTS, then every override that is not None."""
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    config = {"profile": profile, **DEFAULTS, **PROFILES[profile]}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if config["d_model"] % config["num_heads"]:
+        raise UserError(f"d_model {config['d_model']} is not divisible by num_heads {config['num_heads']}")
+    if config["tokenizer"] == "bpemb" and config["share_embeddings"]:
+        config["share_embeddings"] = False  # BPEmb has one vocabulary per language
+    return config
+
+
+def languages(direction):
+    """'en-es' -> ('en', 'es'): source and target language."""
+    src, tgt = direction.split("-")
+    return src, tgt
+
+
+def checkpoints_dir(args_dir=None):
+    """Where run directories live: --checkpoints-dir, else $CHECKPOINTS_DIR (or the older
+    $TRANSFORMER_CHECKPOINTS), else ./checkpoints."""
+    return Path(args_dir or os.environ.get("CHECKPOINTS_DIR") or os.environ.get("TRANSFORMER_CHECKPOINTS")
+                or "checkpoints")
+
+
+def resolve_checkpoint(checkpoint, direction):
+    """`--checkpoint` when given, else the shipped model of `--direction` (pretrained/<direction>)."""
+    if checkpoint:
+        return Path(checkpoint)
+    path = PRETRAINED_ROOT / direction
+    if not path.is_dir():
+        raise UserError(f"no shipped model in {path}; give --checkpoint DIR (a run written by `train`)")
+    return path
+
+
+# ----------------------------------------------------------------------------- creating a run
+
+def _train_tokenizers(run_dir, config, splits):
+    """SentencePiece BPE on the training split: one model shared by both languages (with
+    `share_embeddings`), else one per language; or the pretrained BPEmb models."""
+    src_lang, tgt_lang = languages(config["direction"])
+    train_pairs = data.flatten(splits["train"])
+    if config["tokenizer"] == "bpemb":
+        tokenizers = []
+        for lang in (src_lang, tgt_lang):
+            t = tok.BPEmbTokenizer.from_bpemb(lang, config["bpemb_vs"], config["bpemb_dim"],
+                                              config["bpemb_model"].get(lang), config["bpemb_emb"].get(lang))
+            saved = tok.save_tokenizer(t, run_dir, lang)
+            saved.emb_file = t.emb_file  # keep the vectors' location for --init-embeddings
+            tokenizers.append(saved)
+        return tokenizers
+    if config["share_embeddings"]:
+        sentences = [s for pair in train_pairs for s in pair]
+        print(f"training a {config['vocab_size']}-piece SentencePiece BPE model shared by {src_lang} and "
+              f"{tgt_lang} on {len(sentences):,} training sentences", file=sys.stderr)
+        shared = tok.SentencePieceTokenizer.train(sentences, run_dir / "tokenizer_shared", config["vocab_size"])
+        return [tok.save_tokenizer(shared, run_dir, lang) for lang in (src_lang, tgt_lang)]
+    tokenizers = []
+    for lang, side in ((src_lang, 0), (tgt_lang, 1)):
+        sentences = [pair[side] for pair in train_pairs]
+        print(f"training a {config['vocab_size']}-piece SentencePiece BPE model for {lang} "
+              f"on {len(sentences):,} training sentences", file=sys.stderr)
+        t = tok.SentencePieceTokenizer.train(sentences, run_dir / f"tokenizer_{lang}", config["vocab_size"])
+        tokenizers.append(tok.save_tokenizer(t, run_dir, lang))
+    return tokenizers
+
+
+def prepare_run(run_dir, config):
+    """Create `run_dir` with config.json and tokenizers, or check a resumed run's config.
+
+    Returns (config, src_tokenizer, tgt_tokenizer, splits).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "config.json"
+    explicit = config.pop("_explicit", set())
+    if config_file.exists():
+        saved = read_config(run_dir)
+        clash = [k for k in sorted(explicit - RESUMABLE) if k in saved and saved[k] != config[k]]
+        if clash:
+            raise UserError(f"{run_dir} was trained with " + ", ".join(f"{k}={saved[k]}" for k in clash)
+                            + "; use another --run name to change them")
+        config = {**saved, **{k: config[k] for k in explicit & RESUMABLE}}
+    src_lang, tgt_lang = languages(config["direction"])
+    splits = data.load_splits(config["direction"], config["data"], seed=config["split_seed"])
+    if not splits["train"]:
+        raise UserError("the training split is empty")
+    if all((run_dir / f"tokenizer_{lang}.json").exists() for lang in (src_lang, tgt_lang)):
+        tokenizers = [tok.load_tokenizer(run_dir, lang) for lang in (src_lang, tgt_lang)]
+    else:
+        tokenizers = _train_tokenizers(run_dir, config, splits)
+    config["src_vocab_size"], config["tgt_vocab_size"] = (t.vocab_size for t in tokenizers)
+    if config["data"] is not None:
+        config["data"] = str(Path(config["data"]).resolve())
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return config, tokenizers[0], tokenizers[1], splits
+
+
+# ----------------------------------------------------------------------------- loading a run
+
+@dataclass
+class Run:
+    model: object
+    src_tokenizer: object
+    tgt_tokenizer: object
+    config: dict
+    direction: str
+    run_dir: Path
+    checkpoint: str
+
+
+MODEL_KEYS = {"direction": str, "num_layers": int, "d_model": int, "num_heads": int, "dff": int,
+              "src_vocab_size": int, "tgt_vocab_size": int, "max_positions": int, "max_length": int,
+              "dropout_rate": (int, float), "pre_norm": bool}
+
+
+def read_config(run_dir):
+    """A run's config.json, checked for the keys and types a model is built from."""
+    config_file = Path(run_dir) / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a complete run: config.json is missing")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{config_file} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
+    for key, kind in MODEL_KEYS.items():
+        if not isinstance(config.get(key), kind):
+            raise UserError(f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}")
+    if config["direction"] not in data.DIRECTIONS:
+        raise UserError(f"{config_file}: unknown direction {config['direction']!r}")
+    return config
+
+
+def _checkpoint_path(run_dir):
+    """The checkpoint prefix to restore: best/, else ckpt/."""
+    for sub in ("best", "ckpt"):
+        index = run_dir / sub / "checkpoint"
+        if index.is_file():
+            for line in index.read_text(errors="replace").splitlines():
+                if line.startswith("model_checkpoint_path:"):
+                    name = line.split(":", 1)[1].strip().strip('"')
+                    path = Path(name) if Path(name).is_absolute() else run_dir / sub / name
+                    if Path(f"{path}.index").is_file():
+                        return str(path)
+    return None
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sums(run_dir):
+    """Check every file listed in SHA256SUMS (`<hex>  <name>` lines); a missing or changed
+    file raises UserError naming it."""
+    sums = run_dir / SUMS_FILE
+    if not sums.is_file():
+        raise UserError(f"{run_dir} is not a complete shipped run: {SUMS_FILE} is missing")
+    for line in sums.read_text(errors="replace").splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise UserError(f"{sums}: malformed line {line!r}")
+        path = run_dir / name
+        if not path.is_file():
+            raise UserError(f"{path} is missing (listed in {SUMS_FILE})")
+        if sha256(path) != digest:
+            raise UserError(f"{path} is corrupted: its SHA-256 does not match {SUMS_FILE}")
+
+
+def write_sums(run_dir, names):
+    (run_dir / SUMS_FILE).write_text("".join(f"{sha256(run_dir / n)}  {n}\n" for n in sorted(names)))
+
+
+def save_weights(model, path, dtype="float16"):
+    """Weights only, in `model.weights` order, as plain arrays `w0000`, `w0001`, ... (+ names)."""
+    arrays = {f"w{i:04d}": np.asarray(w.numpy() if hasattr(w, "numpy") else w).astype(dtype)
+              for i, w in enumerate(model.weights)}
+    np.savez(path, **arrays)
+    return [w.path for w in model.weights]
+
+
+def load_weights(model, path):
+    """Assign the arrays written by `save_weights` (any float dtype) to `model`'s weights,
+    checking their number and shapes; never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = [f[f"w{i:04d}"] for i in range(len(f.files))]
+    except Exception as e:  # truncated zip, missing key, object arrays...
+        raise UserError(f"{path} is not a weights file written by `pack` ({type(e).__name__}: {e})") from None
+    if len(arrays) != len(model.weights):
+        raise UserError(f"{path} holds {len(arrays)} arrays but the model in config.json has {len(model.weights)}")
+    for variable, array in zip(model.weights, arrays):
+        if tuple(variable.shape) != array.shape:
+            raise UserError(f"{path}: {variable.path} is {tuple(variable.shape)} in the model, {array.shape} "
+                            "in the file (config.json does not match the weights)")
+        variable.assign(array.astype(variable.dtype))
+
+
+def _restore_checkpoint(model, checkpoint):
+    try:
+        status = tf.train.Checkpoint(model=model).restore(checkpoint)
+        status.assert_existing_objects_matched()  # every model variable must be found
+        status.expect_partial()  # the optimizer state in the file is not needed
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot restore {checkpoint}: {first}") from None
+
+
+def load_run(run_dir):
+    """The model (weights restored), tokenizers and config of a training or shipped run.
+
+    A missing, incomplete or damaged directory raises UserError naming what is wrong.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
+    shipped = (run_dir / WEIGHTS_FILE).exists() or (run_dir / SUMS_FILE).exists()
+    if shipped:
+        verify_sums(run_dir)
+    config = read_config(run_dir)
+    src_lang, tgt_lang = languages(config["direction"])
+    tokenizers = []
+    for lang in (src_lang, tgt_lang):
+        if not (run_dir / f"tokenizer_{lang}.json").is_file():
+            raise UserError(f"{run_dir} is not a complete run: tokenizer_{lang}.json is missing")
+        try:
+            tokenizers.append(tok.load_tokenizer(run_dir, lang))
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"{run_dir}: cannot load the {lang} tokenizer ({type(e).__name__}: {e})") from None
+    checkpoint = str(run_dir / WEIGHTS_FILE) if shipped else _checkpoint_path(run_dir)
+    if checkpoint is None:
+        raise UserError(f"{run_dir} is not a complete run: it has no checkpoint yet (in best/ or ckpt/)")
+    try:
+        model = build_model(config)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{run_dir / 'config.json'} does not describe a valid model ({e})") from None
+    if shipped:
+        load_weights(model, checkpoint)
+    else:
+        _restore_checkpoint(model, checkpoint)
+    return Run(model, tokenizers[0], tokenizers[1], config, config["direction"], run_dir, checkpoint)
