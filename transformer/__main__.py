@@ -93,10 +93,30 @@ def build_parser():
     p.add_argument("--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)")
     p.set_defaults(handler=cliutil.lazy("transformer.plot", "heatmaps_main"))
 
-    p = sub.add_parser("demo", help="the article's worked examples: split-heads, mantra, cross-attention, masks")
-    p.add_argument("name", choices=["split-heads", "mantra", "cross-attention", "masks", "all"])
+    p = sub.add_parser("demo", help="the article's worked examples: split-heads, mantra, cross-attention, masks, "
+                       "positional-encoding")
+    p.add_argument("name", choices=["split-heads", "mantra", "cross-attention", "masks", "positional-encoding", "all"])
     p.add_argument("--out", default="figures/demos", metavar="DIR", help="where figures go (default %(default)s)")
     p.set_defaults(handler=cliutil.lazy("transformer.demos", "main"))
+
+    p = sub.add_parser("plot-run", help="learning-rate schedule, loss, accuracy and perplexity curves of a run",
+                       description="Read the run's config.json and train_log.jsonl; print one row per logged "
+                       "epoch and draw the learning rate as trained (the warm-up schedule) and the training/"
+                       "validation loss, accuracy and perplexity per epoch into OUT/<run>_training.png.")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--out", default="figures/runs", metavar="DIR", help="where the PNG goes (default %(default)s)")
+    p.set_defaults(handler=cliutil.lazy("transformer.plot", "plot_run_main"))
+
+    # --- the attention explorer (transformer/serve.py, transformer/static/) ---
+    p = sub.add_parser("serve", help="the attention explorer: a local web page and JSON API over trained runs",
+                       description="Serve a page that translates a sentence and draws the attention of every "
+                       "layer and head, and POST /api/translate. Default models: pretrained/en-es and "
+                       "pretrained/es-en when they exist.")
+    p.add_argument("--checkpoint", action="append", metavar="DIR",
+                   help="a run directory (repeatable, one per direction; default: the shipped models)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 picks a free one)")
+    p.set_defaults(handler=cliutil.lazy("transformer.serve", "main"))
 
     p = sub.add_parser("bench", help="speed benchmarks against stock-Keras baselines measured in the same run",
                        description="Training throughput against a stock-Keras Transformer, cached vs recompute "

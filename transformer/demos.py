@@ -7,6 +7,8 @@
   number as one row of softmax(QK^T / sqrt(d_k)) V (sections 2 and 3).
 * ``cross-attention``: 12 queries over 9 keys and values (section 4, last part).
 * ``masks``: the padding and look-ahead masks for a short batch.
+* ``positional-encoding``: the sinusoidal position codes (paper section 3.5), drawn as
+  the TensorFlow Transformer tutorial draws them, and how similar nearby positions are.
 
 Each step prints one line of explanation; figures go to ``--out`` (PNG, Agg backend).
 """
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from transformer.plot import pyplot
 
 SENTENCE = "Anthony Hopkins admired Michael Bay as a great director.".split()
 MANTRA_WEIGHTS = [0.06, 0.09, 0.05, 0.25, 0.18, 0.06, 0.09, 0.06, 0.15]  # article 01, section 2
@@ -24,20 +28,11 @@ def _shape(x):
     return str(tuple(int(d) for d in x.shape))
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, out, name):
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     print(f"figure: {path}")
     return path
 
@@ -114,7 +109,7 @@ def mantra_demo(out):
     print(f"  ... V = {np.array2string(row, precision=4)}")
     print(f"largest difference to the hand-made sum: {np.abs(row - reweighted).max():.1e}")
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.bar(range(9), MANTRA_WEIGHTS, color=["tab:orange" if t == "Michael" else "tab:blue" for t in SENTENCE])
     for i, weight in enumerate(MANTRA_WEIGHTS):
@@ -142,7 +137,7 @@ def cross_attention_demo(out):
     print(f"weights {_shape(weights)}: per head, one row of 9 weights for each of the 12 queries")
     print(f"output {_shape(output)}: one 512-d vector per query, i.e. per Spanish token")
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 6.5))
     image = ax.imshow(np.asarray(weights)[0, 0], cmap="viridis", vmin=0)
     ax.set_xticks(range(9), SENTENCE, rotation=60)
@@ -170,7 +165,7 @@ def masks_demo(out):
     print("decoder self-attention mask of sentence 0: look-ahead AND padding")
     print(combined[0])
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     for ax, matrix, title in [(axes[0], pad, "padding mask\n(rows: sentences, columns: keys)"),
                               (axes[1], ahead, "look-ahead mask\n(rows: queries, columns: keys)"),
@@ -185,8 +180,51 @@ def masks_demo(out):
     _save(fig, out, "masks.png")
 
 
+def positional_encoding_demo(out, length=2048, depth=512):
+    from transformer.model import positional_encoding
+
+    pe = positional_encoding(length, depth)
+    print(f"positional_encoding({length}, {depth}) {_shape(pe)}: PE[pos, 2i] = sin(pos / 10000^(2i/{depth})), "
+          f"PE[pos, 2i+1] = cos(pos / 10000^(2i/{depth}))")
+    print(f"values in [{pe.min():.3f}, {pe.max():.3f}]; every row has norm sqrt({depth // 2}) = {np.sqrt(depth / 2):.3f}: "
+          f"row 0 {np.linalg.norm(pe[0]):.3f}, row {length - 1} {np.linalg.norm(pe[-1]):.3f}")
+    print(f"wavelengths from 2 pi = {2 * np.pi:.2f} (dimension 0) to 2 pi * 10000^({depth - 2}/{depth}) = "
+          f"{2 * np.pi * 10000 ** ((depth - 2) / depth):,.0f} positions (dimension {depth - 2})")
+    unit = pe / np.linalg.norm(pe, axis=1, keepdims=True)
+    similarity = unit @ unit[1000]
+    for other in (999, 1001, 1010, 1100, 0):
+        print(f"cosine similarity of position 1000 with {other}: {similarity[other]:.3f}")
+    shift = 5
+    # PE(pos + k) is a fixed rotation of PE(pos) (per pair of dimensions), the same for every pos:
+    freqs = 1.0 / np.power(10000.0, np.arange(0, depth, 2) / depth)
+    cos, sin = np.cos(shift * freqs), np.sin(shift * freqs)
+    rotated = np.empty_like(pe[:-shift])
+    rotated[:, 0::2] = pe[:-shift, 0::2] * cos + pe[:-shift, 1::2] * sin
+    rotated[:, 1::2] = pe[:-shift, 1::2] * cos - pe[:-shift, 0::2] * sin
+    print(f"PE(pos + {shift}) as a rotation of PE(pos), largest difference over all positions: "
+          f"{np.abs(rotated - pe[shift:]).max():.1e}")
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
+    shown = np.concatenate([pe[:, 0::2], pe[:, 1::2]], axis=1)  # sin dimensions, then cos (as the tutorial)
+    image = axes[0].pcolormesh(shown.T, cmap="RdBu", vmin=-1, vmax=1)
+    axes[0].axhline(depth // 2, color="black", lw=0.8)
+    axes[0].set_xlabel("position")
+    axes[0].set_ylabel(f"sin: dimensions 0, 2, .., {depth - 2} | cos: 1, 3, .., {depth - 1}", fontsize=8)
+    axes[0].set_title(f"positional encoding, {length} positions x {depth} dimensions")
+    fig.colorbar(image, ax=axes[0], shrink=0.8)
+    axes[1].plot(similarity, lw=0.8)
+    axes[1].set_xlabel("position")
+    axes[1].set_ylabel("cosine similarity")
+    axes[1].set_title("similarity of every position to position 1000")
+    axes[1].set_ylim(-0.2, 1.05)
+    fig.tight_layout()
+    _save(fig, out, "positional_encoding.png")
+
+
 DEMOS = {"split-heads": split_heads_demo, "mantra": mantra_demo,
-         "cross-attention": cross_attention_demo, "masks": masks_demo}
+         "cross-attention": cross_attention_demo, "masks": masks_demo,
+         "positional-encoding": positional_encoding_demo}
 
 
 def main(args):

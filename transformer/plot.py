@@ -35,7 +35,8 @@ ARTICLE_SENTENCES = {
 }
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed); shared by the figure modules."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,19 +45,34 @@ def _pyplot():
     return plt
 
 
-def sentence_attention(run, sentence):
+def decode_ids(run, src, beam=1, length_penalty=0.6):
+    """Output ids (no bos, no eos) of one encoded sentence, decoded exactly as
+    :func:`transformer.translate.translate` decodes it (same bound, 2 n + 10 tokens)."""
+    from transformer.decode import beam_search, greedy_decode
+
+    src_batch, bound = np.array([src], np.int32), np.array([2 * len(src) + 10], np.int32)
+    if beam > 1:
+        out = beam_search(run.model, src_batch, beam_size=beam, length_penalty=length_penalty, max_length=bound)
+    else:
+        out = greedy_decode(run.model, src_batch, max_length=bound)
+    return [int(t) for t in np.asarray(out)[0] if t != 0]
+
+
+def sentence_attention(run, sentence, beam=1):
     """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
-    {kind: (layers, heads, query_len, key_len) array}) for the run's model."""
-    from transformer.decode import BOS, greedy_decode
+    {kind: (layers, heads, query_len, key_len) array}) for the run's model.
+
+    The maps come from one teacher-forced pass over (source, bos + translation): for
+    greedy decoding they are the weights the decoder used; for ``beam`` > 1 they are those
+    of the beam's output re-run with teacher forcing."""
+    from transformer.decode import BOS
     from transformer.translate import encode_source
 
     if not sentence.strip():
         raise UserError("the sentence is empty")
     src = encode_source(run, sentence.strip())
-    bound = min(2 * len(src) + 10, run.model.max_length - 1)
-    out = np.asarray(greedy_decode(run.model, np.array([src], np.int32), max_length=bound))[0]
-    out = [int(t) for t in out if t != 0]
-    tgt_in = [BOS] + out
+    out = decode_ids(run, src, beam)
+    tgt_in = ([BOS] + out)[:run.model.max_length]
     _, attention = run.model((np.array([src], np.int32), np.array([tgt_in], np.int32)))
     maps = {}
     for kind, (stack, name, _) in KINDS.items():
@@ -124,7 +140,7 @@ def _wrap(title, width_inches):
 def plot_layer(weights, x_labels, y_labels, title, path):
     """All heads of one layer, (heads, query_len, key_len), on one colour scale;
     x axis: keys (``x_labels``), y axis: queries (``y_labels``)."""
-    plt = _pyplot()
+    plt = pyplot()
     heads = weights.shape[0]
     rows, cols = _grid(heads)
     width, height = max(1.8, 0.17 * len(x_labels)) + 0.8, max(1.8, 0.17 * len(y_labels)) + 1.0
@@ -148,7 +164,7 @@ def plot_layer(weights, x_labels, y_labels, title, path):
 
 def plot_overview(maps, title, path):
     """Every layer (rows) and head (columns) of one kind, one colour scale, no tick labels."""
-    plt = _pyplot()
+    plt = pyplot()
     layers, heads = maps.shape[:2]
     fig, axes = plt.subplots(layers, heads, figsize=(1.3 * heads + 1, 1.3 * layers + 0.8), squeeze=False,
                              layout="constrained")
@@ -170,7 +186,7 @@ def plot_overview(maps, title, path):
 
 def plot_summary(rows, title, path):
     """Mean entropy and distance from the diagonal per layer, one line per head, per kind."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(KINDS), figsize=(4 * len(KINDS), 6), squeeze=False)
     for col, (kind, (_, _, kind_title)) in enumerate(KINDS.items()):
         kind_rows = [r for r in rows if r["kind"] == kind]
@@ -239,3 +255,120 @@ def heatmaps_main(args):
         print(format_summary(rows))
         print()
         print(f"wrote {len(paths)} figures for {sentence!r} to {args.out}/{slug(sentence)}_*.png", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+def read_train_log(run_dir):
+    """The records of a run's ``train_log.jsonl`` (one per epoch, or part-epoch when a
+    run stopped at --steps), in order; UserError when there is none."""
+    import json
+
+    path = Path(run_dir) / "train_log.jsonl"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no train_log.jsonl (is it a run directory written by `train`?)")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}: line {number} is not valid JSON") from None
+    if not records:
+        raise UserError(f"{path} is empty: no epoch has finished yet")
+    return records
+
+
+def learning_rates(config, steps):
+    """The warm-up schedule the run was trained with (transformer.train.WarmupSchedule,
+    paper eq. 3) at optimizer steps 0..steps-1."""
+    from transformer.train import WarmupSchedule
+
+    schedule = WarmupSchedule(config["d_model"], config["warmup_steps"], config.get("lr_scale", 1.0))
+    return np.asarray(schedule(np.arange(steps, dtype="float32")), dtype="float64")
+
+
+def run_curves(run_dir):
+    """(config, rows): one row per log record with its epoch position (fractional for a
+    part-epoch), step, learning rate at that step and the logged numbers."""
+    import json
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a complete run: config.json is missing")
+    config = json.loads(config_file.read_text())
+    records = read_train_log(run_dir)
+    finished = [r for r in records if r.get("epoch_finished", True)]
+    steps_per_epoch = finished[0]["step"] / finished[0]["epoch"] if finished and finished[0]["epoch"] else None
+    lr = learning_rates(config, max(r["step"] for r in records) + 1)
+    rows = []
+    for r in records:
+        if r.get("epoch_finished", True) or not steps_per_epoch:
+            position = float(r["epoch"]) if r.get("epoch_finished", True) else r["epoch"] + 0.5
+        else:
+            position = r["step"] / steps_per_epoch
+        rows.append(dict(epoch=position, step=r["step"], learning_rate=float(lr[max(r["step"] - 1, 0)]),
+                         train_loss=r["train_loss"], train_accuracy=r["train_accuracy"], val_loss=r["val_loss"],
+                         val_perplexity=r["val_perplexity"]))
+    return config, rows, lr
+
+
+def format_curves(rows):
+    lines = [f"{'epoch':>7}{'step':>8}{'lr':>11}{'train loss':>12}{'train acc':>11}{'val loss':>10}{'val ppl':>10}"]
+    for r in rows:
+        lines.append(f"{r['epoch']:>7.2f}{r['step']:>8}{r['learning_rate']:>11.2e}{r['train_loss']:>12.4f}"
+                     f"{r['train_accuracy']:>11.4f}{r['val_loss']:>10.4f}{r['val_perplexity']:>10.2f}")
+    return "\n".join(lines)
+
+
+def plot_curves(config, rows, lr, title, path):
+    """Four panels: the learning rate per step (epoch ends marked), loss, accuracy and
+    validation perplexity per epoch."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), layout="constrained")
+    ax = axes[0]
+    ax.plot(np.arange(1, len(lr) + 1), lr, color="tab:purple")
+    for r in rows:
+        ax.axvline(r["step"], color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("optimizer step (dotted: end of a logged epoch)")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"warm-up schedule: d_model {config['d_model']}, warmup {config['warmup_steps']}"
+                 + (f", scale {config['lr_scale']}" if config.get("lr_scale", 1.0) != 1.0 else ""), fontsize=9)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    epochs = [r["epoch"] for r in rows]
+    smoothing = config.get("label_smoothing", 0.0)
+    panels = [
+        (axes[1], [("train_loss", f"training (label smoothing {smoothing})"), ("val_loss", "validation (NLL)")],
+         "loss (nats per token)"),
+        (axes[2], [("train_accuracy", "training")], "next-token accuracy"),
+        (axes[3], [("val_perplexity", "validation")], "perplexity, exp(validation NLL)"),
+    ]
+    for ax, series, label in panels:
+        for key, name in series:
+            ax.plot(epochs, [r[key] for r in rows], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[3].set_yscale("log")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_run_main(args):
+    """`python -m transformer plot-run --checkpoint DIR`: the run's curves as a table and a PNG."""
+    run_dir = Path(args.checkpoint)
+    if not run_dir.is_dir():
+        raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
+    config, rows, lr = run_curves(run_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = run_dir.resolve().name
+    title = (f"run {name}: {config['direction']}, profile {config.get('profile', '?')}, "
+             f"{config['num_layers']} layers, d_model {config['d_model']}, {config['num_heads']} heads")
+    path = plot_curves(config, rows, lr, title, out / f"{name}_training.png")
+    print(format_curves(rows))
+    print(f"wrote {path}", file=sys.stderr)
