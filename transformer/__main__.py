@@ -7,16 +7,18 @@ Arguments are declared here (cheap); each handler imports its module lazily so t
 import argparse
 
 import cliutil
+from cliutil import int_range, nonnegative_float, nonnegative_int, positive_float, positive_int, probability
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n\n")[0])
+    parser = cliutil.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- data, training, translation, evaluation (transformer/data.py, train.py, translate.py) ---
     p = sub.add_parser("data-stats", help="pairs, unique sources and the source-disjoint split sizes of spa.txt")
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the 90/5/5 split by source (default 0)")
+    p.add_argument("--split-seed", type=nonnegative_int, default=0,
+                   help="seed of the 90/5/5 split by source (default 0)")
     p.set_defaults(handler=cliutil.lazy("transformer.data", "stats_main"))
 
     p = sub.add_parser("train", help="train (or resume) a translator; flags override the profile's values",
@@ -29,55 +31,57 @@ def build_parser():
     p.add_argument("--checkpoints-dir", metavar="DIR",
                    help="where runs live (default $TRANSFORMER_CHECKPOINTS or ./checkpoints)")
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
-    p.add_argument("--epochs", type=int, help="train until this many epochs are done")
-    p.add_argument("--steps", type=int, help="stop once the optimizer has made this many steps in total")
+    p.add_argument("--epochs", type=positive_int, help="train until this many epochs are done")
+    p.add_argument("--steps", type=positive_int, help="stop once the optimizer has made this many steps in total")
     p.add_argument("--tokenizer", choices=["sentencepiece", "bpemb"],
                    help="SentencePiece BPE trained on the training split (default) or pretrained BPEmb")
-    p.add_argument("--vocab-size", type=int, help="SentencePiece vocabulary size (default 8000)")
-    p.add_argument("--bpemb-vs", type=int, help="BPEmb vocabulary size (default 10000)")
-    p.add_argument("--bpemb-dim", type=int, help="BPEmb vector size (default 100)")
+    p.add_argument("--vocab-size", type=positive_int, help="SentencePiece vocabulary size (default 8000)")
+    p.add_argument("--bpemb-vs", type=positive_int, help="BPEmb vocabulary size (default 10000)")
+    p.add_argument("--bpemb-dim", type=positive_int, help="BPEmb vector size (default 100)")
     p.add_argument("--bpemb-model", action="append", metavar="LANG=FILE", help="local BPEmb .model file")
     p.add_argument("--bpemb-emb", action="append", metavar="LANG=FILE", help="local BPEmb .w2v.bin file")
     p.add_argument("--init-embeddings", choices=["none", "bpemb"],
                    help="initialise the token embeddings from the BPEmb vectors (needs d_model = bpemb-dim)")
-    p.add_argument("--num-layers", type=int)
-    p.add_argument("--d-model", type=int)
-    p.add_argument("--num-heads", type=int)
-    p.add_argument("--dff", type=int)
-    p.add_argument("--dropout", dest="dropout_rate", type=float)
+    p.add_argument("--num-layers", type=positive_int)
+    p.add_argument("--d-model", type=positive_int)
+    p.add_argument("--num-heads", type=positive_int)
+    p.add_argument("--dff", type=positive_int)
+    p.add_argument("--dropout", dest="dropout_rate", type=probability)
     p.add_argument("--pre-norm", action=argparse.BooleanOptionalAction, help="pre-norm layers (default post-norm)")
-    p.add_argument("--max-length", type=int, help="longest training sentence, in tokens")
-    p.add_argument("--max-positions", type=int, help="positions of the positional encoding (longest output)")
-    p.add_argument("--token-budget", type=int, help="padded tokens per batch (sets the batch size per length)")
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--lr-scale", type=float, help="multiplies the warm-up schedule (e.g. for a larger global batch)")
-    p.add_argument("--label-smoothing", type=float, help="default 0.1")
-    p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep (default 3)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split-seed", type=int)
+    p.add_argument("--max-length", type=int_range(2), help="longest training sentence, in tokens")
+    p.add_argument("--max-positions", type=int_range(2), help="positions of the positional encoding (longest output)")
+    p.add_argument("--token-budget", type=positive_int,
+                   help="padded tokens per batch (sets the batch size per length)")
+    p.add_argument("--warmup-steps", type=positive_int)
+    p.add_argument("--lr-scale", type=positive_float,
+                   help="multiplies the warm-up schedule (e.g. for a larger global batch)")
+    p.add_argument("--label-smoothing", type=probability, help="default 0.1")
+    p.add_argument("--keep-checkpoints", type=positive_int, help="how many recent checkpoints to keep (default 3)")
+    p.add_argument("--seed", type=nonnegative_int)
+    p.add_argument("--split-seed", type=nonnegative_int)
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                    help="mixed_float16 with loss scaling (helps GPUs, not CPUs)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
                    help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster")
-    p.add_argument("--log-every", type=int, help="TensorBoard logging interval in steps (default 50)")
+    p.add_argument("--log-every", type=positive_int, help="TensorBoard logging interval in steps (default 50)")
     p.set_defaults(handler=cliutil.lazy("transformer.train", "main"))
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
-    p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
-    p.add_argument("--length-penalty", type=float, default=0.6, help="beam search length penalty alpha")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "translate_main"))
 
     p = sub.add_parser("evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
     p.add_argument("--split", choices=["test", "validation"], default="test")
-    p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
-    p.add_argument("--length-penalty", type=float, default=0.6)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, help="only the first N source sentences of the split")
+    p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--length-penalty", type=nonnegative_float, default=0.6)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--limit", type=positive_int, help="only the first N source sentences of the split")
     p.add_argument("--data", metavar="FILE", help="data file (default: the one the run was trained on)")
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "evaluate_main"))
 
@@ -115,7 +119,8 @@ def build_parser():
     p.add_argument("--checkpoint", action="append", metavar="DIR",
                    help="a run directory (repeatable, one per direction; default: the shipped models)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 picks a free one)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8000,
+                   help="port (default %(default)s; 0 picks a free one)")
     p.set_defaults(handler=cliutil.lazy("transformer.serve", "main"))
 
     p = sub.add_parser("bench", help="speed benchmarks against stock-Keras baselines measured in the same run",
@@ -128,17 +133,16 @@ def build_parser():
                    "synthetic lengths if unavailable)")
     p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
                    help="model size to measure (default %(default)s)")
-    p.add_argument("--seconds", type=float, help="seconds per side per timing round (training)")
-    p.add_argument("--rounds", type=int, help="alternating timing rounds")
-    p.add_argument("--pairs", type=int, help="sentence pairs to sample")
+    p.add_argument("--seconds", type=positive_float, help="seconds per side per timing round (training)")
+    p.add_argument("--rounds", type=positive_int, help="alternating timing rounds")
+    p.add_argument("--pairs", type=positive_int, help="sentence pairs to sample")
     p.set_defaults(handler=cliutil.lazy("transformer.bench", "main"))
 
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    return cliutil.main(build_parser, argv)
 
 
 if __name__ == "__main__":
