@@ -18,6 +18,7 @@ diagonal; it is printed as a table and drawn as a line plot.
 import math
 import re
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,22 @@ def decode_ids(run, src, beam=1, length_penalty=0.6):
     return [int(t) for t in np.asarray(out)[0] if t != 0]
 
 
+_compiled_passes = weakref.WeakKeyDictionary()  # model -> compiled teacher-forced pass
+
+
+def _attention_pass(model):
+    """``(src, tgt_in) -> {name: weights}`` of ``model``, compiled once for any lengths
+    (a graph instead of eager layer calls: several times faster per sentence)."""
+    import tensorflow as tf
+
+    if model not in _compiled_passes:
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+        spec = tf.TensorSpec([None, None], tf.int32)
+        _compiled_passes[model] = tf.function(lambda src, tgt: model_ref()((src, tgt), training=False)[1],
+                                              input_signature=(spec, spec))
+    return _compiled_passes[model]
+
+
 def sentence_attention(run, sentence, beam=1):
     """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
     {kind: (layers, heads, query_len, key_len) array}) for the run's model.
@@ -73,7 +90,7 @@ def sentence_attention(run, sentence, beam=1):
     src = encode_source(run, sentence.strip())
     out = decode_ids(run, src, beam)
     tgt_in = ([BOS] + out)[:run.model.max_length]
-    _, attention = run.model((np.array([src], np.int32), np.array([tgt_in], np.int32)))
+    attention = _attention_pass(run.model)(np.array([src], np.int32), np.array([tgt_in], np.int32))
     maps = {}
     for kind, (stack, name, _) in KINDS.items():
         keys = sorted((k for k in attention if k.startswith(f"{stack}/") and k.endswith(f"/{name}")),
@@ -240,7 +257,7 @@ def write_heatmaps(run, sentence, out):
 
 
 def heatmaps_main(args):
-    from transformer.translate import load_run
+    from transformer.runs import load_run
 
     sentences = args.sentence
     if sentences is not None and not all(s.strip() for s in sentences):
@@ -280,9 +297,9 @@ def read_train_log(run_dir):
 
 
 def learning_rates(config, steps):
-    """The warm-up schedule the run was trained with (transformer.train.WarmupSchedule,
+    """The warm-up schedule the run was trained with (transformer.optimizer.WarmupSchedule,
     paper eq. 3) at optimizer steps 0..steps-1."""
-    from transformer.train import WarmupSchedule
+    from transformer.optimizer import WarmupSchedule
 
     schedule = WarmupSchedule(config["d_model"], config["warmup_steps"], config.get("lr_scale", 1.0))
     return np.asarray(schedule(np.arange(steps, dtype="float32")), dtype="float64")
@@ -291,13 +308,9 @@ def learning_rates(config, steps):
 def run_curves(run_dir):
     """(config, rows): one row per log record with its epoch position (fractional for a
     part-epoch), step, learning rate at that step and the logged numbers."""
-    import json
+    from transformer.runs import read_config
 
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a complete run: config.json is missing")
-    config = json.loads(config_file.read_text())
+    config = read_config(run_dir)
     records = read_train_log(run_dir)
     finished = [r for r in records if r.get("epoch_finished", True)]
     steps_per_epoch = finished[0]["step"] / finished[0]["epoch"] if finished and finished[0]["epoch"] else None

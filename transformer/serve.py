@@ -36,7 +36,8 @@ from werkzeug.serving import make_server
 
 from cliutil import UserError
 from transformer import plot
-from transformer.translate import encode_source, load_run
+from transformer.runs import load_run
+from transformer.translate import has_text
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 16 * 1024  # whole request body
@@ -73,8 +74,8 @@ def parse_request(body, runs):
     text = payload.get("text")
     if not isinstance(text, str):
         raise ApiError(400, '"text" must be a string')
-    if not text.strip():
-        raise ApiError(400, '"text" is empty')
+    if not has_text(text):
+        raise ApiError(400, '"text" is empty (or only spaces and control characters)')
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(413, f'"text" has {len(text)} characters; the limit is {MAX_TEXT_CHARS}')
     direction = payload.get("direction", next(iter(runs)))
@@ -182,8 +183,6 @@ def serve_in_thread(app, host="127.0.0.1", port=0):
 
 
 def main(args):
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be from 0 to 65535, not {args.port}")
     runs = load_runs(args.checkpoint or default_checkpoints())
     app = create_app(runs)
     for run in runs.values():  # trace the decoders now, not on the first click

@@ -12,7 +12,8 @@ import pytest
 import cliutil
 from transformer import serve
 from transformer.__main__ import main
-from transformer.translate import load_run, translate
+from transformer.runs import load_run
+from transformer.translate import translate
 
 SENTENCE = "He admired her as a great director."
 KINDS = ("encoder_self", "decoder_self", "cross")
@@ -119,6 +120,7 @@ def test_models_and_page(client):
 @pytest.mark.parametrize("body,status,message", [
     ({"text": ""}, 400, "empty"),
     ({"text": "   \n"}, 400, "empty"),
+    ({"text": "\u200b\x00\x1b"}, 400, "empty"),
     ({"direction": "en-es"}, 400, '"text" must be a string'),
     ({"text": 42}, 400, '"text" must be a string'),
     ({"text": "x" * (serve.MAX_TEXT_CHARS + 1)}, 413, "the limit is 500"),
@@ -205,4 +207,4 @@ def test_serve_cli_errors(tmp_path, monkeypatch, capsys, tiny_run):
     code, out, err = run_cli(["serve", "--checkpoint", str(tmp_path / "missing")], capsys)
     assert code == 1 and "no run directory" in err and err.count("\n") == 1
     code, out, err = run_cli(["serve", "--checkpoint", str(tiny_run), "--port", "70000"], capsys)
-    assert code == 1 and "--port" in err and err.count("\n") == 1
+    assert code == 2 and "--port" in err and "65535" in err

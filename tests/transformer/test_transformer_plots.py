@@ -44,7 +44,7 @@ def png_size(path):
 @pytest.fixture(scope="module")
 def heatmaps(run_dir, tmp_path_factory):
     from transformer.plot import write_heatmaps
-    from transformer.translate import load_run
+    from transformer.runs import load_run
 
     run = load_run(run_dir)
     out = tmp_path_factory.mktemp("heatmaps")
@@ -138,3 +138,57 @@ def test_demos(name, expected, tmp_path, capsys):
         assert (tmp_path / "mantra_weights.png").is_file()
     if name in ("cross-attention", "masks"):
         assert len(list(tmp_path.glob("*.png"))) == 1
+
+
+def test_positional_encoding_demo(tmp_path, capsys):
+    code, out, err = run_cli(["demo", "positional-encoding", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert "(2048, 512)" in out and "values in [-1.000, 1.000]" in out
+    # independent reference: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...)
+    pos, i = np.arange(2048)[:, None], np.arange(256)[None, :]
+    angle = pos / 10000 ** (2 * i / 512)
+    pe = np.empty((2048, 512))
+    pe[:, 0::2], pe[:, 1::2] = np.sin(angle), np.cos(angle)
+    for other in (999, 1100, 0):
+        cosine = pe[1000] @ pe[other] / (np.linalg.norm(pe[1000]) * np.linalg.norm(pe[other]))
+        printed = float(out.split(f"cosine similarity of position 1000 with {other}:")[1].split()[0])
+        assert printed == pytest.approx(cosine, abs=1e-3)
+    rotation = float(out.split("largest difference over all positions:")[1].split()[0])
+    assert rotation < 1e-5
+    width, height = png_size(tmp_path / "positional_encoding.png")
+    assert width > 800 and height > 300
+
+
+def test_plot_run(run_dir, tmp_path, capsys):
+    import json
+
+    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    config = json.loads((run_dir / "config.json").read_text())
+    code, out, err = run_cli(["plot-run", "--checkpoint", str(run_dir), "--out", str(tmp_path)], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["epoch", "step", "lr", "train", "loss", "train", "acc", "val", "loss", "val", "ppl"]
+    assert len(lines) == 1 + len(records)
+    for line, record in zip(lines[1:], records):
+        epoch, step, lr, train_loss, train_acc, val_loss, val_ppl = (float(x) for x in line.split())
+        assert step == record["step"]
+        # the paper's schedule (eq. 3) at the run's last optimizer step, computed here
+        s = record["step"]  # the optimizer's iterations counter was s - 1 for the last step
+        expected = config.get("lr_scale", 1.0) * config["d_model"] ** -0.5 * min(
+            s ** -0.5, s * config["warmup_steps"] ** -1.5)
+        assert lr == pytest.approx(expected, rel=1e-2)
+        assert train_loss == pytest.approx(record["train_loss"], abs=1e-4)
+        assert val_ppl == pytest.approx(record["val_perplexity"], abs=0.01)
+    png = tmp_path / f"{run_dir.name}_training.png"
+    width, height = png_size(png)
+    assert width > 1000 and png.stat().st_size > 20_000
+
+
+def test_plot_run_errors(run_dir, tmp_path, capsys):
+    code, out, err = run_cli(["plot-run", "--checkpoint", str(tmp_path), "--out", str(tmp_path)], capsys)
+    assert code == 1 and err.startswith("error:") and "config.json is missing" in err and err.count("\n") == 1
+    (tmp_path / "config.json").write_text((run_dir / "config.json").read_text())
+    code, out, err = run_cli(["plot-run", "--checkpoint", str(tmp_path), "--out", str(tmp_path)], capsys)
+    assert code == 1 and err.startswith("error:") and "train_log.jsonl" in err and err.count("\n") == 1
+    code, out, err = run_cli(["plot-run", "--checkpoint", str(tmp_path / "nope")], capsys)
+    assert code == 1 and "no run directory" in err

@@ -1,0 +1,196 @@
+"""The attention explorer in a real browser: headless Chromium (Debian's `chromium` and
+`chromium-driver`; `.ci/run` installs them) driven by Selenium against `serve` on a free
+localhost port with a tiny 2-layer model.
+
+It types a sentence, presses Translate, waits for the drawing, checks the translation
+against the API, switches head and layer, hovers a token and reads a weight, and loads
+the page's shared URL in a fresh load to check it restores the same view. The page's
+click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is printed
+(`pytest -s` shows it).
+
+Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
+shipped `pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
+screenshot of the page after the first translation.
+"""
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+from urllib.request import Request, urlopen
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from transformer import serve  # noqa: E402
+from transformer.runs import load_run  # noqa: E402
+
+SENTENCE_15_WORDS = "My brother and I went to the market yesterday to buy some fruit and bread."
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_trainer):
+    if os.environ.get("EXPLORER_CHECKPOINT"):
+        return Path(os.environ["EXPLORER_CHECKPOINT"])
+    path = tmp_path_factory.mktemp("runs") / "en-es-tiny-2layers"
+    assert tiny_trainer(path, epochs=2, num_layers=2) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    run = load_run(run_dir)
+    serve.explain(run, "Hello.")  # trace the decoder before timing clicks, as `serve` does
+    server = serve.serve_in_thread(serve.create_app({run.direction: run}))
+    yield f"http://127.0.0.1:{server.server_port}", run
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1300",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(TIMEOUT)
+    yield driver
+    driver.quit()
+
+
+def api(base, text, direction):
+    request = Request(f"{base}/api/translate", json.dumps({"text": text, "direction": direction}).encode(),
+                      {"Content-Type": "application/json"})
+    with urlopen(request, timeout=TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+def wait_for_drawing(driver, count):
+    WebDriverWait(driver, TIMEOUT).until(
+        lambda d: d.execute_script("return window.explorer && window.explorer.draws") == count
+        or d.find_element(By.ID, "status").get_attribute("class") == "error")
+    assert "error" not in driver.find_element(By.ID, "status").get_attribute("class"), \
+        driver.find_element(By.ID, "status").text
+
+
+def view_of(url):
+    query = parse_qs(urlparse(url).query)
+    return {key: query[key][0] for key in ("text", "direction", "kind", "layer", "head")}
+
+
+def test_translate_draw_switch_hover_and_share(server, browser):
+    base, run = server
+    layers, heads = run.config["num_layers"], run.config["num_heads"]
+    browser.get(base + "/")
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0)
+    box = browser.find_element(By.ID, "text")
+    box.send_keys(SENTENCE_15_WORDS)
+    browser.find_element(By.ID, "translate").click()
+    wait_for_drawing(browser, 1)
+    timings = browser.execute_script("return window.explorer.timings")
+    measured = browser.execute_script(
+        "return performance.getEntriesByName('explorer-click-to-drawing').map(e => e.duration)")
+    print(f"\nclick to drawing, {len(SENTENCE_15_WORDS.split())}-word sentence, {run.run_dir}: "
+          f"{timings['clickToDrawingMs']:.0f} ms (request {timings['requestMs']:.0f} ms, model "
+          f"{timings['serverSeconds'] * 1000:.0f} ms, drawing {timings['drawMs']:.0f} ms)", file=sys.stderr)
+    assert len(measured) == 1 and abs(measured[0] - timings["clickToDrawingMs"]) < 5
+    if os.environ.get("EXPLORER_SCREENSHOT"):
+        browser.find_element(By.ID, "head-view").location_once_scrolled_into_view
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(os.environ["EXPLORER_SCREENSHOT"])
+
+    # the translation shown is the API's
+    expected = api(base, SENTENCE_15_WORDS, run.direction)
+    assert browser.find_element(By.ID, "translation").text == expected["translation"]
+    # every layer x head drawn in the model view, one line colour (toggle) per head
+    cells = browser.find_elements(By.CSS_SELECTOR, "#model-view canvas")
+    assert len(cells) == layers * heads
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#head-toggles input[type=checkbox]")) == heads
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#summary tbody tr")) == layers * heads + layers
+
+    # switch kind, layer and head with the controls
+    Select(browser.find_element(By.ID, "kind")).select_by_value("cross")
+    Select(browser.find_element(By.ID, "layer")).select_by_value(str(layers - 1))
+    Select(browser.find_element(By.ID, "head")).select_by_value(str(heads - 1))
+    title = browser.find_element(By.ID, "detail-title").text
+    assert title == f"decoder-encoder (cross) attention, layer {layers}, head {heads}"
+    selected = browser.find_element(By.CSS_SELECTOR, "#model-view canvas.selected")
+    assert (selected.get_attribute("data-layer"), selected.get_attribute("data-head")) == (str(layers - 1),
+                                                                                             str(heads - 1))
+    assert view_of(browser.current_url) == {"text": SENTENCE_15_WORDS, "direction": run.direction,
+                                            "kind": "cross", "layer": str(layers), "head": str(heads)}
+    # clicking a small heat map picks its layer and head
+    browser.find_element(By.CSS_SELECTOR, '#model-view canvas[data-layer="0"][data-head="0"]').click()
+    assert view_of(browser.current_url)["layer"] == "1" and view_of(browser.current_url)["head"] == "1"
+    browser.find_element(By.CSS_SELECTOR, f'#model-view canvas[data-layer="{layers - 1}"][data-head="{heads - 1}"]'
+                         ).send_keys(Keys.ENTER)  # ... and so does Enter on a focused one
+    assert view_of(browser.current_url)["layer"] == str(layers) and view_of(browser.current_url)["head"] == str(heads)
+
+    # hover a target token: the weights it gives each source token (chosen head) appear
+    query = 1
+    token = browser.find_elements(By.CSS_SELECTOR, "#left-tokens .token")[query]
+    ActionChains(browser).move_to_element(token).perform()
+    weights = [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#right-tokens .token .weight")]
+    row = expected["attention"]["cross"][layers - 1][heads - 1][query]
+    assert weights == [f"{w:.3f}" for w in row]
+    assert "active" in token.get_attribute("class")
+    # hovering a source token shows what attends to it, on the other side
+    key = 0
+    ActionChains(browser).move_to_element(browser.find_elements(By.CSS_SELECTOR, "#right-tokens .token")[key]).perform()
+    weights = [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#left-tokens .token .weight")]
+    column = [r[key] for r in expected["attention"]["cross"][layers - 1][heads - 1]]
+    assert weights == [f"{w:.3f}" for w in column]
+
+    # a shared link restores the view in a fresh page load
+    shared = browser.find_element(By.ID, "share").get_attribute("href")
+    assert view_of(shared) == view_of(browser.current_url)
+    browser.get("about:blank")
+    browser.get(shared)
+    wait_for_drawing(browser, 1)
+    assert browser.find_element(By.ID, "text").get_attribute("value") == SENTENCE_15_WORDS
+    assert browser.find_element(By.ID, "translation").text == expected["translation"]
+    assert Select(browser.find_element(By.ID, "kind")).first_selected_option.get_attribute("value") == "cross"
+    assert Select(browser.find_element(By.ID, "layer")).first_selected_option.text == f"layer {layers}"
+    assert Select(browser.find_element(By.ID, "head")).first_selected_option.text == f"head {heads}"
+    assert browser.find_element(By.ID, "detail-title").text == title
+    assert view_of(browser.current_url) == view_of(shared)
+
+    # keyboard only: Enter in the text box translates a new sentence
+    box = browser.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys("Tom is happy.", Keys.ENTER)
+    wait_for_drawing(browser, 2)
+    assert browser.find_element(By.ID, "translation").text == api(base, "Tom is happy.", run.direction)["translation"]
+    assert view_of(browser.current_url)["text"] == "Tom is happy."
+
+
+def test_errors_are_shown_not_thrown(server, browser):
+    base, run = server
+    browser.get(base + "/")
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0)
+    browser.find_element(By.ID, "text").send_keys(" ".join(["zqx"] * 100))
+    browser.find_element(By.ID, "translate").click()
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+    assert "this model reads at most" in browser.find_element(By.ID, "status").text
+    logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
+            and "413" not in entry["message"]]
+    assert logs == []
