@@ -53,8 +53,8 @@ def build_parser():
                                                     "nottingham, piano_midi, musedata")
     p.add_argument("--data", metavar="JSON", help="read this JSON file (same format as the JSB file) instead")
     p.add_argument("--budget", choices=BUDGETS, default="quick",
-                   help="quick: 3 seeds, fixed units/lr; full: 5 seeds, plus 3 random (units, lr) "
-                        "configurations, each variant reported at its best one by validation NLL")
+                   help="quick: 3 seeds, fixed units/lr; full: Greff et al.'s random search per variant "
+                        "(units, lr, momentum, input noise, dropout), resumable, see --trials/--jobs")
     p.add_argument("--variants", nargs="+", metavar="NAME", type=str.upper, choices=VARIANTS,
                    help=f"variants to train (default: all nine: {' '.join(VARIANTS)})")
     p.add_argument("--seeds", type=positive_int, help="seeds per variant (default: 3 quick, 5 full)")
@@ -62,8 +62,21 @@ def build_parser():
     p.add_argument("--units", type=positive_int, help="hidden units (default 128)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="chorales per training batch (default 8)")
+    p.add_argument("--trials", type=positive_int, help="full: random-search trials per variant (default 20)")
+    p.add_argument("--patience", type=positive_int, help="full: stop a trial after this many epochs without a better "
+                                                "validation NLL (default 5; --epochs is then the maximum, default 30)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="full: trials trained in parallel processes (default 1)")
     p.add_argument("--out", default="out/lstm-variants", help="output directory (CSV, JSON, PNG)")
     p.set_defaults(handler=cliutil.lazy("lstm.variants", "main"))
+
+    p = sub.add_parser("variants-report", help="tables and figures of the random search (variants --budget full)",
+                       description="Read the random-search results file and write, per variant, the test NLL of "
+                                   "the best-validation trial, a box plot over trials, the learning-rate "
+                                   "sensitivity and a per-hyper-parameter importance (Markdown + PNG).")
+    p.add_argument("--results", default="out/lstm-variants/search.jsonl", help="JSONL results file")
+    p.add_argument("--out", default="out/lstm-variants", help="output directory (Markdown, PNG)")
+    p.set_defaults(handler=cliutil.lazy("lstm.search_report", "main"))
 
     p = sub.add_parser("bench", help="forward+backward time of this LSTM against keras.layers.LSTM",
                        description="Time one compiled forward+backward pass of lstm.cell.LSTM (variants NP, V "

@@ -6,6 +6,7 @@ Metric: negative log-likelihood per time step = binary cross-entropy summed over
 averaged over all predicted time steps of a split (Boulanger-Lewandowski et al. 2012; Bai
 et al. 2018). Each run keeps the epoch with the best validation NLL and reports its test NLL.
 Every finished run is appended to results.csv, and a rerun with the same --out skips it.
+`--budget full` is Greff et al.'s random search per variant instead: lstm/search.py.
 """
 import contextlib
 import csv
@@ -37,14 +38,16 @@ def nll(logits, targets, mask):
     return ops.sum(per_step * mask), ops.sum(mask)
 
 
-def build_model(variant, units, dropout=0.3):
+def build_model(variant, units, dropout=0.3, noise=0.0):
+    """rolls -> [Gaussian input noise, training only] -> LSTM -> dropout -> Dense(88) logits."""
     import keras
 
     from lstm.cell import LSTM
 
     rolls = keras.Input((None, data.KEYS), name="rolls")
     mask = keras.Input((None,), dtype="bool", name="mask")
-    y = LSTM(units, variant=variant, name="lstm")(rolls, mask=mask)
+    x = keras.layers.GaussianNoise(noise, name="input_noise")(rolls) if noise > 0 else rolls
+    y = LSTM(units, variant=variant, name="lstm")(x, mask=mask)
     y = keras.layers.Dropout(dropout)(y)
     logits = keras.layers.Dense(data.KEYS, name="keys")(y)
     return keras.Model([rolls, mask], logits, name=f"lstm_{variant.lower()}")
@@ -59,14 +62,16 @@ def batches(rolls, batch_size, rng=None):
         yield padded[:, :-1], padded[:, 1:], mask
 
 
-def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1.0, progress=None):
-    """Train one model; return dict(best_epoch, valid_nll, test_nll) at the best validation epoch."""
+def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1.0, progress=None,
+              dropout=0.3, noise=0.0, beta_1=0.9, patience=None):
+    """Train one model; return dict(best_epoch, valid_nll, test_nll, epochs_run) at the best validation
+    epoch. `patience`: stop after that many epochs without a better validation NLL (early stopping)."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    model = build_model(variant, units)
-    optimizer = keras.optimizers.Adam(lr, global_clipnorm=clipnorm)
+    model = build_model(variant, units, dropout=dropout, noise=noise)
+    optimizer = keras.optimizers.Adam(lr, beta_1=beta_1, global_clipnorm=clipnorm)
     spec = (tf.TensorSpec((None, None, data.KEYS)), tf.TensorSpec((None, None, data.KEYS)),
             tf.TensorSpec((None, None), tf.bool))
 
@@ -92,6 +97,7 @@ def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1
 
     rng = np.random.default_rng(seed)
     best = {"best_epoch": 0, "valid_nll": math.nan, "test_nll": math.nan}
+    epoch = 0
     for epoch in range(1, epochs + 1):
         for batch in batches(splits["train"], batch_size, rng):
             train_step(*batch)
@@ -102,18 +108,14 @@ def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1
             best = {"best_epoch": epoch, "valid_nll": valid, "test_nll": evaluate(splits["test"])}
         if progress:
             progress(epoch, valid, best)
-    return best
+        if patience and epoch - best["best_epoch"] >= patience:
+            break
+    return {**best, "epochs_run": epoch}
 
 
-def search_configs(budget, units, lr, seed=1234):
-    """quick: one configuration; full: it plus three drawn at random (lr log-uniform 1e-3..3e-2, units 64..256)."""
-    first = {"units": units or DEFAULT_CONFIG["units"], "lr": lr or DEFAULT_CONFIG["lr"]}
-    if budget == "quick":
-        return [first]
-    rng = np.random.default_rng(seed)
-    drawn = [{"units": int(rng.choice([64, 96, 128, 192, 256])) if not units else units,
-              "lr": float(10 ** rng.uniform(-3, -1.5)) if not lr else lr} for _ in range(3)]
-    return [first] + drawn
+def search_configs(budget, units, lr):
+    """The quick budget's one configuration (the full budget is the random search of lstm/search.py)."""
+    return [{"units": units or DEFAULT_CONFIG["units"], "lr": lr or DEFAULT_CONFIG["lr"]}]
 
 
 def read_results(path):
@@ -202,6 +204,11 @@ def main(args):
     seeds = args.seeds or DEFAULTS[args.budget]["seeds"]
     epochs = args.epochs or DEFAULTS[args.budget]["epochs"]
     splits = data.load_json(args.data) if args.data else data.load(args.dataset)
+    if args.budget == "full":  # Greff et al.'s random search per variant: lstm/search.py
+        from lstm import search, search_report
+
+        path = search.search(args, variants, splits)
+        return search_report.report(path, Path(args.out), name=args.data or args.dataset)
     configs = search_configs(args.budget, args.units, args.lr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +225,7 @@ def main(args):
         start = time.time()
         with contextlib.redirect_stdout(sys.stderr):
             best = train_run(splits, v, c["units"], c["lr"], s, epochs, batch_size=args.batch_size)
+        best.pop("epochs_run")  # every quick run trains all its epochs
         row = {"variant": v, **c, "seed": s, "epochs": epochs, "batch_size": args.batch_size, **best,
                "seconds": time.time() - start}
         done[key(v, c, s)] = row

@@ -73,3 +73,58 @@ def test_full_jsb_split(monkeypatch, tmp_path):
     assert [int(data.lengths(splits[s]).sum()) for s in data.SPLITS] == [13807, 4602, 4725]
     mat = data.load("jsb_chorales")  # the .mat piano rolls of the same benchmark are identical
     assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s]))
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)) * 4, "is not a JSON text file (byte 128 is not UTF-8)"),
+    (b"", "is not valid JSON"),
+    (b"[1, 2]", "must hold a JSON object"),
+    (b'"train valid test"', "must hold a JSON object"),
+    (b'{"train": 5, "valid": [], "test": []}', "the train split must be a list of chorales"),
+    (b'{"train": [[[60], [62]]], "valid": [[[60], 7]], "test": []}', "valid chorale 0: step 1 must be a list"),
+    (b'{"train": [[["C4"], [62]]], "valid": [], "test": []}', "train chorale 0: pitch 'C4' at step 0 is not an integer"),
+    (b'{"train": [[[60.5]]], "valid": [], "test": []}', "pitch 60.5 at step 0 is not an integer"),
+    (b'{"train": [[[true]]], "valid": [], "test": []}', "pitch True at step 0 is not an integer"),
+    (b'{"train": [[[60], [200]]], "valid": [], "test": []}', "train chorale 0: pitch 200 at step 1 is outside"),
+    (b'{"train": [[[60], [62]]], "valid": [[[60]]], "test": [[[60], [61]]]}', "the valid split has no sequence"),
+])
+def test_damaged_json_is_one_user_error_naming_file_and_place(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        data.load_json(path)
+    assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_damaged_mat_files(tmp_path):
+    from scipy.io import savemat
+
+    path = tmp_path / "bad.mat"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UserError, match="is not a readable MATLAB .mat file"):
+        data.load_mat(path)
+    rolls = np.empty((1, 1), dtype=object)
+    rolls[0, 0] = np.zeros((5, 88))
+    savemat(path, {"traindata": rolls, "validdata": rolls})
+    with pytest.raises(UserError, match="has no testdata array"):
+        data.load_mat(path)
+    narrow = np.empty((1, 1), dtype=object)
+    narrow[0, 0] = np.zeros((5, 12))
+    savemat(path, {"traindata": rolls, "validdata": rolls, "testdata": narrow})
+    with pytest.raises(UserError, match=r"testdata roll 0 has shape \(5, 12\), expected \(time, 88\)"):
+        data.load_mat(path)
+    savemat(path, {"traindata": rolls, "validdata": rolls, "testdata": rolls})
+    assert {s: len(r) for s, r in data.load_mat(path).items()} == {"train": 1, "valid": 1, "test": 1}
+
+
+def test_variants_on_a_binary_file_is_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.json"
+    junk.write_bytes(bytes(range(256)) * 4)
+    proc = subprocess.run([sys.executable, "-m", "lstm", "variants", "--data", str(junk), "--out", str(tmp_path)],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {junk} is not a JSON text file (byte 128 is not UTF-8)"]

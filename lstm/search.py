@@ -1,0 +1,149 @@
+"""`python -m lstm variants --budget full`: a random search per variant, as in Greff et al. (2017), section IV-C.
+
+Greff et al. drew, independently per trial, the number of LSTM blocks log-uniform in [20, 200], the
+learning rate log-uniform in [1e-6, 1e-2] (SGD with Nesterov momentum), the momentum as 1 minus a
+log-uniform draw from [0.01, 1], and the standard deviation of Gaussian input noise uniform in [0, 1].
+Here the optimiser is the project's Adam (clipnorm 1), so the learning-rate range is moved to Adam's
+scale, log-uniform in [3e-4, 3e-2], and "momentum" is Adam's first-moment decay beta_1 = 1 - u, u
+log-uniform in [0.01, 1]; dropout before the output layer (not in the paper) is uniform in [0, 0.5].
+
+Trial k draws its hyper-parameters from a generator seeded with (SEED, k) and trains with seed k, for
+every variant alike, so variants are compared on the same draws (a paired design). A trial trains up
+to `max_epochs` epochs and stops after `patience` epochs without a better validation NLL; it reports
+the test NLL at its best validation epoch. Each finished trial is one JSON line in the results file;
+a rerun skips the trials already there. `--jobs N` runs trials in N processes of one thread each.
+"""
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cliutil import UserError
+
+SEED = 2017
+TRIALS, MAX_EPOCHS, PATIENCE = 20, 30, 5  # 20 x 9 trials of ~40 s fit about 2 hours on one core
+SPACE = {  # name: (low, high, scale) -- "log": log-uniform, "linear": uniform, "1-log": 1 - log-uniform
+    "units": (20, 200, "log"),
+    "lr": (3e-4, 3e-2, "log"),
+    "beta_1": (0.01, 1.0, "1-log"),
+    "noise": (0.0, 1.0, "linear"),
+    "dropout": (0.0, 0.5, "linear"),
+}
+KEY = ("variant", "trial", "max_epochs", "patience", "batch_size")  # what identifies a finished trial
+
+
+def draw(trial, seed=SEED):
+    """The hyper-parameters of trial `trial` (the same for every variant)."""
+    rng = np.random.default_rng([seed, trial])
+    params = {}
+    for name, (low, high, scale) in SPACE.items():
+        u = rng.uniform(math.log(low), math.log(high)) if scale != "linear" else rng.uniform(low, high)
+        value = math.exp(u) if scale == "log" else 1.0 - math.exp(u) if scale == "1-log" else u
+        params[name] = int(round(value)) if name == "units" else round(float(value), 6)
+    return params
+
+
+def plan(variants, trials, max_epochs, patience, batch_size, fixed=None):
+    """Every (variant, trial) task, trial-major so that a partial study covers all variants evenly."""
+    tasks = []
+    for trial in range(trials):
+        params = {**draw(trial), **(fixed or {})}
+        for v in variants:
+            tasks.append({"variant": v, "trial": trial, **params, "seed": trial, "max_epochs": max_epochs,
+                          "patience": patience, "batch_size": batch_size})
+    return tasks
+
+
+def read_results(path):
+    """The finished trials in a JSONL results file; a damaged line (a write cut short) is skipped."""
+    rows = []
+    if not Path(path).is_file():
+        return rows
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or any(k not in row for k in KEY):
+                    raise ValueError
+            except ValueError:
+                if line.strip():
+                    print(f"warning: {path}:{number} is not a trial record; ignored", file=sys.stderr)
+                continue
+            rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
+    return rows
+
+
+def append_result(path, row):
+    """Append one trial as a JSON line (NaN written as null) and flush it to disk."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(clean) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+_SPLITS = None  # the data set, loaded once per worker process
+
+
+def _init_worker(data_path, dataset):
+    """Worker start-up: one thread for TensorFlow (set before it is imported), then load the data."""
+    global _SPLITS
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = "1"
+    import tensorflow as tf
+
+    from lstm import data
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    _SPLITS = data.load_json(data_path) if data_path else data.load(dataset)
+
+
+def run_trial(task):
+    """Train one (variant, trial) and return its record: the task plus best_epoch, epochs_run,
+    valid_nll, test_nll (at the best validation epoch) and seconds."""
+    import contextlib
+
+    from lstm.variants import train_run
+
+    start = time.time()
+    with contextlib.redirect_stdout(sys.stderr):
+        best = train_run(_SPLITS, task["variant"], task["units"], task["lr"], task["seed"], task["max_epochs"],
+                         batch_size=task["batch_size"], dropout=task["dropout"], noise=task["noise"],
+                         beta_1=task["beta_1"], patience=task["patience"])
+    return {**task, **best, "seconds": round(time.time() - start, 1)}
+
+
+def search(args, variants, splits):
+    """Run the trials of the plan that are not in the results file yet, `args.jobs` at a time."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "search.jsonl"
+    fixed = {k: v for k, v in (("units", args.units), ("lr", args.lr)) if v}
+    tasks = plan(variants, args.trials or TRIALS, args.epochs or MAX_EPOCHS, args.patience or PATIENCE,
+                 args.batch_size, fixed)
+    done = {tuple(r[k] for k in KEY) for r in read_results(path)}
+    todo = [t for t in tasks if tuple(t[k] for k in KEY) not in done]
+    print(f"{len(todo)} trials to train ({len(tasks) - len(todo)} of {len(tasks)} already in {path}); "
+          f"up to {tasks[0]['max_epochs'] if tasks else 0} epochs each, patience {args.patience or PATIENCE}, "
+          f"{args.jobs} process(es)", file=sys.stderr)
+    if todo:
+        # 'spawn': TensorFlow is not fork-safe. imap keeps the plan's order, so the results file has the
+        # same lines whatever the number of processes.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.jobs, _init_worker, (args.data, args.dataset), maxtasksperchild=None) as pool:
+            bar = tqdm(total=len(todo), desc="trials", file=sys.stderr, dynamic_ncols=True)
+            for row in pool.imap(run_trial, todo, chunksize=1):
+                append_result(path, row)
+                bar.update()
+                bar.set_postfix(variant=row["variant"], trial=row["trial"], test=f"{row['test_nll']:.3f}")
+            bar.close()
+    return path

@@ -1,0 +1,117 @@
+"""The random search of `variants --budget full`: its draws, its results file, --jobs, and its report."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm import search, search_report
+from lstm.__main__ import build_parser
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "jsb_small.json"
+
+
+def run(argv):
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+def test_draws_follow_greff_et_al_scales():
+    draws = [search.draw(k) for k in range(4000)]
+    assert draws[7] == search.draw(7) and draws[7] != draws[8]  # reproducible, different per trial
+    for name, (low, high, scale) in search.SPACE.items():
+        values = np.array([d[name] for d in draws], dtype=float)
+        if scale == "1-log":
+            values = 1 - values
+        assert values.min() >= low - 0.5 * (name == "units") and values.max() <= high + 0.5 * (name == "units")
+        middle = math.sqrt(low * high) if scale != "linear" else (low + high) / 2
+        # log-uniform: half the draws below the geometric mean; uniform: below the arithmetic mean
+        assert np.mean(values < middle) == pytest.approx(0.5, abs=0.03), name
+
+
+def test_plan_is_trial_major_and_paired():
+    tasks = search.plan(["V", "NP"], 3, max_epochs=4, patience=2, batch_size=8)
+    assert [(t["trial"], t["variant"]) for t in tasks] == [(0, "V"), (0, "NP"), (1, "V"), (1, "NP"), (2, "V"), (2, "NP")]
+    for a, b in zip(tasks[::2], tasks[1::2]):  # both variants of a trial share its draw and seed
+        assert {k: v for k, v in a.items() if k != "variant"} == {k: v for k, v in b.items() if k != "variant"}
+    assert search.plan(["V"], 1, 4, 2, 8, fixed={"units": 16})[0]["units"] == 16
+
+
+def test_results_file_round_trip_and_damaged_line(tmp_path, capsys):
+    path = tmp_path / "search.jsonl"
+    row = {**search.plan(["V"], 1, 4, 2, 8)[0], "valid_nll": math.nan, "test_nll": math.nan}
+    search.append_result(path, row)
+    with open(path, "a") as f:
+        f.write('{"variant": "V", "tri')  # a write cut short by a kill
+    assert "NaN" not in path.read_text()  # strict JSON: null
+    rows = search.read_results(path)
+    assert len(rows) == 1 and math.isnan(rows[0]["test_nll"]) and rows[0]["units"] == row["units"]
+    assert "is not a trial record" in capsys.readouterr().err
+
+
+def test_explained_variance_hand_cases():
+    x = np.array([0, 0, 1, 1, 2, 2, 3, 3], float)
+    assert search_report.explained_variance(x, 2 * (x >= 2), bins=2) == pytest.approx(1.0)
+    assert search_report.explained_variance(x, [0, 1] * 4, bins=2) == pytest.approx(0.0)
+    # y = [0,1,0,1 | 2,3,2,3]: between-bin sum of squares 8 * 1^2 = 8, total 8 + 8 * 0.25 = 10
+    assert search_report.explained_variance(x, [0, 1, 0, 1, 2, 3, 2, 3], bins=2) == pytest.approx(0.8)
+
+
+def _synthetic_rows(trials=24):
+    """Test NLL driven by the learning rate only (best near 1e-2), V better than NP by 0.1."""
+    rows = []
+    for task in search.plan(["V", "NP"], trials, 30, 5, 8):
+        nll = 8.3 + (math.log10(task["lr"]) + 2) ** 2 + 0.1 * (task["variant"] == "NP")
+        rows.append({**task, "best_epoch": 10, "epochs_run": 15, "valid_nll": nll - 0.05, "test_nll": nll,
+                     "seconds": 1.0})
+    rows[0] = {**rows[0], "valid_nll": math.nan, "test_nll": math.nan}  # one diverged trial
+    return rows
+
+
+def test_report_picks_best_validation_trial_and_finds_the_learning_rate(tmp_path, capsys):
+    rows = _synthetic_rows()
+    rows[3] = {**rows[3], "valid_nll": 1.0, "test_nll": 9.9}  # NP's best validation, not its best test
+    path = tmp_path / "search.jsonl"
+    for r in rows:
+        search.append_result(path, r)
+    assert search_report.report(path, tmp_path / "out") == 0
+    text = capsys.readouterr().out
+    table = {line.split("|")[1].strip(): line.split("|") for line in text.splitlines() if line.startswith("| V ")
+             or line.startswith("| NP ")}
+    assert table["NP"][4].strip() == "**9.900**"
+    v_rows = [r for r in rows if r["variant"] == "V" and math.isfinite(r["test_nll"])]
+    assert float(table["V"][4].strip("* ")) == pytest.approx(min(r["test_nll"] for r in v_rows), abs=1e-3)
+    assert table["V"][2].strip() == "24" and table["V"][3].strip() == "1"
+    shares, chance, n, bins = search_report.importance(rows)
+    assert shares["lr"] > 0.8 and max(v for k, v in shares.items() if k != "lr") < 0.4
+    assert "| lr | log-uniform [0.0003, 0.03] |" in text
+    for name in ("search-report.md", "search-box.png", "search-lr.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 500
+
+
+def test_report_without_results_is_one_line_error(tmp_path):
+    from cliutil import UserError
+
+    with pytest.raises(UserError, match="no results file"):
+        run(["variants-report", "--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)])
+
+
+def test_jobs_2_writes_the_same_results_as_jobs_1_and_resumes(tmp_path, capsys):
+    """Tiny budget: 2 variants x 2 trials x 2 epochs on the 3-chorale fixture."""
+    def results(jobs):
+        out = tmp_path / f"jobs{jobs}"
+        argv = ["variants", "--budget", "full", "--data", str(FIXTURE), "--variants", "V", "CIFG", "--trials", "2",
+                "--epochs", "2", "--patience", "1", "--jobs", str(jobs), "--out", str(out)]
+        assert run(argv) == 0
+        lines = (out / "search.jsonl").read_text().splitlines()
+        return argv, [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+    argv, one = results(1)
+    _, two = results(2)
+    assert len(one) == 4 and one == two  # same lines, same order, same numbers; only the timings differ
+    assert [(r["variant"], r["trial"]) for r in one] == [("V", 0), ("CIFG", 0), ("V", 1), ("CIFG", 1)]
+    assert all(math.isfinite(r["test_nll"]) and 1 <= r["best_epoch"] <= r["epochs_run"] <= 2 for r in one)
+    capsys.readouterr()
+    assert run(argv) == 0  # a rerun finds every trial in the file and trains nothing
+    assert "0 trials to train (4 of 4 already in" in capsys.readouterr().err
