@@ -60,13 +60,17 @@ class SentencePieceTokenizer:
         """
         specials = (dict(pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID) if bos_eos
                     else dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1))
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=(clean(s) for s in sentences), model_prefix=str(model_prefix),
-            vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
-            hard_vocab_limit=False, minloglevel=2, num_threads=2,
-            max_sentence_length=1 << 16,  # an IMDb review is one "sentence"; keep the long ones
-            **({"normalization_rule_name": "nmt_nfkc_cf"} if case_fold else {}), **specials,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=(clean(s) for s in sentences), model_prefix=str(model_prefix),
+                vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
+                hard_vocab_limit=False, minloglevel=2, num_threads=2,
+                max_sentence_length=1 << 16,  # an IMDb review is one "sentence"; keep the long ones
+                **({"normalization_rule_name": "nmt_nfkc_cf"} if case_fold else {}), **specials,
+            )
+        except RuntimeError as e:  # e.g. fewer pieces than the text has distinct characters
+            reason = str(e).split("] ", 1)[-1].splitlines()[0]
+            raise UserError(f"cannot train a {vocab_size}-piece SentencePiece model: {reason}") from None
         Path(f"{model_prefix}.vocab").unlink(missing_ok=True)  # the .model holds the vocabulary too
         return cls(f"{model_prefix}.model")
 

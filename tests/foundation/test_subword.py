@@ -166,3 +166,8 @@ def test_bpemb_vectors_of_another_vocabulary_are_refused(tmp_path):
     other.write_bytes(Path(datafiles.mirror_file("bpemb/en.wiki.bpe.vs10000.model")).read_bytes())
     with pytest.raises(UserError, match="does not match"):
         subword.BPEmbTokenizer(other).embedding_matrix(BPEMB_EMB)
+
+
+def test_too_small_a_vocabulary_is_a_user_error(english, tmp_path):
+    with pytest.raises(UserError, match="cannot train a 8-piece SentencePiece model"):
+        subword.SentencePieceTokenizer.train(english, tmp_path / "tiny", 8)
