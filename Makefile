@@ -68,8 +68,16 @@ evaluate: install ## BLEU, chrF and perplexity of CHECKPOINT on the test split (
 heatmaps: install ## Attention heat maps of CHECKPOINT for SENTENCE (default: the article's two sentences)
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-demos: install ## The article's worked examples: split-heads, mantra, cross-attention, masks
+demos: install ## The article's worked examples: split-heads, mantra, cross-attention, masks, positional-encoding
 	$(PY) -m transformer demo all --out $(FIGURES)/demos
+
+PORT ?= 8000
+.PHONY: serve transformer-plot-run
+serve: install ## The attention explorer on http://127.0.0.1:PORT/ with the shipped models (or CHECKPOINT=DIR)
+	$(PY) -m transformer serve $(if $(filter command line environment,$(origin CHECKPOINT)),--checkpoint $(CHECKPOINT)) --port $(PORT)
+
+transformer-plot-run: install ## Learning rate, loss, accuracy and perplexity curves of CHECKPOINT into figures/runs/
+	$(PY) -m transformer plot-run --checkpoint $(CHECKPOINT) --out $(FIGURES)/runs
 
 # --- embeddings/ ---
 IMDB_RUN := checkpoints/imdb-tutorial

@@ -10,7 +10,8 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
-screenshot of the page after the first translation.
+screenshot of the page after the first translation. EXPLORER_REQUIRE_BROWSER=1 (set
+by .ci/run) makes a missing browser an error instead of a skip.
 """
 import json
 import os
@@ -25,6 +26,8 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if os.environ.get("EXPLORER_REQUIRE_BROWSER"):  # set by .ci/run: CI must run this test
+        raise RuntimeError(f"EXPLORER_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing")
     pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
                 allow_module_level=True)
 

@@ -279,7 +279,7 @@ function paintMap(canvas, m) {
 function drawModelView() {
   const grid = $("model-view");
   const [layers, heads] = state.data.shapes[state.kind];
-  grid.style.gridTemplateColumns = `auto repeat(${heads}, minmax(24px, 72px))`;
+  grid.style.gridTemplateColumns = `max-content repeat(${heads}, minmax(24px, 72px))`;
   grid.innerHTML = "";
   grid.appendChild(document.createElement("span"));
   for (let h = 0; h < heads; h++) {
