@@ -19,6 +19,11 @@ def build_parser():
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
     p.add_argument("--split-seed", type=nonnegative_int, default=0,
                    help="seed of the 90/5/5 split by source (default 0)")
+    p.add_argument("--plot", nargs="?", const="figures/token_lengths.png", metavar="PNG",
+                   help="also print sentence lengths and draw their histogram per language (default file "
+                   "%(const)s)")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="with --plot: count subword tokens with this run's tokenizers (default: words)")
     p.set_defaults(handler=cliutil.lazy("transformer.data", "stats_main"))
 
     p = sub.add_parser("train", help="train (or resume) a translator; flags override the profile's values",

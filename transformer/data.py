@@ -156,6 +156,10 @@ def stats_main(args):
         for name in SPLITS:
             print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
         print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
+    if args.plot:  # the token-length histogram (transformer/plot.py)
+        from transformer.plot import token_lengths_main
+
+        token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
 
 
 # ----------------------------------------------------------------------------- tf.data

@@ -385,3 +385,72 @@ def plot_run_main(args):
     path = plot_curves(config, rows, lr, title, out / f"{name}_training.png")
     print(format_curves(rows))
     print(f"wrote {path}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- token lengths
+
+def token_lengths(pairs, run_dir=None):
+    """({"en": lengths, "es": lengths}, unit) of every (english, spanish) pair: SentencePiece
+    tokens (+ eos, as the model reads them) with the tokenizers of ``run_dir``, else words
+    and punctuation marks."""
+    if run_dir is None:
+        words = re.compile(r"\w+|[^\w\s]")
+        return ({lang: np.array([len(words.findall(pair[side])) for pair in pairs])
+                 for side, lang in enumerate(("en", "es"))}, "words and punctuation marks")
+    from subword import load_tokenizer
+
+    lengths = {}
+    for side, lang in enumerate(("en", "es")):
+        tokenizer = load_tokenizer(run_dir, lang)
+        lengths[lang] = np.array([len(tokenizer.encode(pair[side])) + 1 for pair in pairs])
+    return lengths, "subword tokens (with eos)"
+
+
+def format_token_lengths(lengths, unit, limit=None):
+    lines = [f"sentence lengths in {unit}:",
+             f"  {'':<4}{'mean':>7}{'median':>8}{'p95':>6}{'p99':>6}{'max':>6}"
+             + (f"{f'> {limit}':>12}" if limit else "")]
+    for lang, values in lengths.items():
+        line = (f"  {lang:<4}{values.mean():>7.2f}{np.median(values):>8.0f}{np.percentile(values, 95):>6.0f}"
+                f"{np.percentile(values, 99):>6.0f}{values.max():>6}")
+        if limit:
+            line += f"{(values > limit).sum():>7,} ({100 * (values > limit).mean():.2f}%)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_token_lengths(lengths, unit, title, path, limit=None):
+    """One histogram per language (as the TensorFlow Transformer tutorial plots them); a
+    dashed line at the training length limit when given."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.6), sharey=True, layout="constrained")
+    for ax, (lang, values) in zip(np.atleast_1d(axes), lengths.items()):
+        ax.hist(values, bins=np.arange(0, values.max() + 2) - 0.5, color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_title(f"{lang}: mean {values.mean():.1f}, max {values.max()}", fontsize=10)
+        ax.set_xlabel(f"length ({unit})")
+        if limit:
+            ax.axvline(limit + 0.5, color="tab:red", ls="--", lw=1, label=f"training limit {limit}")
+            ax.legend(fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("sentence pairs (log scale)")
+    fig.suptitle(title, fontsize=10)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def token_lengths_main(pairs, data_file, plot_path, run_dir=None):
+    """`data-stats --plot`: print the length table and draw the histograms of ``pairs``."""
+    limit = None
+    if run_dir is not None:
+        from transformer.runs import read_config
+
+        limit = read_config(run_dir)["max_length"]
+    lengths, unit = token_lengths(pairs, run_dir)
+    print()
+    print(format_token_lengths(lengths, unit, limit))
+    source = f" with the tokenizers of {Path(run_dir).name}" if run_dir else ""
+    path = plot_token_lengths(lengths, unit, f"{Path(data_file).name}: {len(pairs):,} pairs, lengths in {unit}{source}",
+                              plot_path, limit)
+    print(f"wrote {path}", file=sys.stderr)

@@ -192,3 +192,27 @@ def test_plot_run_errors(run_dir, tmp_path, capsys):
     assert code == 1 and err.startswith("error:") and "train_log.jsonl" in err and err.count("\n") == 1
     code, out, err = run_cli(["plot-run", "--checkpoint", str(tmp_path / "nope")], capsys)
     assert code == 1 and "no run directory" in err
+
+
+def test_data_stats_plot(run_dir, tmp_path, capsys):
+    import re
+
+    from transformer.data import read_pairs
+
+    pairs = read_pairs(FIXTURE, warn=False)[0]
+    png = tmp_path / "lengths.png"
+    code, out, err = run_cli(["data-stats", "--data", str(FIXTURE), "--plot", str(png)], capsys)
+    assert code == 0 and "sentence lengths in words and punctuation marks:" in out
+    en_words = [len(re.findall(r"\w+|[^\w\s]", en)) for en, _ in pairs]
+    en_row = out.split("sentence lengths in words")[1].splitlines()[2].split()
+    assert en_row[0] == "en" and float(en_row[1]) == pytest.approx(np.mean(en_words), abs=0.01)
+    assert int(en_row[5]) == max(en_words)
+    assert png_size(png)[0] > 600
+
+    code, out, err = run_cli(["data-stats", "--data", str(FIXTURE), "--plot", str(png), "--checkpoint",
+                              str(run_dir)], capsys)
+    assert code == 0 and "sentence lengths in subword tokens (with eos):" in out
+    import json
+
+    limit = json.loads((run_dir / "config.json").read_text())["max_length"]
+    assert f"> {limit}" in out  # pairs over the run's training length are counted
