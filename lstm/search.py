@@ -7,8 +7,9 @@ Here the optimiser is the project's Adam (clipnorm 1), so the learning-rate rang
 scale, log-uniform in [3e-4, 3e-2], and "momentum" is Adam's first-moment decay beta_1 = 1 - u, u
 log-uniform in [0.01, 1]; dropout before the output layer (not in the paper) is uniform in [0, 0.5].
 
-Trial k draws its hyper-parameters from a generator seeded with (SEED, k) and trains with seed k, for
-every variant alike, so variants are compared on the same draws (a paired design). A trial trains up
+Trial k of variant v draws its hyper-parameters from a generator seeded with (SEED, k, v) -- independent
+draws per variant, as in the paper, so that the pooled learning-rate curve and the importance see many
+distinct points -- and trains with seed k. A trial trains up
 to `max_epochs` epochs and stops after `patience` epochs without a better validation NLL; it reports
 the test NLL at its best validation epoch. Each finished trial is one JSON line in the results file;
 a rerun skips the trials already there. `--jobs N` runs trials in N processes of one thread each.
@@ -16,8 +17,10 @@ a rerun skips the trials already there. `--jobs N` runs trials in N processes of
 import json
 import math
 import os
+import signal
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +39,9 @@ SPACE = {  # name: (low, high, scale) -- "log": log-uniform, "linear": uniform, 
 KEY = ("variant", "trial", "max_epochs", "patience", "batch_size")  # what identifies a finished trial
 
 
-def draw(trial, seed=SEED):
-    """The hyper-parameters of trial `trial` (the same for every variant)."""
-    rng = np.random.default_rng([seed, trial])
+def draw(trial, variant="V", seed=SEED):
+    """The hyper-parameters of trial `trial` of `variant`: reproducible, independent across trials and variants."""
+    rng = np.random.default_rng([seed, trial, zlib.crc32(variant.encode())])
     params = {}
     for name, (low, high, scale) in SPACE.items():
         u = rng.uniform(math.log(low), math.log(high)) if scale != "linear" else rng.uniform(low, high)
@@ -51,8 +54,8 @@ def plan(variants, trials, max_epochs, patience, batch_size, fixed=None):
     """Every (variant, trial) task, trial-major so that a partial study covers all variants evenly."""
     tasks = []
     for trial in range(trials):
-        params = {**draw(trial), **(fixed or {})}
         for v in variants:
+            params = {**draw(trial, v), **(fixed or {})}
             tasks.append({"variant": v, "trial": trial, **params, "seed": trial, "max_epochs": max_epochs,
                           "patience": patience, "batch_size": batch_size})
     return tasks
@@ -139,6 +142,8 @@ def search(args, variants, splits):
         # 'spawn': TensorFlow is not fork-safe. imap keeps the plan's order, so the results file has the
         # same lines whatever the number of processes.
         context = multiprocessing.get_context("spawn")
+        # SIGTERM (kill, nohup jobs) ends the study like Ctrl-C: the pool's workers are terminated with it
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         with context.Pool(args.jobs, _init_worker, (args.data, args.dataset), maxtasksperchild=None) as pool:
             bar = tqdm(total=len(todo), desc="trials", file=sys.stderr, dynamic_ncols=True)
             for row in pool.imap(run_trial, todo, chunksize=1):

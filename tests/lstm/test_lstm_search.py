@@ -19,7 +19,8 @@ def run(argv):
 
 def test_draws_follow_greff_et_al_scales():
     draws = [search.draw(k) for k in range(4000)]
-    assert draws[7] == search.draw(7) and draws[7] != draws[8]  # reproducible, different per trial
+    assert draws[7] == search.draw(7, "V") and draws[7] != draws[8]  # reproducible, different per trial
+    assert search.draw(7, "NP") != draws[7]  # and per variant
     for name, (low, high, scale) in search.SPACE.items():
         values = np.array([d[name] for d in draws], dtype=float)
         if scale == "1-log":
@@ -30,11 +31,11 @@ def test_draws_follow_greff_et_al_scales():
         assert np.mean(values < middle) == pytest.approx(0.5, abs=0.03), name
 
 
-def test_plan_is_trial_major_and_paired():
+def test_plan_is_trial_major_with_draws_per_variant():
     tasks = search.plan(["V", "NP"], 3, max_epochs=4, patience=2, batch_size=8)
     assert [(t["trial"], t["variant"]) for t in tasks] == [(0, "V"), (0, "NP"), (1, "V"), (1, "NP"), (2, "V"), (2, "NP")]
-    for a, b in zip(tasks[::2], tasks[1::2]):  # both variants of a trial share its draw and seed
-        assert {k: v for k, v in a.items() if k != "variant"} == {k: v for k, v in b.items() if k != "variant"}
+    for t in tasks:
+        assert {k: t[k] for k in search.SPACE} == search.draw(t["trial"], t["variant"]) and t["seed"] == t["trial"]
     assert search.plan(["V"], 1, 4, 2, 8, fixed={"units": 16})[0]["units"] == 16
 
 
@@ -84,7 +85,7 @@ def test_report_picks_best_validation_trial_and_finds_the_learning_rate(tmp_path
     assert float(table["V"][4].strip("* ")) == pytest.approx(min(r["test_nll"] for r in v_rows), abs=1e-3)
     assert table["V"][2].strip() == "24" and table["V"][3].strip() == "1"
     shares, chance, n, bins = search_report.importance(rows)
-    assert shares["lr"] > 0.8 and max(v for k, v in shares.items() if k != "lr") < 0.4
+    assert shares["lr"] > 0.6 and max(v for k, v in shares.items() if k != "lr") < 0.3 and chance < 0.1
     assert "| lr | log-uniform [0.0003, 0.03] |" in text
     for name in ("search-report.md", "search-box.png", "search-lr.png"):
         assert (tmp_path / "out" / name).stat().st_size > 500
