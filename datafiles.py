@@ -216,7 +216,9 @@ def extract(archive, dest, members):
                         refuse(m.name, "a link or special file")
                     if m.isfile() and pattern.fullmatch(name):
                         chosen.append(m)
-                t.extractall(dest, members=chosen, filter="data")
+                # the "data" filter exists from Python 3.10.12 / 3.11.4; the checks above cover older ones
+                filtered = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                t.extractall(dest, members=chosen, **filtered)
         else:
             raise DataError(f"{archive.name} is not a zip or tar archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
