@@ -17,7 +17,7 @@ def positive(x):
 
 
 def test_training_flops_hand_count():
-    from transformer.bench import training_flops
+    from transformer.trainspeed import training_flops
 
     config = dict(d_model=2, dff=3, num_layers=1, tgt_vocab_size=5)
     # batch 1, source 1 token, target 1 token; forward multiply-adds:
@@ -53,3 +53,27 @@ def test_bench_quick(tmp_path, capsys):
     memory = report["memory"]
     assert memory["ours_mib"] > 100  # TensorFlow alone takes more
     assert report["device"] and report["date"] and report["profile"] == "tiny"
+
+
+def test_measure_jit_tiny():
+    from transformer.trainspeed import measure_jit
+
+    result = measure_jit("tiny", shapes=((4, 6),), rounds=2, steps=1)
+    assert result["profile"] == "tiny" and result["shapes"] == [[4, 6]]
+    assert positive(result["ms_per_step_jit_off"]) and positive(result["ms_per_step_jit_on"])
+    assert result["jit_speedup"] == pytest.approx(result["ms_per_step_jit_off"] / result["ms_per_step_jit_on"], rel=0.05)
+
+
+def test_baseline_has_our_dimensions():
+    """The stock-Keras baseline computes what ours computes: the same number of weights in
+    every matrix of the encoder and decoder blocks (it adds learned position embeddings)."""
+    from transformer.baseline import build_baseline
+    from transformer.model import build_model
+    from transformer.runs import make_config
+
+    config = make_config("tiny", src_vocab_size=50, tgt_vocab_size=50, share_embeddings=False)
+    ours = build_model(config)
+    theirs = build_baseline(config["num_layers"], config["d_model"], config["num_heads"], config["dff"],
+                            config["tgt_vocab_size"], 21, config["dropout_rate"])
+    positions = 2 * 21 * config["d_model"]
+    assert theirs.count_params() - positions == ours.count_params()
