@@ -36,7 +36,7 @@ from werkzeug.serving import make_server
 
 from cliutil import UserError
 from transformer import plot
-from transformer.runs import load_run
+from transformer.runs import PRETRAINED_ROOT, load_run
 from transformer.translate import has_text
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -44,7 +44,6 @@ MAX_BODY_BYTES = 16 * 1024  # whole request body
 MAX_TEXT_CHARS = 500  # the text to translate
 MAX_BEAM = 8
 DECIMALS = 3  # attention weights in responses
-PRETRAINED = ("pretrained/en-es", "pretrained/es-en")
 
 
 class ApiError(Exception):
@@ -166,10 +165,12 @@ def load_runs(directories):
     return runs
 
 
-def default_checkpoints():
-    found = [d for d in PRETRAINED if Path(d).is_dir()]
+def default_checkpoints(root=None):
+    """The shipped runs, pretrained/en-es and pretrained/es-en, that exist."""
+    root = Path(root or PRETRAINED_ROOT)
+    found = [root / direction for direction in ("en-es", "es-en") if (root / direction).is_dir()]
     if not found:
-        raise UserError("no shipped models in pretrained/; pass --checkpoint DIR (a run directory written by "
+        raise UserError(f"no shipped models in {root}; pass --checkpoint DIR (a run directory written by "
                         "`python -m transformer train`)")
     return found
 

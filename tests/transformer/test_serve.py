@@ -201,10 +201,17 @@ def run_cli(argv, capsys):
 
 
 def test_serve_cli_errors(tmp_path, monkeypatch, capsys, tiny_run):
-    monkeypatch.chdir(tmp_path)  # no pretrained/ here
+    monkeypatch.setattr(serve, "PRETRAINED_ROOT", tmp_path)  # no shipped models here
     code, out, err = run_cli(["serve"], capsys)
     assert code == 1 and err.startswith("error: no shipped models") and err.count("\n") == 1
     code, out, err = run_cli(["serve", "--checkpoint", str(tmp_path / "missing")], capsys)
     assert code == 1 and "no run directory" in err and err.count("\n") == 1
     code, out, err = run_cli(["serve", "--checkpoint", str(tiny_run), "--port", "70000"], capsys)
     assert code == 2 and "--port" in err and "65535" in err
+
+
+def test_default_models_are_the_shipped_ones(tmp_path):
+    (tmp_path / "es-en").mkdir()
+    assert serve.default_checkpoints(tmp_path) == [tmp_path / "es-en"]
+    (tmp_path / "en-es").mkdir()
+    assert serve.default_checkpoints(tmp_path) == [tmp_path / "en-es", tmp_path / "es-en"]
