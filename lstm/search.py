@@ -61,22 +61,40 @@ def plan(variants, trials, max_epochs, patience, batch_size, fixed=None):
     return tasks
 
 
+NUMBERS = (*SPACE, "trial", "max_epochs", "patience", "batch_size", "valid_nll", "test_nll")  # required
+OPTIONAL = ("seed", "best_epoch", "epochs_run", "seconds")
+
+
+def _record(line):
+    """A trial record parsed from one line, or None if the line is not one."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
+    if not isinstance(row, dict) or not isinstance(row.get("variant"), str) or any(
+        k not in row or not number(row[k]) for k in NUMBERS
+    ) or any(not number(row.get(k)) for k in OPTIONAL):
+        return None
+    return {k: (math.nan if v is None else v) for k, v in row.items()}
+
+
 def read_results(path):
-    """The finished trials in a JSONL results file; a damaged line (a write cut short) is skipped."""
-    rows = []
+    """The finished trials in a JSONL results file; lines that are not trial records (a write cut
+    short by a kill, another file) are skipped with one warning."""
+    rows, bad = [], []
     if not Path(path).is_file():
         return rows
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or any(k not in row for k in KEY):
-                    raise ValueError
-            except ValueError:
-                if line.strip():
-                    print(f"warning: {path}:{number} is not a trial record; ignored", file=sys.stderr)
-                continue
-            rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
+            row = _record(line) if line.strip() else None
+            if row is not None:
+                rows.append(row)
+            elif line.strip():
+                bad.append(number)
+    if bad:
+        print(f"warning: {path}: {len(bad)} line(s) are not trial records (first: line {bad[0]}); ignored",
+              file=sys.stderr)
     return rows
 
 

@@ -48,7 +48,10 @@ def test_results_file_round_trip_and_damaged_line(tmp_path, capsys):
     assert "NaN" not in path.read_text()  # strict JSON: null
     rows = search.read_results(path)
     assert len(rows) == 1 and math.isnan(rows[0]["test_nll"]) and rows[0]["units"] == row["units"]
-    assert "is not a trial record" in capsys.readouterr().err
+    assert "1 line(s) are not trial records (first: line 2)" in capsys.readouterr().err
+    with open(path, "a") as f:  # wrong types are not records either
+        f.write("\n" + json.dumps({**row, "units": "many", "valid_nll": None, "test_nll": None}) + "\n")
+    assert len(search.read_results(path)) == 1
 
 
 def test_explained_variance_hand_cases():
@@ -91,11 +94,16 @@ def test_report_picks_best_validation_trial_and_finds_the_learning_rate(tmp_path
         assert (tmp_path / "out" / name).stat().st_size > 500
 
 
-def test_report_without_results_is_one_line_error(tmp_path):
+def test_report_without_results_is_one_line_error(tmp_path, capsys):
     from cliutil import UserError
 
     with pytest.raises(UserError, match="no results file"):
         run(["variants-report", "--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)])
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(UserError, match="holds no finished trials"):
+        run(["variants-report", "--results", str(junk), "--out", str(tmp_path)])
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1  # one warning, not one per line
 
 
 def test_jobs_2_writes_the_same_results_as_jobs_1_and_resumes(tmp_path, capsys):
