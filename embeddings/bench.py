@@ -15,12 +15,10 @@ Both sides: the same ids, vocabulary size 8185, dimension 16, batch 32. A timing
 batch's end (Keras callbacks), so every review and token of the epoch is counted exactly.
 Throughput counts real (non-padding) tokens. Prediction: ``model.predict`` over the same reviews,
 ours on ``token_dataset`` batches, the baseline on the fixed-length array, batch 32 both.
+The report (bench.json, bench.md) is written by ``benchreport`` into --out (default
+out/bench/embeddings).
 """
 import contextlib
-import datetime
-import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -29,19 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+import benchreport
+from benchreport import log
+
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "aclImdb"
 VOCAB_SIZE, DIM, HIDDEN, BATCH = 8185, 16, 16, 32  # the tutorial's sizes (train.PROFILES["tutorial"])
 SIZES = {  # reviews timed per round, alternating rounds, reviews the tokenizer is fitted on
     "full": dict(reviews=8000, rounds=8, tokenizer_reviews=8000),
     "quick": dict(reviews=1600, rounds=3, tokenizer_reviews=1600),
 }
-
-_START = time.perf_counter()
-
-
-def log(message):
-    print(f"[{time.perf_counter() - _START:5.0f}s] {message}", file=sys.stderr, flush=True)
-
 
 def imdb_reviews(n, data_dir=None, seed=0):
     """n (texts, labels) from the IMDb training reviews (of `data_dir` if given), or from the
@@ -154,22 +148,6 @@ def baseline_side(ids, labels, length, seed=0):
     return Side(f"stock_len{length}", model, train_ds, padded, len(ids), tokens, padded.size)
 
 
-def device_name():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}"
-    model = platform.processor() or "CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"CPU: {model}, {len(os.sched_getaffinity(0))} cores"
-
-
 def summarize(side):
     train_s, predict_s = sum(side.train_seconds), sum(side.predict_seconds)
     epochs = len(side.train_seconds)
@@ -199,24 +177,25 @@ def markdown(report):
         f"totals over all rounds (per-round training ratios: median {r['train_per_round']['median']:.2f}x, "
         f"range {r['train_per_round']['min']:.2f}-{r['train_per_round']['max']:.2f}x).",
         "",
-        "| figure | ours | baseline | ratio |",
-        "|---|---|---|---|",
-        f"| training, reviews/s | {o['train_reviews_per_second']:,.0f} | {b['train_reviews_per_second']:,.0f} "
-        f"| **{r['train_reviews_per_second']:.2f}x** |",
-        f"| training, real tokens/s | {o['train_tokens_per_second']:,.0f} | {b['train_tokens_per_second']:,.0f} "
-        f"| **{r['train_tokens_per_second']:.2f}x** |",
-        f"| prediction (`model.predict`, batch {c['batch']}), reviews/s | {o['predict_reviews_per_second']:,.0f} "
-        f"| {b['predict_reviews_per_second']:,.0f} | **{r['predict_reviews_per_second']:.2f}x** |",
-        f"| share of computed positions that are real tokens | {o['padding_efficiency']:.0%} "
-        f"| {b['padding_efficiency']:.0%} | |",
-        f"| peak resident memory (ru_maxrss), MiB; ours: the process after our warm-up, before the baseline "
-        f"exists; baseline column: the whole process at the end (ours + baseline) | {report['memory']['ours_mib']:.0f} "
-        f"| {report['memory']['process_end_mib']:.0f} | |",
+        *benchreport.table([
+            ("training, reviews/s", f"{o['train_reviews_per_second']:,.0f}", f"{b['train_reviews_per_second']:,.0f}",
+             benchreport.ratio(r["train_reviews_per_second"])),
+            ("training, real tokens/s", f"{o['train_tokens_per_second']:,.0f}",
+             f"{b['train_tokens_per_second']:,.0f}", benchreport.ratio(r["train_tokens_per_second"])),
+            (f"prediction (`model.predict`, batch {c['batch']}), reviews/s",
+             f"{o['predict_reviews_per_second']:,.0f}", f"{b['predict_reviews_per_second']:,.0f}",
+             benchreport.ratio(r["predict_reviews_per_second"])),
+            ("share of computed positions that are real tokens", f"{o['padding_efficiency']:.0%}",
+             f"{b['padding_efficiency']:.0%}", ""),
+            ("peak resident memory (ru_maxrss), MiB; ours: the process after our warm-up, before the baseline "
+             "exists; baseline column: the whole process at the end (ours + baseline)",
+             f"{report['memory']['ours_mib']:.0f}", f"{report['memory']['process_end_mib']:.0f}", ""),
+        ]),
     ]
     return "\n".join(lines) + "\n"
 
 
-def run_bench(quick=False, out="bench-results/embeddings", data_dir=None, command="python -m embeddings bench"):
+def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="python -m embeddings bench"):
     import keras
     import tensorflow as tf
 
@@ -232,7 +211,6 @@ def run_bench(quick=False, out="bench-results/embeddings", data_dir=None, comman
         ids = tokenizer.encode_batch(texts)
     lengths = np.array([len(x) for x in ids])
     length = int(lengths.max())
-    device = device_name()
 
     log("ours: building and warming up (tracing)")
     ours = ours_side(ids, labels)
@@ -258,25 +236,18 @@ def run_bench(quick=False, out="bench-results/embeddings", data_dir=None, comman
     per_round = [o / b for o, b in zip(results["ours"]["round_train_reviews_per_second"],
                                        results["baseline"]["round_train_reviews_per_second"])]
     ratios["train_per_round"] = dict(median=float(np.median(per_round)), min=min(per_round), max=max(per_round))
-    report = dict(
-        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), device=device, command=command,
-        quick=quick, data=source, rounds=sizes["rounds"], tensorflow=tf.__version__, keras=keras.__version__,
+    report = benchreport.header(
+        command, quick=quick, data=source, rounds=sizes["rounds"],
         config=dict(vocab_size=VOCAB_SIZE, tokenizer_pieces=len(tokenizer.tokens), dim=DIM, hidden=HIDDEN,
                     batch=BATCH, reviews=len(ids), mean_length=float(lengths.mean()),
                     median_length=float(np.median(lengths)), max_length=length, baseline_length=length),
         ours=results["ours"], baseline=results["baseline"], ratios=ratios, memory=memory,
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    (out / "bench.md").write_text(table)
+    benchreport.write(out, report, table)
     return report, table
 
 
 def main(args):
-    command = "python -m embeddings bench" + (" --quick" if args.quick else "") + \
-        (f" --data-dir {args.data_dir}" if args.data_dir else "")
-    report, table = run_bench(quick=args.quick, out=args.out, data_dir=args.data_dir, command=command)
-    print(table, end="")
-    log(f"wrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
+    command = benchreport.command_line("python -m embeddings", ["bench"] + (["--quick"] if args.quick else []))
+    run_bench(quick=args.quick, out=args.out, data_dir=args.data_dir, command=command)
