@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test data
 
-help: ## List every target with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+##@ Setup and shortcuts (targets are <package>-<verb>; the main jobs keep short names)
+help: ## List every target with one line each, grouped by package
+	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(STAMP) ## Create .venv and install the package editable with test extras
 
@@ -23,11 +24,12 @@ test: install ## Run the test suite (full-data tests run when DATASETS_MIRROR is
 data: install ## Fetch, verify and extract spa-eng, IMDb and JSB Chorales into datasets/
 	$(PY) -m datafiles spa-eng imdb jsb
 
-# --- transformer/ ---
+##@ transformer/: the English-Spanish translator (python -m transformer)
+CHECKPOINTS_DIR ?= checkpoints
 DIRECTION ?= en-es
 PROFILE ?= demo
 RUN ?= $(DIRECTION)-$(PROFILE)
-CHECKPOINT ?= checkpoints/$(RUN)
+CHECKPOINT ?= $(CHECKPOINTS_DIR)/$(RUN)
 BEAM ?= 1
 FIGURES ?= figures
 SENTENCE1 := Anthony Hopkins admired Michael Bay as a great director.
@@ -37,7 +39,8 @@ HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo quality train translate evaluate heatmaps demos data-stats bench-transformer
+.PHONY: demo quality transformer-train transformer-translate transformer-evaluate transformer-heatmaps \
+	transformer-demos transformer-data-stats transformer-bench
 
 demo: install ## The main job: train a small en->es translator (~15 min on 2 CPU cores; a finished run is reused, an interrupted one resumed), translate and plot the article's sentences
 	$(PY) -m datafiles spa-eng
@@ -47,28 +50,28 @@ demo: install ## The main job: train a small en->es translator (~15 min on 2 CPU
 
 quality: install ## Train base for DIRECTION (resumable; es-en about 80 min on 2 CPU cores) and score it on the test split with beam 4
 	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base
-	$(PY) -m transformer evaluate --checkpoint checkpoints/$(DIRECTION)-base --split test --beam 4
+	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(DIRECTION)-base --split test --beam 4
 
-data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
+transformer-data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
 	$(PY) -m transformer data-stats
 
-train: install ## Train (or resume) a translator: DIRECTION=en-es|es-en PROFILE=tiny|demo|base|big
+transformer-train: install ## Train (or resume) a translator: DIRECTION=en-es|es-en PROFILE=tiny|demo|base|big
 	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
 
-translate: install ## Translate SENTENCE (default: the article's two) with CHECKPOINT (default checkpoints/DIRECTION-PROFILE)
+transformer-translate: install ## Translate SENTENCE (default: the article's two) with CHECKPOINT (default checkpoints/DIRECTION-PROFILE)
 ifdef SENTENCE
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) --beam $(BEAM) "$(SENTENCE)"
 else
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) --beam $(BEAM) "$(SENTENCE1)" "$(SENTENCE2)"
 endif
 
-evaluate: install ## BLEU, chrF and perplexity of CHECKPOINT on the test split (BEAM=4 for beam search)
+transformer-evaluate: install ## BLEU, chrF and perplexity of CHECKPOINT on the test split (BEAM=4 for beam search)
 	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINT) --split test --beam $(BEAM)
 
-heatmaps: install ## Attention heat maps of CHECKPOINT for SENTENCE (default: the article's two sentences)
+transformer-heatmaps: install ## Attention heat maps of CHECKPOINT for SENTENCE (default: the article's two sentences)
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-demos: install ## The article's worked examples: split-heads, mantra, cross-attention, masks, positional-encoding
+transformer-demos: install ## The article's worked examples: split-heads, mantra, cross-attention, masks, positional-encoding
 	$(PY) -m transformer demo all --out $(FIGURES)/demos
 
 PORT ?= 8000
@@ -79,39 +82,40 @@ serve: install ## The attention explorer on http://127.0.0.1:PORT/ with the ship
 transformer-plot-run: install ## Learning rate, loss, accuracy and perplexity curves of CHECKPOINT into figures/runs/
 	$(PY) -m transformer plot-run --checkpoint $(CHECKPOINT) --out $(FIGURES)/runs
 
-# --- embeddings/ ---
-IMDB_RUN := checkpoints/imdb-tutorial
-METHOD ?= tsne
-.PHONY: train-imdb projector embedding-map train-imdb-bilstm train-imdb-tfidf bench-embeddings
+transformer-bench: install ## Transformer speed ratios vs stock Keras (JSON + Markdown in out/bench/transformer; QUICK=1 for a smoke run)
+	$(PY) -m transformer bench $(if $(QUICK),--quick) --out out/bench/transformer
 
-train-imdb: install ## Train the tutorial word-embedding classifier on IMDb and score the 25,000 test reviews
-	$(PY) -m embeddings train --run-dir $(IMDB_RUN)
+##@ embeddings/: word embeddings on IMDb reviews (python -m embeddings)
+IMDB_RUN := $(CHECKPOINTS_DIR)/imdb-tutorial
+METHOD ?= tsne
+.PHONY: embeddings-train embeddings-projector embeddings-map embeddings-train-bilstm embeddings-train-tfidf \
+	embeddings-bench
+
+embeddings-train: install ## Train the tutorial word-embedding classifier on IMDb and score the 25,000 test reviews
+	$(PY) -m embeddings train --run imdb-tutorial
 	$(PY) -m embeddings evaluate --checkpoint $(IMDB_RUN)
 
 $(IMDB_RUN)/model.keras: | install
-	$(PY) -m embeddings train --run-dir $(IMDB_RUN)
+	$(PY) -m embeddings train --run imdb-tutorial
 
-projector: $(IMDB_RUN)/model.keras ## Export the IMDb embedding for the Embedding Projector (TSV files + TensorBoard set-up)
+embeddings-projector: $(IMDB_RUN)/model.keras ## Export the IMDb embedding for the Embedding Projector (TSV files + TensorBoard set-up)
 	$(PY) -m embeddings export --checkpoint $(IMDB_RUN)
 
-embedding-map: $(IMDB_RUN)/model.keras ## Map the IMDb vocabulary in 2-D with scikit-learn (METHOD=pca|tsne|isomap|mds|spectral|lle|all)
+embeddings-map: $(IMDB_RUN)/model.keras ## Map the IMDb vocabulary in 2-D with scikit-learn (METHOD=pca|tsne|isomap|mds|spectral|lle|all)
 	$(PY) -m embeddings map --checkpoint $(IMDB_RUN) --method $(METHOD)
 
-train-imdb-bilstm: install ## Train and score the BiLSTM classifier on the same subword tokens (about 25 min on 2 CPU cores)
+embeddings-train-bilstm: install ## Train and score the BiLSTM classifier on the same subword tokens (about 25 min on 2 CPU cores)
 	$(PY) -m embeddings train --model bilstm
-	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-bilstm
+	$(PY) -m embeddings evaluate --checkpoint $(CHECKPOINTS_DIR)/imdb-bilstm
 
-bench-embeddings: install ## Embeddings classifier training/prediction speed vs the TF tutorial's stock model (QUICK=1 for a smoke run)
-	$(PY) -m embeddings bench $(if $(QUICK),--quick) --out bench-results/embeddings
+embeddings-bench: install ## Embeddings classifier training/prediction speed vs the TF tutorial's stock model (QUICK=1 for a smoke run; out/bench/embeddings)
+	$(PY) -m embeddings bench $(if $(QUICK),--quick) --out out/bench/embeddings
 
-train-imdb-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-regression baseline
+embeddings-train-tfidf: install ## Fit and score the scikit-learn TF-IDF + logistic-regression baseline
 	$(PY) -m embeddings train --model tfidf
-	$(PY) -m embeddings evaluate --checkpoint checkpoints/imdb-tfidf
+	$(PY) -m embeddings evaluate --checkpoint $(CHECKPOINTS_DIR)/imdb-tfidf
 
-bench-transformer: install ## Transformer speed ratios vs stock Keras (JSON + Markdown in bench-results/transformer; QUICK=1 for a smoke run)
-	$(PY) -m transformer bench $(if $(QUICK),--quick) --out bench-results/transformer
-
-# --- lstm/ ---
+##@ lstm/: the LSTM block, BPTT, gradients and variants (python -m lstm)
 BUDGET ?= quick
 .PHONY: lstm-gradcheck lstm-vanishing lstm-clipping lstm-variants lstm-bench bench
 
@@ -127,7 +131,25 @@ lstm-clipping: install ## Exploding RNN trained with and without gradient clippi
 lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full)
 	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --out out/lstm-variants
 
-lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM
-	$(PY) -m lstm bench
+lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM (out/bench/lstm)
+	$(PY) -m lstm bench --out out/bench/lstm
 
-bench: bench-transformer bench-embeddings lstm-bench ## All speed benchmarks: Transformer, embeddings classifier and LSTM (QUICK=1 for smoke runs)
+##@ All packages
+bench: transformer-bench embeddings-bench lstm-bench ## All speed benchmarks: Transformer, embeddings classifier and LSTM (QUICK=1 for smoke runs)
+
+# Old target names, kept as aliases for one release (not listed by `make help`).
+.PHONY: train translate evaluate heatmaps demos data-stats bench-transformer train-imdb projector embedding-map \
+	train-imdb-bilstm train-imdb-tfidf bench-embeddings
+train: transformer-train
+translate: transformer-translate
+evaluate: transformer-evaluate
+heatmaps: transformer-heatmaps
+demos: transformer-demos
+data-stats: transformer-data-stats
+bench-transformer: transformer-bench
+train-imdb: embeddings-train
+projector: embeddings-projector
+embedding-map: embeddings-map
+train-imdb-bilstm: embeddings-train-bilstm
+train-imdb-tfidf: embeddings-train-tfidf
+bench-embeddings: embeddings-bench
