@@ -186,14 +186,15 @@ def plot_overview(maps, title, path):
     fig, axes = plt.subplots(layers, heads, figsize=(1.3 * heads + 1, 1.3 * layers + 0.8), squeeze=False,
                              layout="constrained")
     vmax = float(maps.max())
-    for (layer, head), ax in np.ndenumerate(np.empty((layers, heads))):
-        image = axes[layer, head].imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=vmax)
-        axes[layer, head].set_xticks([])
-        axes[layer, head].set_yticks([])
+    for layer, head in np.ndindex(layers, heads):
+        ax = axes[layer, head]
+        image = ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=vmax)
+        ax.set_xticks([])
+        ax.set_yticks([])
         if layer == 0:
-            axes[layer, head].set_title(f"head {head + 1}", fontsize=8)
+            ax.set_title(f"head {head + 1}", fontsize=8)
         if head == 0:
-            axes[layer, head].set_ylabel(f"layer {layer + 1}", fontsize=8)
+            ax.set_ylabel(f"layer {layer + 1}", fontsize=8)
     fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     fig.savefig(path, dpi=80)
