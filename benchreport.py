@@ -44,9 +44,11 @@ def device_name():
 
 
 def command_line(prog, default_args):
-    """The command as the user typed it (`prog` + this process's arguments) when run from a
-    CLI, else `prog` + `default_args` (a benchmark called from Python or a test)."""
-    args = sys.argv[1:] if sys.argv[0].endswith("__main__.py") else default_args
+    """The command as the user typed it (`prog` + this process's arguments) when this process
+    is `prog` (e.g. "python -m lstm"), else `prog` + `default_args` (a benchmark called from
+    Python or a test)."""
+    main = Path(sys.argv[0])
+    args = sys.argv[1:] if main.name == "__main__.py" and main.parent.name == prog.split()[-1] else default_args
     return " ".join([prog, *map(shlex.quote, args)])
 
 

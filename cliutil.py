@@ -92,7 +92,7 @@ def _one_line(exception, limit=300):
 
 def lazy(module, function):
     """An argparse handler that imports `module` only when its command runs,
-    so that `--help` does not wait for TensorFlow: `p.set_defaults(handler=lazy("lstm.train", "main"))`."""
+    so that `--help` does not wait for TensorFlow: `p.set_defaults(handler=lazy("lstm.gradcheck", "main"))`."""
 
     def handler(args):
         return getattr(importlib.import_module(module), function)(args)
