@@ -25,7 +25,7 @@ import numpy as np
 
 from cliutil import UserError
 
-KINDS = {  # attention dict suffix -> (file name part, title)
+KINDS = {  # kind -> (stack, attention name in "<stack>/layer_i/<name>" keys, plot title)
     "encoder_self": ("encoder", "self_attention", "encoder self-attention"),
     "decoder_self": ("decoder", "self_attention", "decoder self-attention"),
     "cross": ("decoder", "cross_attention", "decoder-encoder (cross) attention"),
