@@ -7,7 +7,7 @@
 - ``words``: Keras' ``TextVectorization`` word vocabulary (lower case, no punctuation).
 
 The first two are `subword.py`'s tokenizers; all three offer ``encode_batch(texts)``,
-``split(text)``, ``tokens`` (the text of every id, index = id) and ``vocab_size``. A run
+``tokens`` (the text of every id, index = id) and ``vocab_size``. A run
 directory keeps the tokenizer as ``subword.model``, ``bpemb.model`` or ``words.json``.
 """
 import json
@@ -51,9 +51,6 @@ class WordTokenizer:
             ragged = self.layer(np.array(texts[start:start + batch_size], dtype=object))
             out.extend(ragged.to_list())
         return out
-
-    def split(self, text):
-        return [self.tokens[i] for i in self.encode_batch([text])[0]]
 
 
 def build(kind, texts, vocab_size, work_dir, bpemb_dim=100):
