@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 
 import subword
@@ -29,16 +30,12 @@ class WordTokenizer:
     kind = "words"
 
     def __init__(self, vocabulary):
-        import keras  # TensorFlow start-up only for word-level runs
-
         self.layer = keras.layers.TextVectorization(vocabulary=vocabulary[2:], ragged=True)
         self.tokens = [PAD, UNK] + list(vocabulary[2:])
         self.vocab_size = len(self.tokens)
 
     @classmethod
     def train(cls, texts, vocab_size):
-        import keras
-
         layer = keras.layers.TextVectorization(max_tokens=vocab_size)
         layer.adapt(np.array(texts, dtype=object), batch_size=512)
         vocabulary = layer.get_vocabulary()  # ["", "[UNK]", most frequent word, ...]

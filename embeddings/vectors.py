@@ -107,13 +107,9 @@ def print_table(rows):
 
 
 def neighbors_main(args):
-    if args.k < 1:
-        raise UserError("--k must be at least 1")
     print_table(load(args).neighbors(args.word, args.k))
 
 
 def analogy_main(args):
-    if args.k < 1:
-        raise UserError("--k must be at least 1")
     print(f"{args.a} - {args.b} + {args.c} =", file=sys.stderr)
     print_table(load(args).analogy(args.a, args.b, args.c, args.k))
