@@ -97,6 +97,16 @@ def test_every_subcommand_has_a_bad_argument_case(package):
 
 
 @pytest.mark.parametrize("package", PACKAGES)
+def test_every_numeric_flag_is_checked_by_a_cliutil_type(package):
+    """Argument validation in one style: numbers go through cliutil's types (positive_int, ...),
+    which name the flag and the allowed range, never through a bare int or float."""
+    parser = __import__(f"{package}.__main__", fromlist=["build_parser"]).build_parser()
+    bare = [(p.prog, a.option_strings or a.dest) for p in cliutil._subparsers(parser) for a in p._actions
+            if a.type in (int, float)]
+    assert not bare, f"use a cliutil type (positive_int, nonnegative_int, probability, ...) for {bare}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
 def test_unknown_flag_of_every_subcommand(package, tmp_path):
     for command in subcommands(package):
         proc = run(package, [command, "--no-such-flag"], tmp_path)
