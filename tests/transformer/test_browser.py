@@ -10,7 +10,7 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
-screenshot of the page after the first translation. EXPLORER_REQUIRE_BROWSER=1 (set
+screenshot of the page while a target token of the last layer's cross-attention is hovered. EXPLORER_REQUIRE_BROWSER=1 (set
 by .ci/run) makes a missing browser an error instead of a skip.
 """
 import json
@@ -110,14 +110,17 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     timings = browser.execute_script("return window.explorer.timings")
     measured = browser.execute_script(
         "return performance.getEntriesByName('explorer-click-to-drawing').map(e => e.duration)")
-    print(f"\nclick to drawing, {len(SENTENCE_15_WORDS.split())}-word sentence, {run.run_dir}: "
-          f"{timings['clickToDrawingMs']:.0f} ms (request {timings['requestMs']:.0f} ms, model "
-          f"{timings['serverSeconds'] * 1000:.0f} ms, drawing {timings['drawMs']:.0f} ms)", file=sys.stderr)
     assert len(measured) == 1 and abs(measured[0] - timings["clickToDrawingMs"]) < 5
-    if os.environ.get("EXPLORER_SCREENSHOT"):
-        browser.find_element(By.ID, "head-view").location_once_scrolled_into_view
-        browser.execute_script("window.scrollTo(0, 0)")
-        browser.save_screenshot(os.environ["EXPLORER_SCREENSHOT"])
+    clicks = [timings]
+    for count in (2, 3):  # two more clicks on the same sentence: report the median of three
+        browser.find_element(By.ID, "translate").click()
+        wait_for_drawing(browser, count)
+        clicks.append(browser.execute_script("return window.explorer.timings"))
+    median = sorted(clicks, key=lambda t: t["clickToDrawingMs"])[1]
+    print(f"\nclick to drawing, {len(SENTENCE_15_WORDS.split())}-word sentence, {run.run_dir}: "
+          + ", ".join(f"{t['clickToDrawingMs']:.0f}" for t in clicks)
+          + f" ms; median {median['clickToDrawingMs']:.0f} ms (request {median['requestMs']:.0f} ms, model "
+          f"{median['serverSeconds'] * 1000:.0f} ms, drawing {median['drawMs']:.0f} ms)", file=sys.stderr)
 
     # the translation shown is the API's
     expected = api(base, SENTENCE_15_WORDS, run.direction)
@@ -154,6 +157,8 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     row = expected["attention"]["cross"][layers - 1][heads - 1][query]
     assert weights == [f"{w:.3f}" for w in row]
     assert "active" in token.get_attribute("class")
+    if os.environ.get("EXPLORER_SCREENSHOT"):
+        browser.save_screenshot(os.environ["EXPLORER_SCREENSHOT"])
     # hovering a source token shows what attends to it, on the other side
     key = 0
     ActionChains(browser).move_to_element(browser.find_elements(By.CSS_SELECTOR, "#right-tokens .token")[key]).perform()
