@@ -1,22 +1,12 @@
 """`python -m embeddings <command>`: word embeddings on IMDb reviews (TensorFlow "Word embeddings" tutorial)."""
-import argparse
-
 import cliutil
-from cliutil import lazy
-
-DEFAULT_RUN = "checkpoints/imdb-tutorial"
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from cliutil import lazy, nonnegative_int, open_fraction, positive_int, probability
 
 
 def add_checkpoint(p):
-    p.add_argument("--checkpoint", default=None, metavar="DIR",
-                   help=f"training run directory (default: {DEFAULT_RUN})")
+    default = cliutil.checkpoints_dir() / "imdb-tutorial"
+    p.add_argument("--checkpoint", default=str(default), metavar="DIR",
+                   help=f"training run directory (default: {default})")
 
 
 def add_data(p):
@@ -25,7 +15,7 @@ def add_data(p):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m embeddings", description=__doc__)
+    parser = cliutil.ArgumentParser(prog="python -m embeddings", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a sentiment classifier (and its embedding) on IMDb",
@@ -41,21 +31,28 @@ def build_parser():
                                                            "3000, 5000, 10000, ...)")
     p.add_argument("--dim", type=positive_int, help="embedding width (tutorial 16, bilstm 64)")
     p.add_argument("--hidden", type=positive_int, help="width of the Dense (and LSTM) layer")
-    p.add_argument("--dropout", type=float, help="dropout rate (tutorial 0, bilstm 0.3)")
-    p.add_argument("--max-len", type=int, help="keep the first N tokens of a review (0 = all; bilstm 512)")
+    p.add_argument("--dropout", type=probability, help="dropout rate (tutorial 0, bilstm 0.3)")
+    p.add_argument("--max-len", type=nonnegative_int,
+                   help="keep the first N tokens of a review (0 = all; bilstm 512)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--epochs", type=positive_int, help="most epochs (early stopping usually ends sooner)")
-    p.add_argument("--patience", type=int, default=2, help="epochs without a better val loss before stopping")
+    p.add_argument("--patience", type=nonnegative_int, default=2,
+                   help="epochs without a better val loss before stopping")
     p.add_argument("--pretrained", action="store_true",
                    help="with --tokenizer bpemb: start from BPEmb's pretrained vectors (sets --dim to --bpemb-dim)")
-    p.add_argument("--bpemb-dim", type=int, default=100, help="BPEmb vector width for --pretrained (default 100)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="part of train held out for validation")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bpemb-dim", type=positive_int, default=100,
+                   help="BPEmb vector width for --pretrained (default 100)")
+    p.add_argument("--val-fraction", type=open_fraction, default=0.2, help="part of train held out for validation")
+    p.add_argument("--seed", type=nonnegative_int, default=42)
     p.add_argument("--source", choices=("files", "tfds"), default="files",
                    help="aclImdb files (default) or tensorflow-datasets imdb_reviews")
     add_data(p)
-    p.add_argument("--name", help="run name: the run goes to checkpoints/NAME (default imdb-MODEL)")
-    p.add_argument("--run-dir", metavar="DIR", help="put the run in DIR instead of checkpoints/NAME")
+    p.add_argument("--run", "--name", dest="run", metavar="NAME",
+                   help="run name: the run goes to CHECKPOINTS_DIR/NAME (default imdb-MODEL; --name: old spelling)")
+    p.add_argument("--checkpoints-dir", metavar="DIR",
+                   help="where runs live (default $CHECKPOINTS_DIR or ./checkpoints)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="deprecated: put the run in DIR (use --run and --checkpoints-dir)")
     p.set_defaults(handler=lazy("embeddings.train", "main"))
 
     p = sub.add_parser("evaluate", help="accuracy, precision, recall, F1, ROC AUC on the test reviews",
@@ -63,7 +60,8 @@ def build_parser():
                                    "prints the metrics and saves confusion-matrix and ROC-curve PNGs.")
     add_checkpoint(p)
     add_data(p)
-    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--split", choices=("test", "validation"), default="test",
+                   type=lambda s: "validation" if s == "val" else s, help="default test (\"val\": old spelling)")
     p.add_argument("--out", metavar="DIR", help="where the PNGs and metrics JSON go (default: the run directory)")
     p.set_defaults(handler=lazy("embeddings.evaluate", "main"))
 
@@ -88,7 +86,7 @@ def build_parser():
     p.add_argument("--top", type=positive_int, default=500, help="how many of the most frequent tokens")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/maps)")
     p.add_argument("--dpi", type=positive_int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(handler=lazy("embeddings.maps", "main"))
 
     for name, helptext in (("neighbors", "nearest tokens to a word by cosine similarity"),
@@ -106,8 +104,8 @@ def build_parser():
         p.add_argument("--k", type=positive_int, default=10, help="how many tokens to list")
         p.add_argument("--source", choices=("run", "bpemb"), default="run")
         add_checkpoint(p)
-        p.add_argument("--bpemb-vs", type=int, default=10000, help="BPEmb vocabulary size (default 10000)")
-        p.add_argument("--bpemb-dim", type=int, default=100, help="BPEmb vector width (default 100)")
+        p.add_argument("--bpemb-vs", type=positive_int, default=10000, help="BPEmb vocabulary size (default 10000)")
+        p.add_argument("--bpemb-dim", type=positive_int, default=100, help="BPEmb vector width (default 100)")
 
     p = sub.add_parser("bench", help="training and prediction speed against the tutorial's stock Keras model",
                        description="Time the tutorial model's training path (token_dataset + masked mean + "
@@ -116,20 +114,15 @@ def build_parser():
                                    "the data cannot be had), in alternating rounds in one process; writes "
                                    "bench.json and bench.md to --out.")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (under a minute)")
-    p.add_argument("--out", default="bench-results/embeddings", metavar="DIR",
-                   help="output directory (default: bench-results/embeddings)")
+    p.add_argument("--out", default="out/bench/embeddings", metavar="DIR",
+                   help="output directory (default: %(default)s)")
     add_data(p)
     p.set_defaults(handler=lazy("embeddings.bench", "main"))
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if hasattr(args, "checkpoint") and args.checkpoint is None:
-        from embeddings.runs import DEFAULT_RUN as default
-
-        args.checkpoint = str(default)
-    return args.handler(args)
+    return cliutil.main(build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def main(args):
     config = runs.load_config(args.checkpoint)
     split = args.split
     texts, labels = data.load("test" if split == "test" else "train", args.data_dir, config.get("source", "files"))
-    if split == "val":  # the validation part carved from train, exactly as in training
+    if split == "validation":  # the validation part carved from train, exactly as in training
         _, (texts, labels) = data.train_val_split(texts, labels, config["val_fraction"], config["seed"])
     print(f"scoring {len(texts)} reviews ...", file=sys.stderr)
     proba = predict_proba(args.checkpoint, texts)

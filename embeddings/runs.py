@@ -14,11 +14,6 @@ import numpy as np
 
 from cliutil import UserError
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / "checkpoints"
-DEFAULT_RUN = CHECKPOINTS / "imdb-tutorial"
-
-
 def save_config(run_dir, config):
     (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 

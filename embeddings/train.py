@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from cliutil import UserError, checkpoints_dir
 from embeddings import data, runs
 
 # Defaults per model; command-line options override them.
@@ -120,7 +120,8 @@ def main(args):
         raise UserError("--pretrained needs --tokenizer bpemb")
     if args.pretrained:
         cfg["dim"] = args.bpemb_dim  # the pretrained vectors fix the width
-    run_dir = Path(args.run_dir) if args.run_dir else runs.CHECKPOINTS / (args.name or f"imdb-{args.model}")
+    name = args.run or f"imdb-{args.model}"
+    run_dir = Path(args.run_dir) if args.run_dir else checkpoints_dir(args.checkpoints_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(args.seed)

@@ -55,7 +55,7 @@ def test_evaluate_scores_the_test_reviews(cli, tutorial_run, imdb_fixture, capsy
     # independent recomputation from the model's logits
     texts, labels = data.read_split(imdb_fixture, "test")
     tokenizer, model = runs.load_tokenizer(tutorial_run), runs.load_model(tutorial_run)
-    logits = [model.predict(ids[None, :], verbose=0)[0, 0] for ids in tokenizer.encode(texts)]
+    logits = [model.predict(np.array([ids]), verbose=0)[0, 0] for ids in tokenizer.encode_batch(texts)]
     assert saved["accuracy"] == pytest.approx(np.mean((np.array(logits) >= 0) == labels))
     assert f"accuracy: {saved['accuracy']:.4f}" in out
     for png in ("confusion_matrix_test.png", "roc_curve_test.png"):
