@@ -133,7 +133,8 @@ def build_parser():
                        "decoding, beam vs greedy, FLOP/s against a measured matmul peak, and peak memory. "
                        "Writes bench.json and bench.md into --out.")
     p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (a smoke test)")
-    p.add_argument("--out", default="bench-results", metavar="DIR", help="output directory (default %(default)s)")
+    p.add_argument("--out", default="out/bench/transformer", metavar="DIR",
+                   help="output directory (default %(default)s)")
     p.add_argument("--data", metavar="FILE", help="spa.txt-style file for sentence lengths (default: fetch spa-eng; "
                    "synthetic lengths if unavailable)")
     p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
