@@ -34,7 +34,7 @@ def build_parser():
                    help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)")
     p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
     p.add_argument("--checkpoints-dir", metavar="DIR",
-                   help="where runs live (default $TRANSFORMER_CHECKPOINTS or ./checkpoints)")
+                   help="where runs live (default $CHECKPOINTS_DIR or ./checkpoints)")
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
     p.add_argument("--epochs", type=positive_int, help="train until this many epochs are done")
     p.add_argument("--steps", type=positive_int, help="stop once the optimizer has made this many steps in total")
