@@ -38,19 +38,20 @@ def main(build_parser, argv=None):
     """Parse `argv` with the parser `build_parser()` returns and call the chosen command's
     handler; returns its exit status. Adds `--debug` to the parser and every subcommand."""
     parser = build_parser()
-    for p in [parser, *_subparsers(parser)]:
+    for p in [parser, *subcommand_parsers(parser)]:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help=f"show the traceback of an unexpected error (or set {DEBUG_ENV}=1)")
     args = parser.parse_args(argv)
     return args.handler(args)
 
 
-def _subparsers(parser):
+def subcommand_parsers(parser):
+    """Every subcommand's parser below `parser`, depth first."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for p in dict.fromkeys(action.choices.values()):  # aliases repeat a parser
                 yield p
-                yield from _subparsers(p)
+                yield from subcommand_parsers(p)
 
 
 def run(main, argv=None):

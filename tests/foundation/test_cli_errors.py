@@ -62,7 +62,7 @@ BAD_ARGUMENTS = [
 
 def subcommands(package):
     parser = __import__(f"{package}.__main__", fromlist=["build_parser"]).build_parser()
-    return [p.prog.split()[-1] for p in cliutil._subparsers(parser)]
+    return [p.prog.split()[-1] for p in cliutil.subcommand_parsers(parser)]
 
 
 def run(package, args, tmp_path):
@@ -101,7 +101,7 @@ def test_every_numeric_flag_is_checked_by_a_cliutil_type(package):
     """Argument validation in one style: numbers go through cliutil's types (positive_int, ...),
     which name the flag and the allowed range, never through a bare int or float."""
     parser = __import__(f"{package}.__main__", fromlist=["build_parser"]).build_parser()
-    bare = [(p.prog, a.option_strings or a.dest) for p in cliutil._subparsers(parser) for a in p._actions
+    bare = [(p.prog, a.option_strings or a.dest) for p in cliutil.subcommand_parsers(parser) for a in p._actions
             if a.type in (int, float)]
     assert not bare, f"use a cliutil type (positive_int, nonnegative_int, probability, ...) for {bare}"
 
