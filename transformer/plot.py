@@ -355,7 +355,7 @@ def plot_curves(config, rows, lr, title, path):
     panels = [
         (axes[1], [("train_loss", f"training (label smoothing {smoothing})"), ("val_loss", "validation (NLL)")],
          "loss (nats per token)"),
-        (axes[2], [("train_accuracy", "training")], "next-token accuracy"),
+        (axes[2], [("train_accuracy", "training (mean over the epoch)")], "next-token accuracy"),
         (axes[3], [("val_perplexity", "validation")], "perplexity, exp(validation NLL)"),
     ]
     for ax, series, label in panels:
@@ -365,7 +365,6 @@ def plot_curves(config, rows, lr, title, path):
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    axes[3].set_yscale("log")
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -382,7 +381,7 @@ def plot_run_main(args):
     out.mkdir(parents=True, exist_ok=True)
     name = run_dir.resolve().name
     title = (f"run {name}: {config['direction']}, profile {config.get('profile', '?')}, "
-             f"{config['num_layers']} layers, d_model {config['d_model']}, {config['num_heads']} heads")
+             f"layers {config['num_layers']}, d_model {config['d_model']}, heads {config['num_heads']}")
     path = plot_curves(config, rows, lr, title, out / f"{name}_training.png")
     print(format_curves(rows))
     print(f"wrote {path}", file=sys.stderr)
@@ -404,7 +403,7 @@ def token_lengths(pairs, run_dir=None):
     for side, lang in enumerate(("en", "es")):
         tokenizer = load_tokenizer(run_dir, lang)
         lengths[lang] = np.array([len(tokenizer.encode(pair[side])) + 1 for pair in pairs])
-    return lengths, "subword tokens (with eos)"
+    return lengths, "subword tokens incl. eos"
 
 
 def format_token_lengths(lengths, unit, limit=None):
@@ -451,7 +450,7 @@ def token_lengths_main(pairs, data_file, plot_path, run_dir=None):
     lengths, unit = token_lengths(pairs, run_dir)
     print()
     print(format_token_lengths(lengths, unit, limit))
-    source = f" with the tokenizers of {Path(run_dir).name}" if run_dir else ""
+    source = f" (tokenizers of {run_dir})" if run_dir else ""
     path = plot_token_lengths(lengths, unit, f"{Path(data_file).name}: {len(pairs):,} pairs, lengths in {unit}{source}",
                               plot_path, limit)
     print(f"wrote {path}", file=sys.stderr)

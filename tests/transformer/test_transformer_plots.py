@@ -211,7 +211,7 @@ def test_data_stats_plot(run_dir, tmp_path, capsys):
 
     code, out, err = run_cli(["data-stats", "--data", str(FIXTURE), "--plot", str(png), "--checkpoint",
                               str(run_dir)], capsys)
-    assert code == 0 and "sentence lengths in subword tokens (with eos):" in out
+    assert code == 0 and "sentence lengths in subword tokens incl. eos:" in out
     import json
 
     limit = json.loads((run_dir / "config.json").read_text())["max_length"]
