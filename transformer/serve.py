@@ -115,6 +115,7 @@ def create_app(runs):
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
+    app.json.ensure_ascii = False  # tokens as UTF-8, not \u escapes: smaller and readable
     lock = threading.Lock()
 
     @app.get("/")
