@@ -65,6 +65,13 @@ def build_parser():
     p.add_argument("--seed", type=nonnegative_int)
     p.add_argument("--split-seed", type=nonnegative_int)
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   help="dtype policy: mixed_bfloat16 suits CPUs with bf16 units and TPUs, mixed_float16 GPUs")
+    p.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction,
+                   help="one SentencePiece vocabulary for both languages and tied source, target and output "
+                   "embeddings (default on; Vaswani et al. 3.4)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the run's checkpoints and log and start over (config and tokenizers stay)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                    help="mixed_float16 with loss scaling (helps GPUs, not CPUs)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
@@ -74,21 +81,41 @@ def build_parser():
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
+    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
+                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
     p.add_argument("--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--keep-names", action=argparse.BooleanOptionalAction, default=True,
+                   help="copy unseen names and numbers through surrogates (transformer/names.py; default on)")
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "translate_main"))
 
     p = sub.add_parser("evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
+    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
+                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
     p.add_argument("--split", choices=["test", "validation"], default="test")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
     p.add_argument("--length-penalty", type=nonnegative_float, default=0.6)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--limit", type=positive_int, help="only the first N source sentences of the split")
     p.add_argument("--data", metavar="FILE", help="data file (default: the one the run was trained on)")
+    p.add_argument("--out", metavar="DIR", help="where the JSON report goes (default: the run directory; "
+                   "out/eval/<run> for a shipped run)")
+    p.add_argument("--keep-names", action=argparse.BooleanOptionalAction, default=True,
+                   help="copy unseen names and numbers through surrogates (transformer/names.py; default on)")
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "evaluate_main"))
+
+    p = sub.add_parser("pack", help="turn a run into a shipped directory: weights only, tokenizers, SHA256SUMS")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (e.g. pretrained/en-es)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                   help="storage dtype of the weights (default %(default)s; loading casts to the model's)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
     # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
     p = sub.add_parser("heatmaps", help="attention heat maps of a trained run for a sentence, and their statistics",
@@ -96,7 +123,10 @@ def build_parser():
                        "encoder self-, decoder self- and cross-attention (one PNG per layer and kind with all "
                        "heads, one overview per kind), print the translation and a per-layer, per-head table "
                        "of attention entropy and distance from the diagonal (also plotted).")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
+    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
+                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
     p.add_argument("--sentence", action="append", metavar="TEXT",
                    help="source sentence (repeatable; default: the article's two sentences)")
     p.add_argument("--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)")

@@ -6,7 +6,6 @@ evaluation step that turns a split into a per-token perplexity.
 """
 import math
 
-import tensorflow as tf
 from keras import ops
 
 from subword import PAD_ID
@@ -47,7 +46,11 @@ def masked_accuracy(labels, logits):
 
 def make_eval_step(model, strategy=None):
     """A compiled step `(inputs, labels) -> (summed token NLL, tokens)`, no label smoothing:
-    exp(sum NLL / tokens) over a split is its per-token perplexity."""
+    exp(sum NLL / tokens) over a split is its per-token perplexity. (TensorFlow is imported
+    here, not at the top: the loss functions above are plain Keras ops and also run on JAX,
+    see tools/train_on_jax.py.)"""
+    import tensorflow as tf
+
     strategy = strategy or tf.distribute.get_strategy()
 
     def replica_step(inputs, labels):

@@ -14,6 +14,7 @@ tokenizers and the config.
 import hashlib
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,8 +284,8 @@ def load_run(run_dir):
     if not run_dir.is_dir():
         raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
     shipped = (run_dir / WEIGHTS_FILE).exists() or (run_dir / SUMS_FILE).exists()
-    if shipped:
-        verify_sums(run_dir)
+    if shipped and ((run_dir / SUMS_FILE).exists() or PRETRAINED_ROOT in run_dir.resolve().parents):
+        verify_sums(run_dir)  # (a weights-only run of one's own, e.g. from tools/train_on_jax.py, may have none)
     config = read_config(run_dir)
     src_lang, tgt_lang = languages(config["direction"])
     tokenizers = []
@@ -307,3 +308,45 @@ def load_run(run_dir):
     else:
         _restore_checkpoint(model, checkpoint)
     return Run(model, tokenizers[0], tokenizers[1], config, config["direction"], run_dir, checkpoint)
+
+
+# ----------------------------------------------------------------------------- shipping a run
+
+def pack(run, out, dtype="float16", force=False):
+    """Write `run` as a shipped directory: config.json, tokenizers, weights.npz (weights
+    only, `dtype`), SHA256SUMS. Written to a temporary sibling and renamed into place, so
+    a failure half-way leaves nothing under `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} exists and is not empty; use --force to replace it")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        config = {**run.config, "data": None, "weights_dtype": dtype}
+        config.pop("_explicit", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        names = {"config.json", WEIGHTS_FILE}
+        for lang in languages(run.direction):
+            meta = json.loads((run.run_dir / f"tokenizer_{lang}.json").read_text())
+            for name in (f"tokenizer_{lang}.json", meta["model_file"]):
+                shutil.copyfile(run.run_dir / name, tmp / name)
+                names.add(name)
+        save_weights(run.model, tmp / WEIGHTS_FILE, dtype)
+        write_sums(tmp, names)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def pack_main(args):
+    """`python -m transformer pack`: a training run -> a shipped, checksummed directory."""
+    run = load_run(args.checkpoint)
+    out = pack(run, args.out, args.dtype, args.force)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"{out}: {size / 1e6:.1f} MB ({args.dtype} weights, {sum(int(np.prod(w.shape)) for w in run.model.weights):,} "
+          "parameters)")

@@ -18,7 +18,7 @@ import numpy as np
 import sacrebleu
 
 from cliutil import UserError
-from transformer import data
+from transformer import data, names
 from transformer.decode import beam_search, greedy_decode
 from transformer.losses import evaluate_loss, make_eval_step
 from transformer.runs import load_run, resolve_checkpoint
@@ -43,13 +43,18 @@ def encode_source(run, text, line_number=None, warn=True):
     return ids
 
 
-def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True):
+def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
     """Translations of `sentences`, in order. Empty (or blank) inputs give ''.
 
     Sentences are sorted by length and decoded in batches; the output of a sentence with
     n source tokens is bounded by 2 n + 10 tokens.
     """
     results = [""] * len(sentences)
+    replacements = [[] for _ in sentences]
+    if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
+        sentences = list(sentences)
+        for i, s in enumerate(sentences):
+            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer)
     encoded = [(i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)]
     encoded.sort(key=lambda item: len(item[1]))
     for start in range(0, len(encoded), batch_size):
@@ -64,7 +69,7 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
         else:
             out = greedy_decode(run.model, src, max_length=bounds)
         for (i, _), ids in zip(chunk, np.asarray(out)):
-            results[i] = run.tgt_tokenizer.decode(ids.tolist())
+            results[i] = names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i])
     return results
 
 
@@ -81,7 +86,8 @@ def perplexity(run, pairs, token_budget=4096):
     return ppl, sum(len(t) for t in tgt)
 
 
-def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None):
+def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None,
+             keep_names=False):
     """BLEU and chrF (sacrebleu, on detokenized output against every reference of each
     source) and per-token perplexity on `split`; returns the report dict."""
     path = data_path or run.config.get("data")
@@ -90,7 +96,8 @@ def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit
     if not groups:
         raise UserError(f"the {split} split is empty")
     start = time.perf_counter()
-    hyps = translate(run, [source for source, _ in groups], beam, length_penalty, batch_size, warn=False)
+    hyps = translate(run, [source for source, _ in groups], beam, length_penalty, batch_size, warn=False,
+                     keep_names=keep_names)
     seconds = time.perf_counter() - start
     most = max(len(refs) for _, refs in groups)
     streams = [[refs[j] if j < len(refs) else None for _, refs in groups] for j in range(most)]
@@ -135,7 +142,8 @@ def translate_main(args):
     """`python -m transformer translate`: translations only, one per line, on stdout."""
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     lines = read_lines(args)
-    for translation in translate(run, lines, args.beam, args.length_penalty, args.batch_size):
+    for translation in translate(run, lines, args.beam, args.length_penalty, args.batch_size,
+                                 keep_names=args.keep_names):
         print(translation.replace("\n", " "))
 
 
@@ -143,9 +151,12 @@ def evaluate_main(args):
     """`python -m transformer evaluate`: scores on stdout, JSON report in the run directory
     (or in --out, for a shipped run whose folder is read-only)."""
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
-    report = evaluate(run, args.split, args.beam, args.length_penalty, args.batch_size, args.limit, args.data)
+    report = evaluate(run, args.split, args.beam, args.length_penalty, args.batch_size, args.limit, args.data,
+                      args.keep_names)
+    report["keep_names"] = args.keep_names
     report["command"] = "python -m transformer " + " ".join(sys.argv[1:])
-    name = f"eval_{args.split}_beam{args.beam}" + (f"_limit{args.limit}" if args.limit else "") + ".json"
+    name = (f"eval_{args.split}_beam{args.beam}" + (f"_limit{args.limit}" if args.limit else "")
+            + ("" if args.keep_names else "_raw") + ".json")
     out_dir = Path(args.out) if args.out else run.run_dir
     if not args.out and run.checkpoint.endswith(".npz"):  # a shipped run stays as shipped
         out_dir = Path("out") / "eval" / run.run_dir.name
