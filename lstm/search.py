@@ -1,4 +1,4 @@
-"""`python -m lstm variants --budget full`: a random search per variant, as in Greff et al. (2017), section IV-C.
+"""`python -m lstm variants --budget full`: a random search per variant, as in Greff et al. (2017).
 
 Greff et al. drew, independently per trial, the number of LSTM blocks log-uniform in [20, 200], the
 learning rate log-uniform in [1e-6, 1e-2] (SGD with Nesterov momentum), the momentum as 1 minus a
@@ -9,9 +9,8 @@ log-uniform in [0.01, 1]; dropout before the output layer (not in the paper) is 
 
 Trial k of variant v draws its hyper-parameters from a generator seeded with (SEED, k, v) -- independent
 draws per variant, as in the paper, so that the pooled learning-rate curve and the importance see many
-distinct points -- and trains with seed k. A trial trains up
-to `max_epochs` epochs and stops after `patience` epochs without a better validation NLL; it reports
-the test NLL at its best validation epoch. Each finished trial is one JSON line in the results file;
+distinct points -- and trains with seed k. A trial trains up to `max_epochs` epochs and stops after
+`patience` epochs without a better validation NLL; it reports the test NLL at its best validation epoch. Each finished trial is one JSON line in the results file;
 a rerun skips the trials already there. `--jobs N` runs trials in N processes of one thread each.
 """
 import json
@@ -25,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
-
 SEED = 2017
-TRIALS, MAX_EPOCHS, PATIENCE = 20, 30, 5  # 20 x 9 trials of ~40 s fit about 2 hours on one core
+TRIALS, MAX_EPOCHS, PATIENCE = 20, 30, 5  # 20 x 9 trials of ~40 s CPU fit about 2 hours of one core
 SPACE = {  # name: (low, high, scale) -- "log": log-uniform, "linear": uniform, "1-log": 1 - log-uniform
     "units": (20, 200, "log"),
     "lr": (3e-4, 3e-2, "log"),
@@ -36,7 +33,7 @@ SPACE = {  # name: (low, high, scale) -- "log": log-uniform, "linear": uniform, 
     "noise": (0.0, 1.0, "linear"),
     "dropout": (0.0, 0.5, "linear"),
 }
-KEY = ("variant", "trial", "max_epochs", "patience", "batch_size")  # what identifies a finished trial
+KEY = ("variant", "trial", *SPACE, "max_epochs", "patience", "batch_size")  # identifies a finished trial
 
 
 def draw(trial, variant="V", seed=SEED):
