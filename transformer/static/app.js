@@ -302,10 +302,23 @@ function drawModelView() {
       c.dataset.head = h;
       c.classList.toggle("selected", l === state.layer && h === state.head);
       paintMap(c, matrix(l, h));
-      const pick = () => { state.layer = l; state.head = h; drawAll(); grid.querySelector(
-        `canvas[data-layer="${l}"][data-head="${h}"]`).focus(); };
-      c.addEventListener("click", pick);
-      c.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(); } });
+      const pick = (layer, head) => {
+        state.layer = layer;
+        state.head = head;
+        drawAll();
+        grid.querySelector(`canvas[data-layer="${layer}"][data-head="${head}"]`).focus();
+      };
+      c.addEventListener("click", () => pick(l, h));
+      // Enter or Space picks this map; the arrow keys move through the grid and pick as they go
+      const moves = {ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0]};
+      c.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(l, h); }
+        if (moves[e.key]) {
+          e.preventDefault();
+          const [dl, dh] = moves[e.key];
+          pick(Math.min(layers - 1, Math.max(0, l + dl)), Math.min(heads - 1, Math.max(0, h + dh)));
+        }
+      });
       grid.appendChild(c);
     }
   }
