@@ -186,7 +186,8 @@ def positional_encoding_demo(out, length=2048, depth=512):
     pe = positional_encoding(length, depth)
     print(f"positional_encoding({length}, {depth}) {_shape(pe)}: PE[pos, 2i] = sin(pos / 10000^(2i/{depth})), "
           f"PE[pos, 2i+1] = cos(pos / 10000^(2i/{depth}))")
-    print(f"values in [{pe.min():.3f}, {pe.max():.3f}]; every row has norm sqrt({depth // 2}) = {np.sqrt(depth / 2):.3f}: "
+    print(f"values in [{pe.min():.3f}, {pe.max():.3f}]; every row has norm sqrt({depth // 2}) = "
+          f"{np.sqrt(depth / 2):.3f}: "
           f"row 0 {np.linalg.norm(pe[0]):.3f}, row {length - 1} {np.linalg.norm(pe[-1]):.3f}")
     print(f"wavelengths from 2 pi = {2 * np.pi:.2f} (dimension 0) to 2 pi * 10000^({depth - 2}/{depth}) = "
           f"{2 * np.pi * 10000 ** ((depth - 2) / depth):,.0f} positions (dimension {depth - 2})")

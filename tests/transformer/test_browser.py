@@ -10,8 +10,9 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
-screenshot of the page while a target token of the last layer's cross-attention is hovered. EXPLORER_REQUIRE_BROWSER=1 (set
-by .ci/run) makes a missing browser an error instead of a skip.
+screenshot of the page while a target token of the last layer's cross-attention is
+hovered. EXPLORER_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing browser an error
+instead of a skip.
 """
 import json
 import os
