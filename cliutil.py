@@ -13,7 +13,9 @@ made by `lazy(module, function)`, so that `--help` does not wait for TensorFlow,
 import argparse
 import importlib
 import os
+import re
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -62,6 +64,56 @@ def run(main, argv=None):
     one line `error: TYPE: MESSAGE` and exit 1, or its traceback with --debug / CLI_DEBUG=1.
     """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    with NativeLogFilter(enabled=not debug):
+        _run(main, argv, debug)
+
+
+# TensorFlow's C++ start-up lines (absl/TSL logging: oneDNN, CUDA probing, CPU features),
+# which TF_CPP_MIN_LOG_LEVEL no longer silences.
+NATIVE_LOG = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:. ]+\s*\d+ \S+\.cc:\d+\]"
+                        rb"|To enable the following instructions|rebuild TensorFlow with the appropriate)")
+
+
+class NativeLogFilter:
+    """While active, the process's stderr (file descriptor 2, which C++ libraries write to
+    as well) passes through a thread that drops TensorFlow's native log lines, so a
+    command's stderr holds only its own messages. Off with --debug."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        sys.stderr.flush()
+        self.original = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self.thread = threading.Thread(target=self._pump, args=(read_end,), daemon=True)
+        self.thread.start()
+        return self
+
+    def _pump(self, read_end):
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                pending += chunk
+                pieces = re.split(rb"(?<=[\n\r])", pending)
+                pending = pieces.pop()  # an unfinished line waits for its end
+                os.write(self.original, b"".join(p for p in pieces if not NATIVE_LOG.match(p)))
+        if pending and not NATIVE_LOG.match(pending):
+            os.write(self.original, pending)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            sys.stderr.flush()
+            os.dup2(self.original, 2)  # closes the pipe's last write end: the pump sees EOF
+            self.thread.join(timeout=5)
+            os.close(self.original)
+
+
+def _run(main, argv, debug):
     try:
         code = main(argv)
     except UserError as e:

@@ -13,7 +13,6 @@ tokenizers and the config.
 """
 import hashlib
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -79,13 +78,6 @@ def languages(direction):
     """'en-es' -> ('en', 'es'): source and target language."""
     src, tgt = direction.split("-")
     return src, tgt
-
-
-def checkpoints_dir(args_dir=None):
-    """Where run directories live: --checkpoints-dir, else $CHECKPOINTS_DIR (or the older
-    $TRANSFORMER_CHECKPOINTS), else ./checkpoints."""
-    return Path(args_dir or os.environ.get("CHECKPOINTS_DIR") or os.environ.get("TRANSFORMER_CHECKPOINTS")
-                or "checkpoints")
 
 
 def resolve_checkpoint(checkpoint, direction):

@@ -24,12 +24,12 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from cliutil import UserError
+from cliutil import UserError, checkpoints_dir
 from transformer import data
 from transformer.losses import evaluate_loss, make_eval_step, masked_accuracy, masked_loss, target_mask
 from transformer.model import build_model
 from transformer.optimizer import make_optimizer, precision
-from transformer.runs import checkpoints_dir, make_config, prepare_run
+from transformer.runs import make_config, prepare_run
 
 def make_train_step(model, optimizer, config, strategy=None):
     """A compiled step `(inputs, labels) -> (loss, accuracy, target_tokens)`.

@@ -16,9 +16,9 @@ def spa_fixture():
 
 def train_tiny(run_dir, **overrides):
     """Train the `tiny` profile on the fixture into `run_dir` in this process; returns the exit status."""
-    from transformer import train
+    from transformer import runs, train
 
-    config = train.make_config("tiny", direction="en-es", data=str(FIXTURE), **overrides)
+    config = runs.make_config("tiny", direction="en-es", data=str(FIXTURE), **overrides)
     config["_explicit"] = set(overrides)
     with contextlib.redirect_stdout(sys.stderr):
         return train.train(config, run_dir)

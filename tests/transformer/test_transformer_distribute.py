@@ -17,9 +17,10 @@ SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from transformer import train
+    from transformer import runs, train
+    from transformer.model import build_model
 
-    config = train.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, warmup_steps=10)
+    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=10)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(3):  # global batch 6: 3 sentences per replica, uneven padding
@@ -28,17 +29,17 @@ SCRIPT = textwrap.dedent("""
         tgt_in = np.concatenate([np.ones((6, 1), "int32"), tgt[:, :-1]], 1)
         batches.append(((src, tgt_in), tgt))
     keras.utils.set_random_seed(0)
-    initial = train.build_model(config).get_weights()
+    initial = build_model(config).get_weights()
 
     if len(sys.argv) > 1:  # the whole training loop: bucketed batches split over 2 replicas, checkpoints
         run_dir = sys.argv[2] + "/mirrored-run"
-        status = train.train(train.make_config("tiny", data=sys.argv[1], strategy="mirrored", steps=3), run_dir)
+        status = train.train(runs.make_config("tiny", data=sys.argv[1], strategy="mirrored", steps=3), run_dir)
         print(json.dumps({"status": status, "checkpoint": tf.train.latest_checkpoint(run_dir + "/ckpt")}))
         sys.exit()
 
     def run(strategy):
         with strategy.scope():
-            model = train.build_model(config)
+            model = build_model(config)
             model.set_weights(initial)
             optimizer = train.make_optimizer(config)
             optimizer.build(model.trainable_variables)

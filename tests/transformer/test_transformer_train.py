@@ -14,7 +14,9 @@ import pytest
 import tensorflow as tf
 
 from cliutil import UserError
-from transformer import train
+from transformer import losses, runs, train
+from transformer import optimizer as recipe
+from transformer.model import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,47 +28,47 @@ def test_token_losses_match_keras_label_smoothing():
     for eps in (0.0, 0.1):
         reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps, reduction=None)(
             keras.ops.one_hot(labels, 11), logits)
-        np.testing.assert_allclose(train.token_losses(labels, logits, eps), reference, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(losses.token_losses(labels, logits, eps), reference, rtol=1e-5, atol=1e-6)
 
 
 def test_masked_loss_and_accuracy_ignore_padding():
     labels = np.array([[5, 6, 2, 0, 0]])
     logits = np.zeros((1, 5, 8), "float32")
     logits[0, 0, 5] = logits[0, 1, 1] = logits[0, 2, 2] = 10.0  # tokens 1 and 3 right, token 2 wrong
-    base_loss = float(train.masked_loss(labels, logits))
+    base_loss = float(losses.masked_loss(labels, logits))
     noisy = logits.copy()
     noisy[0, 3:] = np.random.default_rng(1).normal(size=(2, 8)) * 50  # garbage at padding positions
-    assert float(train.masked_loss(labels, noisy)) == pytest.approx(base_loss, rel=1e-6)
+    assert float(losses.masked_loss(labels, noisy)) == pytest.approx(base_loss, rel=1e-6)
     per_token = -np.log(np.exp(logits[0, :3]) / np.exp(logits[0, :3]).sum(-1, keepdims=True))[[0, 1, 2], [5, 6, 2]]
     assert base_loss == pytest.approx(per_token.mean(), rel=1e-5)
-    assert float(train.masked_accuracy(labels, noisy)) == pytest.approx(2 / 3)
+    assert float(losses.masked_accuracy(labels, noisy)) == pytest.approx(2 / 3)
 
 
 def test_warmup_schedule_follows_the_paper():
-    schedule = train.WarmupSchedule(128, warmup_steps=4000)
+    schedule = recipe.WarmupSchedule(128, warmup_steps=4000)
     for step in (1, 100, 4000, 10000):
         expected = 128 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
         assert float(schedule(step - 1)) == pytest.approx(expected, rel=1e-5)  # optimizer.iterations is 0-based
-    assert float(train.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
-    optimizer = train.make_optimizer(train.make_config("tiny"))
+    assert float(recipe.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
+    optimizer = recipe.make_optimizer(runs.make_config("tiny"))
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
 
 
 def test_profiles_and_overrides():
-    base = train.make_config("base")
+    base = runs.make_config("base")
     assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == \
         (4, 128, 512, 8, 0.1)
     assert base["vocab_size"] == 8000 and base["label_smoothing"] == 0.1
-    assert train.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
+    assert runs.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
     with pytest.raises(UserError, match="divisible"):
-        train.make_config("base", d_model=100)
+        runs.make_config("base", d_model=100)
     with pytest.raises(UserError, match="profile"):
-        train.make_config("huge")
+        runs.make_config("huge")
 
 
 def test_tiny_run_directory_holds_everything(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"config.json", "tokenizer_en.model", "tokenizer_es.model", "ckpt", "best", "logs",
+    assert {"config.json", "tokenizer_shared.model", "tokenizer_en.json", "tokenizer_es.json", "ckpt", "best", "logs",
             "train_log.jsonl"} <= names
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["profile"] == "tiny" and config["direction"] == "en-es"
@@ -106,8 +108,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_trainer, 
     run_dir = tmp_path / "run"
     assert tiny_trainer(run_dir, steps=3) == 0
     good = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
-    real = train.token_losses
-    monkeypatch.setattr(train, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = losses.token_losses
+    monkeypatch.setattr(losses, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(UserError, match=r"loss became nan at step 4; stopped without saving.*ckpt-3"):
         tiny_trainer(run_dir, steps=6)
     assert tf.train.latest_checkpoint(str(run_dir / "ckpt")) == good
@@ -145,9 +147,9 @@ def _tiny_batch(config, seed=0):
 
 def _two_steps(config, weights):
     """Losses of two train steps on one batch (the second after one Adam update)."""
-    model = train.build_model(config)
+    model = build_model(config)
     model.set_weights(weights)
-    optimizer = train.make_optimizer(config)
+    optimizer = recipe.make_optimizer(config)
     optimizer.build(model.trainable_variables)
     step = train.make_train_step(model, optimizer, config)
     batch = _tiny_batch(config)
@@ -156,13 +158,13 @@ def _two_steps(config, weights):
 
 
 def test_mixed_precision_matches_float32():
-    config = train.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, warmup_steps=1)
+    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1)
     keras.utils.set_random_seed(0)
-    weights = train.build_model(config).get_weights()
+    weights = build_model(config).get_weights()
     loss32, after32, tokens = _two_steps(config, weights)
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        loss16, after16, tokens16 = _two_steps({**config, "mixed_precision": True}, weights)
+        loss16, after16, tokens16 = _two_steps({**config, "precision": "mixed_float16"}, weights)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert tokens16 == tokens == 22
@@ -172,9 +174,9 @@ def test_mixed_precision_matches_float32():
 
 
 def test_jit_compiled_step_matches_plain_step():
-    config = train.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, warmup_steps=1)
+    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1)
     keras.utils.set_random_seed(0)
-    weights = train.build_model(config).get_weights()
+    weights = build_model(config).get_weights()
     loss, after, _ = _two_steps({**config, "jit_compile": False}, weights)
     loss_xla, after_xla, _ = _two_steps({**config, "jit_compile": True}, weights)
     assert after < loss

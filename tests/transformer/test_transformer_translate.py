@@ -12,14 +12,14 @@ import pytest
 import tensorflow as tf
 
 from cliutil import UserError
-from transformer import data, translate
+from transformer import data, runs, translate
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def run(tiny_run):
-    return translate.load_run(tiny_run)
+    return runs.load_run(tiny_run)
 
 
 def test_load_run_restores_the_best_checkpoint(run, tiny_run):
@@ -110,7 +110,7 @@ def test_missing_or_incomplete_checkpoint_dir_is_a_one_line_error(tmp_path, tiny
     if setup == "bad-json":
         (run_dir / "config.json").write_text("{")
     with pytest.raises(UserError):
-        translate.load_run(run_dir)
+        runs.load_run(run_dir)
     for command in (["translate", "Hi."], ["evaluate"]) if setup == "missing" else (["translate", "Hi."],):
         r = _cli(*command, "--checkpoint", str(run_dir))
         assert r.returncode == 1 and r.stdout == ""
