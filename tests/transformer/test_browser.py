@@ -74,8 +74,13 @@ def browser(tmp_path_factory):
                  "--disable-dev-shm-usage", "--window-size=1400,1300",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
+    downloads = tmp_path_factory.mktemp("downloads")
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.set_page_load_timeout(TIMEOUT)
+    driver.downloads = downloads
     yield driver
     driver.quit()
 
@@ -192,6 +197,28 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     wait_for_drawing(browser, 2)
     assert browser.find_element(By.ID, "translation").text == api(base, "Tom is happy.", run.direction)["translation"]
     assert view_of(browser.current_url)["text"] == "Tom is happy."
+
+
+def test_downloads(server, browser):
+    """A link opened directly shows its view; the buttons save that heat map as PNG and the
+    attention as JSON."""
+    base, run = server
+    heads = run.config["num_heads"]
+    browser.get(f"{base}/?text=Tom+is+happy.&direction={run.direction}&kind=encoder_self&layer=1&head={heads}")
+    wait_for_drawing(browser, 1)
+    assert browser.find_element(By.ID, "detail-title").text == f"encoder self-attention, layer 1, head {heads}"
+    browser.find_element(By.ID, "download-png").click()
+    browser.find_element(By.ID, "download-json").click()
+    png = browser.downloads / f"tom-is-happy_encoder_self_layer1_head{heads}.png"
+    saved = browser.downloads / "tom-is-happy_attention.json"
+    WebDriverWait(browser, TIMEOUT).until(lambda d: png.is_file() and saved.is_file())
+    expected = api(base, "Tom is happy.", run.direction)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(png.read_bytes()[16:20], "big")
+    assert width == 110 + 22 * len(expected["source_tokens"]) + 10  # labels margin + one 22 px cell per key
+    data = json.loads(saved.read_text())
+    assert data["translation"] == expected["translation"] and data["attention"] == expected["attention"]
+    assert data["source_tokens"] == expected["source_tokens"] and data["summary"] == expected["summary"]
 
 
 def test_errors_are_shown_not_thrown(server, browser):
