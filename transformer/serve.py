@@ -136,8 +136,9 @@ def create_app(runs):
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
         text, run, beam = parse_request(request.get_data(cache=False), runs)
-        with lock:
-            return jsonify(explain(run, text, beam))
+        with lock:  # one model call at a time; the JSON is encoded outside the lock
+            answer = explain(run, text, beam)
+        return jsonify(answer)
 
     @app.errorhandler(ApiError)
     def api_error(e):
