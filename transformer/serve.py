@@ -47,6 +47,8 @@ DECIMALS = 3  # attention weights in responses
 
 
 class ApiError(Exception):
+    """A bad request: answered with ``status`` and ``{"error": message}``."""
+
     def __init__(self, status, message):
         super().__init__(message)
         self.status, self.message = status, message
