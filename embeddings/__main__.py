@@ -1,6 +1,6 @@
 """`python -m embeddings <command>`: word embeddings on IMDb reviews (TensorFlow "Word embeddings" tutorial)."""
 import cliutil
-from cliutil import lazy, nonnegative_int, open_fraction, positive_int, probability
+from cliutil import lazy, nonnegative_int, open_fraction, positive_float, positive_int, probability, unit_interval
 
 
 def add_checkpoint(p):
@@ -20,20 +20,36 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a sentiment classifier (and its embedding) on IMDb",
                        description="Train the tutorial classifier (Embedding -> masked mean -> Dense -> Dense), "
-                                   "the BiLSTM, or the TF-IDF + logistic regression baseline on the IMDb training "
-                                   "reviews, with a seeded validation split and early stopping. Options left out "
-                                   "take the model's defaults (see embeddings/train.py PROFILES).")
-    p.add_argument("--model", choices=("tutorial", "bilstm", "tfidf"), default="tutorial")
+                                   "the fastText-style bag of word + bigram embeddings, the TF-IDF + logistic "
+                                   "regression baseline or NBSVM on the IMDb training reviews, with a seeded "
+                                   "validation split that alone picks hyper-parameters (early stopping, C). "
+                                   "Options left out take the model's defaults (see embeddings/train.py PROFILES).")
+    p.add_argument("--model", choices=("tutorial", "fasttext", "tfidf", "nbsvm"), default="tutorial")
     p.add_argument("--tokenizer", choices=("subword", "bpemb", "words"),
                    help="subword: SentencePiece trained on the training reviews (default); "
                         "bpemb: BPEmb's pretrained English subwords; words: Keras TextVectorization")
     p.add_argument("--vocab-size", type=positive_int, help="vocabulary size (default 8185; for bpemb: 1000, "
                                                            "3000, 5000, 10000, ...)")
-    p.add_argument("--dim", type=positive_int, help="embedding width (tutorial 16, bilstm 64)")
-    p.add_argument("--hidden", type=positive_int, help="width of the Dense (and LSTM) layer")
-    p.add_argument("--dropout", type=probability, help="dropout rate (tutorial 0, bilstm 0.3)")
-    p.add_argument("--max-len", type=nonnegative_int,
-                   help="keep the first N tokens of a review (0 = all; bilstm 512)")
+    p.add_argument("--dim", type=positive_int, help="embedding width (tutorial 16, fasttext 32)")
+    p.add_argument("--hidden", type=nonnegative_int,
+                   help="width of the Dense layer (fasttext: 0 = none, the default)")
+    p.add_argument("--dropout", type=probability, help="dropout rate (tutorial 0, fasttext 0.5)")
+    p.add_argument("--max-len", type=nonnegative_int, help="keep the first N tokens of a review (0 = all)")
+    p.add_argument("--buckets", type=positive_int, help="fasttext: hashed bigram buckets (default 2^20 = 1048576)")
+    p.add_argument("--learning-rate", type=positive_float,
+                   help="Adam's initial rate (tutorial 0.001, fasttext 0.01)")
+    p.add_argument("--lr-decay", type=positive_float, help="the rate is multiplied by this after every epoch "
+                                                  "(tutorial 1, fasttext 0.7)")
+    p.add_argument("--C", type=positive_float, nargs="+", metavar="C",
+                   help="tfidf/nbsvm: inverse regularisation; several values are tried and the best on the "
+                        "validation split is kept (nbsvm default 0.01 0.03 0.1 0.3 1; tfidf 4)")
+    p.add_argument("--beta", type=unit_interval, help="nbsvm: interpolation weight beta (default 0.25, as the paper)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="tf.distribute strategy for the Keras models: default (one device), mirrored (all local "
+                        "GPUs, else all logical CPU devices), multiworker (MultiWorkerMirroredStrategy, workers "
+                        "from TF_CONFIG; only the chief keeps the run)")
+    p.add_argument("--figures-dir", default="figures", metavar="DIR",
+                   help="where the training-curve PNG goes (default figures/: figures/RUN-curves.png)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--epochs", type=positive_int, help="most epochs (early stopping usually ends sooner)")
     p.add_argument("--patience", type=nonnegative_int, default=2,
@@ -65,9 +81,20 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="where the PNGs and metrics JSON go (default: the run directory)")
     p.set_defaults(handler=lazy("embeddings.evaluate", "main"))
 
+    p = sub.add_parser("ensemble", help="average of calibrated probabilities of several runs, on the test reviews",
+                       description="Calibrate each run's score on the validation split (Platt scaling), average "
+                                   "the calibrated probabilities and score the 25,000 IMDb test reviews.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. checkpoints/imdb-fasttext "
+                                                          "checkpoints/imdb-nbsvm)")
+    add_data(p)
+    p.add_argument("--out", default="out/embeddings-ensemble", metavar="DIR",
+                   help="where metrics_test.json goes (default out/embeddings-ensemble)")
+    p.set_defaults(handler=lazy("embeddings.ensemble", "main"))
+
     p = sub.add_parser("predict", help="probability that each review is positive",
-                       description="Print P(positive) for each review given as an argument, "
-                                   "or for each non-blank line of stdin.")
+                       description="Print P(positive) for each review given as an argument, or for each "
+                                   "line of stdin: one output line per input line, empty for a blank line; bytes "
+                                   "that are not UTF-8 are replaced (with a warning naming the line).")
     add_checkpoint(p)
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.set_defaults(handler=lazy("embeddings.predict", "main"))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from embeddings import data, runs
-from embeddings.predict import predict_proba
+from embeddings.predict import Predictor
 
 
 def metrics(labels, proba, threshold=0.5):
@@ -55,12 +55,13 @@ def plot(labels, proba, out_dir, title, split="test"):
 
 def main(args):
     config = runs.load_config(args.checkpoint)
+    predictor = Predictor(args.checkpoint)  # a run that cannot be loaded fails before the data is read
     split = args.split
     texts, labels = data.load("test" if split == "test" else "train", args.data_dir, config.get("source", "files"))
     if split == "validation":  # the validation part carved from train, exactly as in training
         _, (texts, labels) = data.train_val_split(texts, labels, config["val_fraction"], config["seed"])
     print(f"scoring {len(texts)} reviews ...", file=sys.stderr)
-    proba = predict_proba(args.checkpoint, texts)
+    proba = predictor.proba(texts)
     result = metrics(labels, proba)
     out_dir = Path(args.out or args.checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)

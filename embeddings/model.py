@@ -1,8 +1,11 @@
-"""The sentiment classifiers: the tutorial's averaged embedding, and a bidirectional LSTM.
+"""The sentiment classifiers: the tutorial's averaged embedding, and a fastText-style bag of n-grams.
 
 Tutorial model (TensorFlow "Word embeddings"; article 2.2):
     token ids -> Embedding(V, D) -> mean over the review's tokens -> Dense(16, relu) -> Dense(1)
 The embedding matrix, shape (V, D), has one row per token: row i is the vector of token i.
+fastText model (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification"):
+    word + hashed bigram ids -> Embedding(V + B, D) -> mean -> dropout -> Dense(1)
+(a linear classifier on the averaged n-gram embeddings; see embeddings/ngrams.py for the ids).
 Both models output a logit; sigmoid(logit) is the probability that the review is positive.
 """
 import keras
@@ -52,30 +55,34 @@ def tutorial_model(vocab_size, dim=16, hidden=16, dropout=0.0):
     return keras.Model(ids, logit, name="tutorial")
 
 
-def bilstm_model(vocab_size, dim=64, hidden=64, dropout=0.3):
-    """Embedding -> bidirectional LSTM -> masked mean over time -> Dense(hidden, relu) -> Dense(1).
+def fasttext_model(vocab_size, dim=64, hidden=0, dropout=0.5):
+    """Embedding of words and hashed bigrams -> masked mean -> dropout -> [Dense(hidden, relu)] -> Dense(1).
 
-    Unlike the tutorial model, each token's vector is read in context (the words before it and
-    after it) before the review is averaged; the padding mask flows through the LSTM to the mean.
+    Joulin et al. (2017), section 2: the review's n-gram vectors are averaged into a text vector
+    that a linear classifier reads; `hidden` > 0 adds one hidden layer (not in the paper).
     """
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = layers.Embedding(vocab_size, dim, mask_zero=True, name=EMBEDDING)(ids)
-    x = layers.Bidirectional(layers.LSTM(hidden, return_sequences=True), name="bilstm")(x)
-    x = MaskedMean(name="mean_over_time")(x)
+    x = MaskedMean(name="masked_mean")(x)
     x = layers.Dropout(dropout)(x)
-    x = layers.Dense(hidden, activation="relu", name="hidden")(x)
-    x = layers.Dropout(dropout)(x)
+    if hidden:
+        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+        x = layers.Dropout(dropout)(x)
     logit = layers.Dense(1, name="logit")(x)
-    return keras.Model(ids, logit, name="bilstm")
+    return keras.Model(ids, logit, name="fasttext")
 
 
-BUILDERS = {"tutorial": tutorial_model, "bilstm": bilstm_model}
+BUILDERS = {"tutorial": tutorial_model, "fasttext": fasttext_model}
 
 
-def build(kind, vocab_size, dim, hidden, dropout):
+def build(kind, vocab_size, dim, hidden, dropout, learning_rate=1e-3, decay_steps=None, decay_rate=1.0):
+    """The model of `kind`, compiled with Adam; the rate is multiplied by `decay_rate` every `decay_steps` steps."""
     model = BUILDERS[kind](vocab_size, dim=dim, hidden=hidden, dropout=dropout)
+    schedule = learning_rate
+    if decay_steps and decay_rate != 1.0:
+        schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps, decay_rate)
     model.compile(
-        optimizer="adam",
+        optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],  # threshold on the logit
     )

@@ -1,9 +1,10 @@
 """A training run's directory: what `train` writes and what the other commands read back.
 
     <run>/config.json          model kind, tokenizer, sizes, seed, data split
-    <run>/model.keras          the trained Keras model (or tfidf.joblib for the baseline)
+    <run>/model.keras          the trained Keras model (loaded with safe_mode=True: no lambdas run)
+    <run>/linear.json + linear.npz  the TF-IDF / NBSVM models instead: JSON and plain arrays
     <run>/checkpoint.weights.h5  best weights so far (val loss), written during training
-    <run>/subword.model | bpemb.model | words.json   the tokenizer
+    <run>/subword.model | bpemb.model | words.json | ngrams.json   the tokenizer
     <run>/token_counts.npy     how often each token id occurs in the training split
     <run>/logs/                TensorBoard logs
 """
@@ -14,6 +15,9 @@ import numpy as np
 
 from cliutil import UserError
 
+MODELS = ("tutorial", "fasttext", "tfidf", "nbsvm")
+
+
 def save_config(run_dir, config):
     (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
@@ -22,13 +26,27 @@ def load_config(run_dir):
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a training run (no config.json); train one with `python -m embeddings train`")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("model") not in MODELS:
+        raise UserError(f"{path} does not describe an embeddings run (\"model\" must be one of {', '.join(MODELS)})")
+    return config
+
+
+def is_linear(config):
+    return config["model"] in ("tfidf", "nbsvm")
 
 
 def load_tokenizer(run_dir, config=None):
     from embeddings import tokenize
 
     config = config or load_config(run_dir)
+    if config.get("tokenizer") == "ngrams":
+        from embeddings.ngrams import NgramTokenizer
+
+        return NgramTokenizer.load(run_dir)
     return tokenize.load(config["tokenizer"], run_dir)
 
 
@@ -40,7 +58,11 @@ def load_model(run_dir):
     path = Path(run_dir) / "model.keras"
     if not path.is_file():
         raise UserError(f"no model.keras in {run_dir} (did training finish?)")
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)  # safe_mode: refuse to deserialise lambdas
+    except Exception as e:  # a damaged or foreign file: Keras raises many kinds
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"cannot load {path} ({type(e).__name__}: {first[:200]})") from None
 
 
 def load_embedding(run_dir):
@@ -48,12 +70,14 @@ def load_embedding(run_dir):
     from embeddings.model import embedding_matrix
 
     config = load_config(run_dir)
-    if config["model"] == "tfidf":
-        raise UserError(f"{run_dir} is the TF-IDF baseline, which has no embedding")
+    if is_linear(config):
+        raise UserError(f"{run_dir} is the {config['model']} baseline, which has no embedding")
     tokens = load_tokenizer(run_dir, config).tokens
     matrix = embedding_matrix(load_model(run_dir))
     counts_file = Path(run_dir) / "token_counts.npy"
-    counts = np.load(counts_file) if counts_file.is_file() else np.zeros(len(tokens), np.int64)
+    counts = np.load(counts_file, allow_pickle=False) if counts_file.is_file() else np.zeros(len(tokens), np.int64)
+    if config.get("tokenizer") == "ngrams":
+        matrix = matrix[:len(tokens)]  # the word rows; the hashed bigram buckets follow them
     if matrix.shape[0] != len(tokens):
         raise UserError(f"{run_dir}: embedding has {matrix.shape[0]} rows but the tokenizer {len(tokens)} tokens")
     return tokens, matrix, counts

@@ -20,7 +20,8 @@ def imdb_fixture():
 
 def _train(tmp_path_factory, name, *extra):
     run_dir = tmp_path_factory.mktemp(name)
-    run_cli(["train", "--data-dir", FIXTURE, "--run-dir", run_dir, "--seed", 1, *extra])
+    figures = tmp_path_factory.mktemp(name + "-figures")  # never the repository's figures/
+    run_cli(["train", "--data-dir", FIXTURE, "--run-dir", run_dir, "--seed", 1, "--figures-dir", figures, *extra])
     return run_dir
 
 
@@ -30,14 +31,19 @@ def tutorial_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bilstm_run(tmp_path_factory):
-    return _train(tmp_path_factory, "bilstm", "--model", "bilstm", "--vocab-size", 300, "--dim", 8,
-                  "--hidden", 4, "--max-len", 32, "--epochs", 1)
+def fasttext_run(tmp_path_factory):
+    return _train(tmp_path_factory, "fasttext", "--model", "fasttext", "--buckets", 500, "--dim", 8,
+                  "--epochs", 2, "--patience", 5)
 
 
 @pytest.fixture(scope="session")
 def tfidf_run(tmp_path_factory):
     return _train(tmp_path_factory, "tfidf", "--model", "tfidf")
+
+
+@pytest.fixture(scope="session")
+def nbsvm_run(tmp_path_factory):
+    return _train(tmp_path_factory, "nbsvm", "--model", "nbsvm", "--C", 0.1, 1.0)
 
 
 @pytest.fixture(scope="session")

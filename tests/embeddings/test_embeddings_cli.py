@@ -62,7 +62,8 @@ def test_evaluate_scores_the_test_reviews(cli, tutorial_run, imdb_fixture, capsy
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_predict_prints_one_probability_per_text(cli, tutorial_run, tfidf_run, capsys, monkeypatch):
+def test_predict_prints_one_probability_per_text(cli, tutorial_run, tfidf_run, nbsvm_run, fasttext_run, capsys,
+                                                monkeypatch):
     texts = ["A wonderful, moving film.", "Dull and far too long."]
     cli(["predict", "--checkpoint", tutorial_run, *texts])
     lines = capsys.readouterr().out.split()
@@ -70,12 +71,16 @@ def test_predict_prints_one_probability_per_text(cli, tutorial_run, tfidf_run, c
     monkeypatch.setattr("sys.stdin", io.StringIO(texts[0] + "\n\n" + texts[1] + "\n"))
     cli(["predict", "--checkpoint", tutorial_run])
     assert capsys.readouterr().out.split() == lines  # blank lines skipped, same numbers
-    cli(["predict", "--checkpoint", tfidf_run, *texts])
-    assert len(capsys.readouterr().out.split()) == 2
+    for run in (tfidf_run, nbsvm_run, fasttext_run):
+        cli(["predict", "--checkpoint", run, *texts])
+        assert len(capsys.readouterr().out.split()) == 2
 
 
-def test_predict_rejects_empty_input(cli, tutorial_run, capsys, monkeypatch):
-    assert "empty" in run_expecting_error(cli, ["predict", "--checkpoint", tutorial_run, "good", "  "], capsys)
+def test_predict_keeps_blank_lines_in_place_and_rejects_input_without_text(cli, tutorial_run, capsys, monkeypatch):
+    cli(["predict", "--checkpoint", tutorial_run, "good", "  ", "bad"])
+    out = capsys.readouterr().out.split("\n")
+    assert len(out) == 4 and out[1] == "" and out[3] == "" and all(0 <= float(p) <= 1 for p in (out[0], out[2]))
+    assert "no text given" in run_expecting_error(cli, ["predict", "--checkpoint", tutorial_run, "  "], capsys)
     monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
     assert "no text given" in run_expecting_error(cli, ["predict", "--checkpoint", tutorial_run], capsys)
 

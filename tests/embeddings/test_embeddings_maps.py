@@ -10,10 +10,24 @@ def test_map_all_methods_write_pngs(cli, tutorial_run, tmp_path, capsys):
     assert capsys.readouterr().out.count("saved ") == len(maps.METHODS)
 
 
-def test_map_of_the_bilstm_draws_without_sentiment_colours(cli, bilstm_run, tmp_path):
-    assert maps.sentiment_scores(runs.load_model(bilstm_run), np.zeros((3, 8)), np.ones(3)) is None
-    cli(["map", "--checkpoint", bilstm_run, "--method", "pca", "--top", 20, "--out", tmp_path, "--dpi", 40])
+def test_map_of_the_fasttext_run_uses_its_word_rows(cli, fasttext_run, tmp_path):
+    tokens, matrix, counts = runs.load_embedding(fasttext_run)
+    assert matrix.shape == (len(tokens), 8) and counts.shape == (len(tokens),)  # bigram buckets left out
+    assert maps.sentiment_scores(runs.load_model(fasttext_run), matrix, counts.astype(float)).shape == (len(tokens),)
+    cli(["map", "--checkpoint", fasttext_run, "--method", "pca", "--top", 20, "--out", tmp_path, "--dpi", 40])
     assert (tmp_path / "map-pca.png").is_file()
+
+
+def test_no_sentiment_colours_when_the_head_does_not_read_the_mean_of_the_embedding():
+    import keras
+
+    from embeddings.model import EMBEDDING, MaskedMean
+
+    ids = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, mask_zero=True, name=EMBEDDING)(ids)
+    x = keras.layers.Dense(8, name="per_token")(x)  # tokens are transformed before the mean
+    model = keras.Model(ids, keras.layers.Dense(1)(MaskedMean()(x)))
+    assert maps.sentiment_scores(model, np.zeros((3, 8)), np.ones(3)) is None
 
 
 def test_sentiment_score_is_the_first_order_change_of_the_logit(tutorial_run):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from embeddings.model import EMBEDDING, MaskedMean, bilstm_model, embedding_matrix, tutorial_model
+from embeddings.model import EMBEDDING, MaskedMean, fasttext_model, embedding_matrix, tutorial_model
 
 
 def test_masked_mean_matches_hand_computation_and_keras_pooling():
@@ -17,7 +17,7 @@ def test_masked_mean_matches_hand_computation_and_keras_pooling():
     assert np.all(keras.ops.convert_to_numpy(empty) == 0)  # no tokens: zero vector, not NaN
 
 
-@pytest.mark.parametrize("builder", [tutorial_model, bilstm_model])
+@pytest.mark.parametrize("builder", [tutorial_model, fasttext_model])
 def test_prediction_does_not_depend_on_padding(builder):
     keras.utils.set_random_seed(0)
     model = builder(50, dim=8, hidden=4)
