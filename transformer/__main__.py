@@ -117,6 +117,17 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
+    p = sub.add_parser("export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
+    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
+                   help="which shipped model to export when --checkpoint is not given (default %(default)s)")
+    p.add_argument("--out", required=True, metavar="DIR", help="model base directory; the SavedModel goes in DIR/VERSION")
+    p.add_argument("--version", type=cliutil.positive_int, default=1, help="model version directory (default 1)")
+    p.add_argument("--beam", type=cliutil.positive_int, default=1, help="beam size baked into serving_default")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=cliutil.lazy("transformer.export", "main"))
+
     # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
     p = sub.add_parser("heatmaps", help="attention heat maps of a trained run for a sentence, and their statistics",
                        description="Translate SENTENCE with the run in --checkpoint and plot every layer's "

@@ -1,0 +1,111 @@
+"""Export a run as a TensorFlow SavedModel for TF Serving: `python -m transformer export`.
+
+The exported module holds the weights, both SentencePiece models (as `tensorflow-text`
+ops, so tokenization runs inside the graph) and the cached decoding loop of
+`transformer/decode.py`. Two signatures:
+
+* ``serving_default``: a batch of `tf.string` sentences -> ``{"translation": tf.string}``,
+  exactly what `python -m transformer translate --no-keep-names` prints (the names and
+  numbers surrogates of `transformer/names.py` are host-side pre- and post-processing);
+* ``attention``: one sentence -> its source and target pieces, the translation, and the
+  attention weights of every layer and kind (teacher-forced on the greedy output).
+
+The directory is laid out as ``<out>/<version>/`` so that TF Serving loads it as it is;
+loading needs TensorFlow and `import tensorflow_text` (which registers the ops), not this
+project.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from cliutil import UserError
+from subword import BOS_ID, EOS_ID, PAD_ID
+from transformer.decode import _beam, _greedy
+from transformer.runs import load_run, resolve_checkpoint
+
+NO_TEXT = r"[\s\pC\pZ]*"  # lines made only of whitespace, control or format characters -> ""
+
+
+def _sentencepiece(tokenizer):
+    if tokenizer.kind != "sentencepiece":
+        raise UserError(f"only SentencePiece runs can be exported (this run uses {tokenizer.kind})")
+    return tf_text.SentencepieceTokenizer(model=Path(tokenizer.model_file).read_bytes(), add_bos=False,
+                                          add_eos=False)
+
+
+class ExportedTranslator(tf.Module):
+    """The model, its tokenizers and the decoding loop, as one trackable module."""
+
+    def __init__(self, run, beam=1, length_penalty=0.6):
+        super().__init__(name="translator")
+        self.model = run.model
+        self.src_tokenizer = _sentencepiece(run.src_tokenizer)
+        self.tgt_tokenizer = _sentencepiece(run.tgt_tokenizer)
+        self.max_source = run.config["max_length"]
+        self.beam, self.length_penalty = beam, length_penalty
+
+    def _source_ids(self, sentences):
+        """Token ids + eos, truncated to the training length (as `translate` does), padded with 0."""
+        ids = self.src_tokenizer.tokenize(sentences)[:, :self.max_source - 1]
+        eos = tf.fill([ids.nrows(), 1], tf.constant(EOS_ID, ids.dtype))
+        ids = tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
+        return tf.cast(ids.to_tensor(PAD_ID), tf.int32), tf.cast(ids.row_lengths(), tf.int32)
+
+    def _decode(self, src, lengths, beam):
+        bounds = tf.clip_by_value(2 * lengths + 10, 1, self.model.max_length)
+        if beam > 1:
+            return _beam(self.model, src, bounds, beam, self.length_penalty)
+        return _greedy(self.model, src, bounds)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def translate(self, sentences):
+        src, lengths = self._source_ids(sentences)
+        out = self._decode(src, lengths, self.beam)
+        text = self.tgt_tokenizer.detokenize(tf.RaggedTensor.from_tensor(out, padding=PAD_ID))
+        empty = tf.strings.regex_full_match(sentences, NO_TEXT)
+        return {"translation": tf.where(empty, tf.constant(""), text)}
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="sentence")])
+    def attention(self, sentence):
+        src, lengths = self._source_ids(sentence[None])
+        out = self._decode(src, lengths, 1)
+        tgt_in = tf.concat([tf.fill([1, 1], BOS_ID), out], axis=1)
+        _, maps = self.model((src, tgt_in), training=False)
+        result = {name.replace("/", "_"): weights[0] for name, weights in maps.items()}
+        result["source_tokens"] = self.src_tokenizer.id_to_string(src[0])
+        result["target_tokens"] = self.tgt_tokenizer.id_to_string(tgt_in[0])
+        result["translation"] = self.tgt_tokenizer.detokenize(out)[0]
+        return result
+
+
+def export(run, out, version=1, beam=1, force=False):
+    """Write the SavedModel under `out/version`, via a temporary sibling directory renamed
+    into place (a failure half-way leaves nothing under the final name)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} exists and is not empty; use --force to replace it")
+    module = ExportedTranslator(run, beam)
+    tmp = out.with_name(f".{out.name}.export-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tf.saved_model.save(module, str(tmp / str(version)),
+                            signatures={"serving_default": module.translate, "attention": module.attention})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out / str(version)
+
+
+def main(args):
+    """`python -m transformer export` handler."""
+    run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
+    path = export(run, args.out, args.version, args.beam, args.force)
+    print(path)
+    print(f"serve with: docker run -p 8501:8501 -v {Path(args.out).resolve()}:/models/translator "
+          "-e MODEL_NAME=translator tensorflow/serving (see the README)", file=sys.stderr)
