@@ -123,8 +123,8 @@ def build_parser():
     p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
                    help="which shipped model to export when --checkpoint is not given (default %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="model base directory; the SavedModel goes in DIR/VERSION")
-    p.add_argument("--version", type=cliutil.positive_int, default=1, help="model version directory (default 1)")
-    p.add_argument("--beam", type=cliutil.positive_int, default=1, help="beam size baked into serving_default")
+    p.add_argument("--version", type=positive_int, default=1, help="model version directory (default 1)")
+    p.add_argument("--beam", type=positive_int, default=1, help="beam size baked into serving_default")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.export", "main"))
 

@@ -11,7 +11,6 @@ float16 or float32 plain arrays: no pickle) and `SHA256SUMS`, which loading veri
 `load_run(dir)` accepts either kind and returns the model with its weights, the
 tokenizers and the config.
 """
-import hashlib
 import json
 import shutil
 import sys
@@ -23,6 +22,7 @@ import tensorflow as tf
 
 import subword as tok
 from cliutil import UserError
+from datafiles import sha256
 from transformer import data
 from transformer.model import build_model
 
@@ -201,14 +201,6 @@ def _checkpoint_path(run_dir):
                     if Path(f"{path}.index").is_file():
                         return str(path)
     return None
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sums(run_dir):

@@ -33,6 +33,8 @@ BAD_ARGUMENTS = [
     ("transformer", "plot-run", "--checkpoint"),
     ("transformer", "serve --port 70000", "--port"),
     ("transformer", "pack --checkpoint x --out y --dtype int8", "invalid choice"),
+    ("transformer", "export --out y --version 0", "--version"),
+    ("transformer", "export --out y --beam 0", "--beam"),
     ("transformer", "bench --seconds 0", "--seconds: must be > 0"),
     ("transformer", "bench --rounds x", "--rounds: expected an integer"),
     ("transformer", "", "required"),
