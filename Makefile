@@ -34,15 +34,24 @@ BEAM ?= 1
 FIGURES ?= figures
 SENTENCE1 := Anthony Hopkins admired Michael Bay as a great director.
 SENTENCE2 := He admired her as a great director.
+SENTENCE1_ES := Anthony Hopkins admiraba a Michael Bay como un gran director.
+SENTENCE2_ES := Él la admiraba como una gran directora.
 ifdef SENTENCE
 HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo quality transformer-train transformer-translate transformer-evaluate transformer-heatmaps \
+.PHONY: demo demo-train quality transformer-train transformer-translate transformer-evaluate transformer-heatmaps \
 	transformer-demos transformer-data-stats transformer-bench
 
-demo: install ## The main job: train a small en->es translator (~15 min on 2 CPU cores; a finished run is reused, an interrupted one resumed), translate and plot the article's sentences
+demo: install ## The main job: translate the article's sentences both ways with the shipped models and plot their attention (about a minute)
+	$(PY) -m transformer translate --direction en-es "$(SENTENCE1)" "$(SENTENCE2)"
+	$(PY) -m transformer translate --direction es-en "$(SENTENCE1_ES)" "$(SENTENCE2_ES)"
+	$(PY) -m transformer heatmaps --direction en-es --out $(FIGURES)/heatmaps/en-es
+	$(PY) -m transformer heatmaps --direction es-en --out $(FIGURES)/heatmaps/es-en
+	@echo "heat maps: $(FIGURES)/heatmaps/en-es/ and $(FIGURES)/heatmaps/es-en/"
+
+demo-train: install ## Train the small `demo` en->es translator yourself (~15 min on 2 CPU cores; resumable), translate and plot
 	$(PY) -m datafiles spa-eng
 	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"

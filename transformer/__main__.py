@@ -70,6 +70,8 @@ def build_parser():
     p.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction,
                    help="one SentencePiece vocabulary for both languages and tied source, target and output "
                    "embeddings (default on; Vaswani et al. 3.4)")
+    p.add_argument("--patience", type=nonnegative_int,
+                   help="stop after this many epochs without a better validation loss (0: never; base: 4)")
     p.add_argument("--restart", action="store_true",
                    help="delete the run's checkpoints and log and start over (config and tokenizers stay)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,

@@ -258,12 +258,12 @@ def write_heatmaps(run, sentence, out):
 
 
 def heatmaps_main(args):
-    from transformer.runs import load_run
+    from transformer.runs import load_run, resolve_checkpoint
 
     sentences = args.sentence
     if sentences is not None and not all(s.strip() for s in sentences):
         raise UserError("--sentence is empty")
-    run = load_run(args.checkpoint)
+    run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     if sentences is None:
         sentences = ARTICLE_SENTENCES.get(run.direction.split("-")[0], ARTICLE_SENTENCES["en"])
     for sentence in sentences:

@@ -38,7 +38,7 @@ PROFILES = {
                  epochs=2, warmup_steps=1000),
     "base": dict(num_layers=4, d_model=128, num_heads=8, dff=512, dropout_rate=0.1,
                  vocab_size=8000, token_budget=2048, max_length=64, max_positions=160,
-                 epochs=30, warmup_steps=4000),
+                 epochs=40, warmup_steps=4000, patience=4),
     "big": dict(num_layers=6, d_model=512, num_heads=8, dff=2048, dropout_rate=0.1,
                 vocab_size=8000, token_budget=8192, max_length=64, max_positions=160,
                 epochs=30, warmup_steps=4000),
@@ -49,12 +49,12 @@ DEFAULTS = dict(
     direction="en-es", tokenizer="sentencepiece", bpemb_vs=10000, bpemb_dim=100,
     bpemb_model={}, bpemb_emb={}, init_embeddings="none", pre_norm=False, share_embeddings=True,
     label_smoothing=0.1, lr_scale=1.0, steps=0, seed=0, split_seed=0, data=None,
-    keep_checkpoints=3, jit_compile=False, precision="float32", strategy="default",
+    keep_checkpoints=3, jit_compile=False, precision="float32", strategy="default", patience=0,
     log_every=50,
 )
 
 # Flags that may change when a run is resumed; anything else must match the saved config.
-RESUMABLE = {"epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "log_every",
+RESUMABLE = {"epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "log_every", "patience",
              "data", "bpemb_model", "bpemb_emb", "lr_scale"}
 
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
