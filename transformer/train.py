@@ -10,8 +10,11 @@ run directory (layout in `transformer/runs.py`).
 epoch at a time (train, validate, log, save).
 """
 import contextlib
+import functools
+import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
@@ -71,6 +75,17 @@ def make_strategy(name):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":  # configured through the TF_CONFIG environment variable
+        try:
+            cluster = json.loads(os.environ.get("TF_CONFIG") or "null")
+            workers, index = cluster["cluster"]["worker"], cluster["task"]["index"]
+        except (ValueError, TypeError, KeyError) as e:
+            raise UserError("--strategy multiworker needs TF_CONFIG='{\"cluster\": {\"worker\": [\"host:port\", "
+                            "...]}, \"task\": {\"type\": \"worker\", \"index\": I}}' (README, \"Training on several "
+                            f"machines\"; tools/multiworker.py starts local workers): {type(e).__name__} {e}") from None
+        if not (isinstance(index, int) and 0 <= index < len(workers)):
+            raise UserError(f"TF_CONFIG: task index {index!r} is not one of the {len(workers)} workers")
+        # A worker that dies stops sending heartbeats to the coordination service (on worker
+        # 0); the others' collectives then fail with UnavailableError within seconds.
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown strategy {name!r}")
 
@@ -81,6 +96,104 @@ def is_chief(strategy):
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def is_multiworker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_dir(run_dir, strategy):
+    """Where a non-chief worker keeps its own copy of the config and tokenizers (removed at the end)."""
+    return run_dir / f".worker-{strategy.cluster_resolver.task_id}"
+
+
+def gather_from_workers(strategy, values):
+    """Every worker's list of numbers `values`, in worker order. A collective operation:
+    every worker must call it at the same point."""
+    return _gatherer(strategy)(tf.constant([values], tf.float64)).numpy().tolist()
+
+
+@functools.lru_cache(maxsize=None)
+def _gatherer(strategy):
+    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.float64)])
+    def gather(local):
+        return strategy.gather(strategy.run(tf.identity, args=(local,)), axis=0)
+    return gather
+
+
+def run_fingerprint(config, tokenizers):
+    """A number that differs when two workers would train different models: the config
+    (file locations aside) and both vocabularies."""
+    keys = sorted(set(config) - {"data", "bpemb_model", "bpemb_emb", "strategy"})
+    text = json.dumps([[config[k] for k in keys], [[t.id_to_piece(i) for i in range(t.vocab_size)]
+                                                    for t in tokenizers]], default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big")  # exact in float64
+
+
+def check_workers_agree(strategy, fingerprint, step, epoch):
+    """Stop every worker with one clear line unless all built the same model and restored the same step."""
+    rows = gather_from_workers(strategy, [fingerprint, step, epoch])
+    if len({row[0] for row in rows}) > 1:
+        raise UserError("the workers disagree on the config or tokenizers: start every worker with the same "
+                        "flags and data")
+    if len({tuple(row[1:]) for row in rows}) > 1:
+        steps = ", ".join(f"worker {i} step {int(row[1])}" for i, row in enumerate(rows))
+        raise UserError(f"the workers restored different checkpoints ({steps}): every worker restores "
+                        "RUN/ckpt, so the run directory must be shared (or copied from the chief) when resuming")
+
+
+class AgreedStop:
+    """Multi-worker: a signal received by any worker stops all of them after the same step
+    (one that stopped alone would leave the others waiting in the next step's collectives).
+    Reading `signum` is a collective operation, done by every worker once per step."""
+
+    def __init__(self, stop, strategy):
+        self.stop, self.strategy = stop, strategy
+
+    @property
+    def signum(self):
+        received = max(row[0] for row in gather_from_workers(self.strategy, [self.stop.signum or 0]))
+        return int(received) or None
+
+
+class ShardTally:
+    """What this worker read of an epoch's global batches (auto-shard by data gives each
+    worker its own part of every batch): sentences, target tokens, and an order-free digest
+    (the sum of the sentences' target-id hashes mod 2**64, so the workers' digests add up
+    to the digest of all the sentences read)."""
+
+    def __init__(self, strategy):
+        self.strategy, self.sentences, self.tokens, self.digest = strategy, 0, 0, 0
+
+    @staticmethod
+    def sentence_hash(ids):
+        ids = np.asarray(ids, np.int32)
+        return int.from_bytes(hashlib.blake2b(ids[ids != 0].tobytes(), digest_size=8).digest(), "little")
+
+    def read(self, dataset):
+        for inputs, labels in dataset:
+            for local in self.strategy.experimental_local_results(labels):
+                for row in local.numpy():
+                    self.sentences += 1
+                    self.tokens += int((row != 0).sum())
+                    self.digest = (self.digest + self.sentence_hash(row)) % 2**64
+            yield inputs, labels
+
+    def report(self, epoch):
+        resolver = self.strategy.cluster_resolver
+        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')} read {self.sentences:,} sentences, "
+              f"{self.tokens:,} target tokens of epoch {epoch} (shard digest {self.digest:016x})", file=sys.stderr)
+
+
+def lost_worker(error, strategy):
+    """A collective failed because another worker died or went away: one line to say so."""
+    text = str(error)
+    if "unhealthy" in text or "heartbeat" in text:
+        why = "a worker stopped sending heartbeats (it crashed or was killed)"
+    else:
+        why = f"lost the connection to another worker ({type(error).__name__})"
+    return UserError(f"{why}; stopped this worker {strategy.cluster_resolver.task_id}. Restart every worker to "
+                     "resume from the chief's last checkpoint")
 
 
 def init_bpemb_embeddings(model, src_tokenizer, tgt_tokenizer):
@@ -233,17 +346,40 @@ def run_epoch(train_step, dataset, desc, stop, max_steps, current_step):
 
 
 def train(config, run_dir, restart_run=False):
-    """Train (or resume) the run in `run_dir`; returns the exit status (0, or 128 + signal)."""
+    """Train (or resume) the run in `run_dir`; returns the exit status (0, or 128 + signal).
+
+    Multi-worker (`--strategy multiworker`, one process per worker): worker 0, the chief,
+    writes the run directory; every other worker keeps its config and tokenizers in
+    `run_dir/.worker-N` (removed at the end) and restores the chief's `run_dir/ckpt`."""
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(config["seed"])
-    if restart_run:
+    strategy = make_strategy(config["strategy"])  # first: a multi-worker strategy must precede other TF work
+    chief = is_chief(strategy)
+    try:
+        return _train(config, run_dir, restart_run, strategy, chief)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError) as e:
+        if not is_multiworker(strategy):
+            raise
+        raise lost_worker(e, strategy) from None
+    finally:
+        if not chief:
+            shutil.rmtree(worker_dir(run_dir, strategy), ignore_errors=True)
+
+
+def _train(config, run_dir, restart_run, strategy, chief):
+    multiworker = is_multiworker(strategy)
+    root = run_dir if chief else worker_dir(run_dir, strategy)
+    if restart_run and chief:
         restart(run_dir)
-    config, src_tok, tgt_tok, splits = prepare_run(run_dir, config)
+    config, src_tok, tgt_tok, splits = prepare_run(root, config)
     keras.mixed_precision.set_global_policy(precision(config))
-    strategy = make_strategy(config["strategy"])
     replicas = strategy.num_replicas_in_sync
     epoch_dataset, val_ds = load_data(config, src_tok, tgt_tok, splits, replicas)
-    distribute = strategy.experimental_distribute_dataset if replicas > 1 else (lambda ds: ds)
+    options = tf.data.Options()  # each worker takes its own part of every global batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    distribute = ((lambda ds: strategy.experimental_distribute_dataset(ds.with_options(options)))
+                  if replicas > 1 or multiworker else (lambda ds: ds))
 
     with strategy.scope():
         model = build_model(config)
@@ -256,44 +392,61 @@ def train(config, run_dir, restart_run=False):
     # Bookkeeping lives on the host, outside the strategy (not mirrored).
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     best_val = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_val_loss")
-    chief = is_chief(strategy)
-    root = run_dir if chief else run_dir / f".worker-{strategy.cluster_resolver.task_id}"
+    stale = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_without_improvement")
+    if not chief and not restart_run and (run_dir / "ckpt").is_dir():  # resume from the chief's checkpoints
+        shutil.rmtree(root / "ckpt", ignore_errors=True)
+        shutil.copytree(run_dir / "ckpt", root / "ckpt", ignore=shutil.ignore_patterns("*_temp*"))
     ckpts = Checkpoints(root, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
-                                                  best_val_loss=best_val), config["keep_checkpoints"])
+                                                  best_val_loss=best_val, epochs_without_improvement=stale),
+                        config["keep_checkpoints"])
     if ckpts.restore():
         print(f"resuming from {ckpts.latest.latest_checkpoint} at step {current_step()}, "
               f"epoch {int(epoch) + 1}", file=sys.stderr)
     elif config["init_embeddings"] == "bpemb":
         init_bpemb_embeddings(model, src_tok, tgt_tok)
     seconds = ckpts.trim_log(current_step()) if chief else 0.0
+    if multiworker:
+        check_workers_agree(strategy, run_fingerprint(config, (src_tok, tgt_tok)), current_step(), int(epoch))
 
     train_step = make_train_step(model, optimizer, config, strategy)
     eval_step = make_eval_step(model, strategy)
     writer = tf.summary.create_file_writer(str(run_dir / "logs")) if chief else tf.summary.create_noop_writer()
     max_steps = config["steps"] or None
-    with StopOnSignal() as stop, writer.as_default():
+    with StopOnSignal() as own_stop, writer.as_default():
+        stop = AgreedStop(own_stop, strategy) if multiworker else own_stop
         while int(epoch) < config["epochs"] and not (max_steps and current_step() >= max_steps):
+            if config["patience"] and int(stale) >= config["patience"]:
+                print(f"early stop: no better validation loss for {int(stale)} epochs", file=sys.stderr)
+                break
             desc = f"epoch {int(epoch) + 1}/{config['epochs']}"
+            batches = distribute(epoch_dataset(int(epoch)))
+            if multiworker:
+                tally = ShardTally(strategy)
+                batches = tally.read(batches)
             try:
-                result = run_epoch(train_step, distribute(epoch_dataset(int(epoch))), desc, stop, max_steps,
-                                   current_step)
+                result = run_epoch(train_step, batches, desc, stop, max_steps, current_step)
             except FloatingPointError as e:
                 raise UserError(
                     f"the training loss became {e} at step {current_step()}; stopped without saving. The last "
                     f"good checkpoint is {ckpts.latest.latest_checkpoint or 'none (none was written yet)'}; "
                     "lower the learning rate (--lr-scale) or the token budget and rerun") from None
             seconds += result["seconds"]
-            if stop.signum is not None:
+            if multiworker:
+                tally.report(int(epoch) + 1)
+            signum = stop.signum  # (read once: for several workers it is a collective operation)
+            if signum is not None:
                 if chief:
                     path = ckpts.save(current_step())
-                    print(f"stopped by {signal.Signals(stop.signum).name}: checkpoint {path} (step {current_step()})"
+                    print(f"stopped by {signal.Signals(signum).name}: checkpoint {path} (step {current_step()})"
                           "; rerun the same command to resume", file=sys.stderr)
-                return 128 + stop.signum
+                return 128 + signum
             finished = not (max_steps and current_step() >= max_steps)
             if finished:
                 epoch.assign_add(1)
-            end_of_epoch(ckpts, config, epoch, finished, result, seconds, evaluate_loss(eval_step, distribute(val_ds)),
-                         best_val, current_step(), optimizer, chief)
+            improved = end_of_epoch(ckpts, config, epoch, finished, result, seconds,
+                                    evaluate_loss(eval_step, distribute(val_ds)), best_val, current_step(), optimizer,
+                                    chief)
+            stale.assign(0 if improved else int(stale) + int(finished))
     print(f"training finished at step {current_step()}; best validation loss "
           f"{float(best_val):.4f} (perplexity {math.exp(min(float(best_val), 700.0)):.2f}); run: {run_dir}",
           file=sys.stderr)
@@ -302,7 +455,7 @@ def train(config, run_dir, restart_run=False):
 
 def end_of_epoch(ckpts, config, epoch, finished, result, seconds, validation, best_val, step, optimizer, chief):
     """Log the epoch (stderr, TensorBoard, train_log.jsonl), save a checkpoint, and replace
-    best/ when the validation loss improved. The checkpoint is written before the log line."""
+    best/ when the validation loss improved (returned). The checkpoint is written before the log line."""
     val_loss, val_ppl = validation
     record = {"epoch": int(epoch), "epoch_finished": finished, "step": step,
               "train_loss": result["train_loss"], "train_accuracy": result["train_accuracy"],
@@ -327,6 +480,7 @@ def end_of_epoch(ckpts, config, epoch, finished, result, seconds, validation, be
             ckpts.save_best(step)
         ckpts.log(record)
         print(f"saved: checkpoint {path} (step {step})" + (" and best/" if improved else ""), file=sys.stderr)
+    return improved
 
 
 def _key_values(items, flag):
@@ -344,7 +498,7 @@ CONFIG_FLAGS = ("direction", "epochs", "steps", "tokenizer", "vocab_size", "bpem
                 "init_embeddings", "num_layers", "d_model", "num_heads", "dff", "dropout_rate",
                 "pre_norm", "share_embeddings", "max_length", "max_positions", "token_budget", "warmup_steps",
                 "lr_scale", "label_smoothing", "keep_checkpoints", "seed", "split_seed", "data", "jit_compile",
-                "precision", "strategy", "log_every")
+                "precision", "strategy", "log_every", "patience")
 
 
 def main(args):

@@ -1,0 +1,147 @@
+"""Start a multi-worker `python -m transformer train` on this machine, one process per worker.
+
+    python tools/multiworker.py --workers 2 -- --profile tiny --run two-workers --steps 40
+
+picks N free localhost ports, gives worker i the `TF_CONFIG` of an N-worker cluster with
+task index i (worker 0 is the chief), starts `python -m transformer train <args> --strategy
+multiworker` N times, prints each worker's output with a `[worker i]` prefix on stderr and
+waits. When one worker fails (non-zero exit) the others are stopped: SIGTERM, then SIGKILL
+after `--grace` seconds. `--timeout` bounds the whole run the same way. The exit status is
+0 when every worker succeeded, else the first failing worker's status (1 when it was killed
+by a signal or the run timed out).
+
+On several real machines, start the same command on each machine yourself with its own
+TF_CONFIG (README, "Training on several machines"); this script is for local experiments
+and the tests.
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_ports(n):
+    """N distinct free TCP ports on localhost (bound together, then released)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("localhost", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def tf_config(ports, index):
+    """The TF_CONFIG of worker `index` in a cluster of localhost workers on `ports`."""
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def _pump(stream, prefix, out):
+    for line in iter(stream.readline, b""):
+        out.write(prefix + line.decode("utf-8", "replace").rstrip("\r\n").split("\r")[-1] + "\n")
+        out.flush()
+    stream.close()
+
+
+def stop(procs, grace):
+    """SIGTERM every running worker, then SIGKILL those still running after `grace` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python=sys.executable):
+    """Run the workers to the end; returns (exit status, one-line message or None)."""
+    ports = free_ports(workers)
+    procs, pumps = [], []
+    for i in range(workers):
+        env = {**os.environ, "TF_CONFIG": tf_config(ports, i), "PYTHONUNBUFFERED": "1"}
+        cmd = [python, "-m", "transformer", "train", *train_args, "--strategy", "multiworker"]
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # our Ctrl-C reaches the workers only through stop()
+        procs.append(p)
+        t = threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True)
+        t.start()
+        pumps.append(t)
+    print(f"started {workers} workers on localhost ports {', '.join(map(str, ports))} "
+          f"(pids {', '.join(str(p.pid) for p in procs)})", file=out, flush=True)
+
+    interrupted = []
+    previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    start = time.monotonic()
+    status, message = 0, None
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+                status = code if code > 0 else 1
+                message = f"worker {i} {how}; stopped the other workers"
+                break
+            if all(c == 0 for c in codes):
+                break
+            if interrupted:  # the workers save a checkpoint (the chief) and stop after the same step
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(interrupted[0])
+                interrupted.clear()
+                signal.signal(signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C: stop at once
+            if timeout and time.monotonic() - start > timeout:
+                status, message = 1, f"the workers were still running after {timeout:g} s; stopped them"
+                break
+            time.sleep(0.2)
+    finally:
+        stop(procs, grace)
+        for t in pumps:
+            t.join(timeout=5)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return status, message
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="tools/multiworker.py", description=__doc__.split("\n\n")[0],
+        usage="python tools/multiworker.py --workers N [--grace S] [--timeout S] -- TRAIN_ARGS...")
+    parser.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
+    parser.add_argument("--grace", type=float, default=20.0,
+                        help="seconds a stopped worker gets to exit before SIGKILL (default 20)")
+    parser.add_argument("--timeout", type=float, help="stop every worker after this many seconds")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER,
+                        help="after --: the arguments of `python -m transformer train`")
+    args = parser.parse_args(argv)
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.grace < 0 or (args.timeout is not None and args.timeout <= 0):
+        parser.error("--grace must be >= 0 and --timeout > 0")
+    status, message = launch(args.workers, train_args, args.grace, args.timeout)
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
