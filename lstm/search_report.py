@@ -91,7 +91,8 @@ def box_plot(rows, table, path, title):
     ax.plot([], [], "*", color="C3", label="best-validation trial")
     finite = [x for s in samples for x in s if math.isfinite(x)]
     if finite:
-        ax.set_ylim(min(finite) - 0.1, min(max(finite), np.percentile(finite, 90) + 0.5) + 0.1)
+        low = min(min(finite), BAI_2018_LSTM_JSB)  # keep the reference line in view
+        ax.set_ylim(low - 0.1, max(min(max(finite), np.percentile(finite, 90) + 0.5), low + 0.5) + 0.1)
     ax.set_ylabel("test NLL per time step")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
@@ -123,6 +124,7 @@ def lr_plot(rows, path, title, bins=6):
         finite = y[np.isfinite(y)]
         ax.set_ylim(finite.min() - 0.1, min(finite.max(), np.percentile(finite, 90) + 0.5) + 0.1)
     ax.set_xscale("log")
+    ax.set_xlim(SPACE["lr"][0] / 1.1, SPACE["lr"][1] * 1.1)  # the whole searched range
     ax.set_xlabel("Adam learning rate")
     ax.set_ylabel("test NLL per time step")
     ax.set_title(title, fontsize=9)
