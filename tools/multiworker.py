@@ -17,6 +17,7 @@ and the tests.
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,9 +50,15 @@ def tf_config(ports, index):
 
 
 def _pump(stream, prefix, out):
-    for line in iter(stream.readline, b""):
-        out.write(prefix + line.decode("utf-8", "replace").rstrip("\r\n").split("\r")[-1] + "\n")
+    """Copy a worker's output to `out`, each line (and each progress-bar update, which ends
+    in a carriage return) prefixed with the worker's name."""
+    pending = b""
+    while chunk := stream.read1(65536):
+        *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+        out.write("".join(prefix + line.decode("utf-8", "replace") + "\n" for line in lines if line.strip()))
         out.flush()
+    if pending.strip():
+        out.write(prefix + pending.decode("utf-8", "replace") + "\n")
     stream.close()
 
 
@@ -85,7 +92,7 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
     print(f"started {workers} workers on localhost ports {', '.join(map(str, ports))} "
           f"(pids {', '.join(str(p.pid) for p in procs)})", file=out, flush=True)
 
-    interrupted = []
+    interrupted, forwarded = [], None
     previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
     start = time.monotonic()
@@ -93,21 +100,30 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
     try:
         while True:
             codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                i, code = failed[0]
-                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-                status = code if code > 0 else 1
-                message = f"worker {i} {how}; stopped the other workers"
-                break
-            if all(c == 0 for c in codes):
-                break
-            if interrupted:  # the workers save a checkpoint (the chief) and stop after the same step
-                for p in procs:
-                    if p.poll() is None:
+            if forwarded is not None:  # every worker stops after the same step; the chief saves first
+                if all(c is not None for c in codes) or time.monotonic() > forwarded[1]:
+                    name, status = signal.Signals(forwarded[0]).name, 128 + forwarded[0]
+                    message = (f"interrupted by {name}: the workers stopped after the same step and the chief saved "
+                               "a checkpoint; rerun the same command to resume"
+                               if all(c in (0, status) for c in codes) else
+                               f"interrupted by {name}, but the workers' exit statuses are {codes} (the chief may "
+                               "not have saved a checkpoint)")
+                    break
+            else:
+                failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+                if failed:
+                    i, code = failed[0]
+                    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+                    status = code if code > 0 else 1
+                    message = f"worker {i} {how}; stopped the other workers"
+                    break
+                if all(c == 0 for c in codes):
+                    break
+                if interrupted:
+                    forwarded = (interrupted[0], time.monotonic() + grace)
+                    for p in procs:
                         p.send_signal(interrupted[0])
-                interrupted.clear()
-                signal.signal(signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C: stop at once
+                    signal.signal(signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C: stop at once
             if timeout and time.monotonic() - start > timeout:
                 status, message = 1, f"the workers were still running after {timeout:g} s; stopped them"
                 break

@@ -265,19 +265,28 @@ class Checkpoints:
                             "rerun with --restart to start over")
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
             raise UserError(f"cannot restore {path} ({type(e).__name__}); rerun with --restart to start over") \
                 from None
         return True
 
+    def best_loss(self):
+        """The validation loss of the model in best/ (inf when there is none)."""
+        try:
+            return float(json.loads((self.root / "best" / "best.json").read_text())["val_loss"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+
     def save(self, step):
         return self.latest.save(checkpoint_number=step)
 
-    def save_best(self, step):
-        """Write best.new/, then swap it in for best/ with renames (never a half-written best/)."""
+    def save_best(self, step, val_loss):
+        """Write best.new/ (checkpoint + best.json), then swap it in for best/ with renames
+        (never a half-written best/)."""
         new, old, best = self.root / "best.new", self.root / "best.old", self.root / "best"
         shutil.rmtree(new, ignore_errors=True)
         tf.train.CheckpointManager(self.checkpoint, new, max_to_keep=1).save(checkpoint_number=step)
+        (new / "best.json").write_text(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
         if best.exists():
             best.rename(old)
         new.rename(best)
@@ -356,7 +365,10 @@ def train(config, run_dir, restart_run=False):
     strategy = make_strategy(config["strategy"])  # first: a multi-worker strategy must precede other TF work
     chief = is_chief(strategy)
     try:
-        return _train(config, run_dir, restart_run, strategy, chief)
+        status = _train(config, run_dir, restart_run, strategy, chief)
+        if is_multiworker(strategy):  # leave together: one that exits first looks crashed to the chief
+            gather_from_workers(strategy, [status])
+        return status
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
             tf.errors.DeadlineExceededError) as e:
         if not is_multiworker(strategy):
@@ -405,8 +417,14 @@ def _train(config, run_dir, restart_run, strategy, chief):
     elif config["init_embeddings"] == "bpemb":
         init_bpemb_embeddings(model, src_tok, tgt_tok)
     seconds = ckpts.trim_log(current_step()) if chief else 0.0
+    best_val.assign(min(float(best_val), ckpts.best_loss()))  # best/ may be newer than ckpt/ after a kill
     if multiworker:
         check_workers_agree(strategy, run_fingerprint(config, (src_tok, tgt_tok)), current_step(), int(epoch))
+        resolver = strategy.cluster_resolver
+        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')}: the workers agree on the "
+              f"config and start at step {current_step()}; "
+              + (f"this one writes {run_dir}" if chief else f"worker 0 writes the run, this one only {root}"),
+              file=sys.stderr)
 
     train_step = make_train_step(model, optimizer, config, strategy)
     eval_step = make_eval_step(model, strategy)
@@ -455,7 +473,8 @@ def _train(config, run_dir, restart_run, strategy, chief):
 
 def end_of_epoch(ckpts, config, epoch, finished, result, seconds, validation, best_val, step, optimizer, chief):
     """Log the epoch (stderr, TensorBoard, train_log.jsonl), save a checkpoint, and replace
-    best/ when the validation loss improved (returned). The checkpoint is written before the log line."""
+    best/ when the validation loss improved (returned). The log line is written first and the
+    checkpoint last, so the log never lacks an epoch the checkpoint has."""
     val_loss, val_ppl = validation
     record = {"epoch": int(epoch), "epoch_finished": finished, "step": step,
               "train_loss": result["train_loss"], "train_accuracy": result["train_accuracy"],
@@ -474,11 +493,11 @@ def end_of_epoch(ckpts, config, epoch, finished, result, seconds, validation, be
     improved = val_loss < float(best_val)
     if improved:
         best_val.assign(val_loss)
-    if chief:
-        path = ckpts.save(step)
-        if improved:
-            ckpts.save_best(step)
+    if chief:  # a kill between these steps redoes the epoch on resume (log lines past the checkpoint are dropped)
         ckpts.log(record)
+        if improved:
+            ckpts.save_best(step, val_loss)
+        path = ckpts.save(step)
         print(f"saved: checkpoint {path} (step {step})" + (" and best/" if improved else ""), file=sys.stderr)
     return improved
 

@@ -1,0 +1,179 @@
+"""Multi-worker training run for real: `python -m transformer train --strategy multiworker`
+as two processes on localhost ports (started by tools/multiworker.py or by hand with their
+TF_CONFIG), training the `tiny` profile on the spa.txt fixture.
+
+What "the same global batch" means here: every worker builds the same shuffled,
+token-budget-bucketed batches (same data, seed and epoch), and auto-shard by data splits
+each global batch between the workers (`experimental_distribute_dataset` with
+`AutoShardPolicy.DATA`: each global batch is cut in two and worker i keeps part i). The
+loss is summed over the global batch's target tokens and divided by their global number,
+so the two workers together take exactly the step one process takes on the whole batch.
+The reference is therefore one process with the default strategy on the same flags. The
+only difference by construction would be dropout (masks drawn per worker), so dropout is
+0; what remains is float summation order (measured: 5e-8 relative), and the tolerance is
+1e-5 relative on every logged loss.
+"""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "spa_small.txt"
+LAUNCHER = ROOT / "tools" / "multiworker.py"
+TRAIN = ["--profile", "tiny", "--data", str(FIXTURE), "--dropout", "0", "--seed", "3"]
+TIMEOUT = 240  # per command: a hung collective fails the test instead of the CI job
+READ = re.compile(r"^\[worker (\d)\] worker \1 of 2 read (\d+) sentences, (\d+) target tokens of epoch (\d+) "
+                  r"\(shard digest ([0-9a-f]{16})\)$", re.M)
+
+
+def launch(run, *flags, checkpoints):
+    """tools/multiworker.py --workers 2 -- TRAIN flags; returns the completed process."""
+    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--timeout", str(TIMEOUT), "--",
+           *TRAIN, "--run", run, "--checkpoints-dir", str(checkpoints), *flags]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT + 60)
+
+
+def log(run_dir):
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def training_targets(run_dir):
+    """The target ids of every training pair, computed here from the run's tokenizers and
+    the data split (independently of the training code's pipeline)."""
+    import subword
+    from transformer import data
+
+    config = json.loads((run_dir / "config.json").read_text())
+    src, tgt = (subword.load_tokenizer(run_dir, lang) for lang in ("en", "es"))
+    splits = data.load_splits("en-es", str(FIXTURE), seed=config["split_seed"], warn=False)
+    _, targets, _ = data.encode_pairs(data.flatten(splits["train"]), src, tgt, config["max_length"])
+    return targets
+
+
+def digest(sentences):
+    """Order-free digest of a multiset of target-id sentences (as the workers report it)."""
+    total = 0
+    for ids in sentences:
+        ids = np.asarray(ids, np.int32)
+        total += int.from_bytes(hashlib.blake2b(ids[ids != 0].tobytes(), digest_size=8).digest(), "little")
+    return total % 2**64
+
+
+def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
+    steps = ["--steps", "24", "--epochs", "3"]  # epochs 1 and 2 whole (10 steps each), 4 steps of epoch 3
+    one = subprocess.run([sys.executable, "-m", "transformer", "train", *TRAIN, "--run", "one",
+                          "--checkpoints-dir", str(tmp_path), *steps], cwd=ROOT, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch("two", *steps, checkpoints=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 replica(s)" in two.stderr
+
+    # the same loss curve: every logged record (train loss and accuracy over each epoch's
+    # steps, validation loss after them) within 1e-5 relative
+    single, double = log(tmp_path / "one"), log(tmp_path / "two")
+    assert [r["step"] for r in single] == [r["step"] for r in double] == [10, 20, 24]
+    for a, b in zip(single, double):
+        for key in ("train_loss", "train_accuracy", "val_loss"):
+            assert abs(a[key] - b[key]) <= 1e-5 * abs(a[key]), (a["step"], key, a[key], b[key])
+    assert single[-1]["train_loss"] < single[0]["train_loss"] - 0.5  # it learned something
+
+    # each worker read its own part of every global batch: in a whole epoch the two parts
+    # are disjoint and together hold every training sentence exactly once
+    reads = {(int(w), int(e)): (int(n), int(t), int(d, 16)) for w, n, t, e, d in READ.findall(two.stderr)}
+    targets = training_targets(tmp_path / "two")
+    for epoch in (1, 2):
+        (n0, t0, d0), (n1, t1, d1) = reads[0, epoch], reads[1, epoch]
+        assert n0 > 0 and n1 > 0 and d0 != d1
+        assert n0 + n1 == len(targets)
+        assert t0 + t1 == sum(len(t) for t in targets)
+        assert (d0 + d1) % 2**64 == digest(targets)
+
+    # only the chief wrote: checkpoints, best/, logs; worker 1's directory is gone
+    run_dir = tmp_path / "two"
+    assert (run_dir / "ckpt" / "ckpt-24.index").is_file() and (run_dir / "best").is_dir()
+    assert (run_dir / "logs").is_dir() and not list(run_dir.glob(".worker-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+    assert "[worker 0] saved: checkpoint" in two.stderr and "[worker 1] saved" not in two.stderr
+
+
+def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
+    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--timeout", str(TIMEOUT), "--", *TRAIN,
+           "--run", "r", "--checkpoints-dir", str(tmp_path), "--epochs", "50"]
+    launcher = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in launcher.stderr:  # Ctrl-C once the workers train
+        lines.append(line)
+        if line.startswith("[worker 0] worker 0 of 2: the workers agree"):
+            launcher.send_signal(signal.SIGINT)
+            break
+    lines += launcher.stderr.readlines()
+    status = launcher.wait(timeout=TIMEOUT)
+    stderr = "".join(lines)
+    assert status == 128 + signal.SIGINT, stderr[-3000:]
+    assert "error: interrupted by SIGINT: the workers stopped after the same step" in stderr
+    stopped = re.search(r"^\[worker 0\] stopped by SIGINT: checkpoint \S+/ckpt-(\d+) \(step (\d+)\)", stderr, re.M)
+    assert stopped and stopped[1] == stopped[2], stderr[-3000:]
+    step = int(stopped[1])
+    assert step >= 1 and not list((tmp_path / "r").glob(".worker-*"))
+
+    again = launch("r", "--epochs", "50", "--steps", str(step + 3), checkpoints=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for worker in (0, 1):  # both restore the chief's last checkpoint and go on from its step
+        assert re.search(rf"^\[worker {worker}\] resuming from \S+/ckpt-{step} at step {step},", again.stderr, re.M)
+        assert f"[worker {worker}] training finished at step {step + 3};" in again.stderr
+    assert log(tmp_path / "r")[-1]["step"] == step + 3
+    assert not list((tmp_path / "r").glob(".worker-*"))
+
+
+def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
+    sys.path.insert(0, str(LAUNCHER.parent))
+    try:
+        import multiworker
+    finally:
+        sys.path.remove(str(LAUNCHER.parent))
+    ports = multiworker.free_ports(2)
+    procs = [subprocess.Popen([sys.executable, "-m", "transformer", "train", *TRAIN, "--run", "k",
+                               "--checkpoints-dir", str(tmp_path), "--epochs", "50", "--strategy", "multiworker"],
+                              cwd=ROOT, env={**os.environ, "TF_CONFIG": multiworker.tf_config(ports, i)},
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [[], []]
+    training = threading.Event()
+
+    def read(i):
+        for line in procs[i].stderr:
+            outputs[i].append(line)
+            if line.startswith("worker 0 of 2: the workers agree"):
+                training.set()
+
+    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        assert training.wait(timeout=TIMEOUT), "".join(outputs[0])[-3000:]  # the workers train
+        procs[1].kill()
+        killed = time.monotonic()
+        status = procs[0].wait(timeout=120)
+        seconds = time.monotonic() - killed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    readers[0].join(timeout=10)
+    stderr = "".join(outputs[0])
+    assert status == 1, stderr[-3000:]
+    assert seconds < 60, seconds  # measured about 5 s: the coordination service's heartbeat timeout
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [stderr.strip().splitlines()[-1]], stderr[-3000:]  # one error line, the last one
+    assert re.match(r"error: a worker stopped sending heartbeats \(it crashed or was killed\); stopped this "
+                    r"worker 0\. Restart every worker", errors[0]), errors[0]
+    assert "Traceback" not in stderr
