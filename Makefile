@@ -29,6 +29,8 @@ CHECKPOINTS_DIR ?= checkpoints
 DIRECTION ?= en-es
 PROFILE ?= demo
 RUN ?= $(DIRECTION)-$(PROFILE)
+WORKERS ?= 2
+TRAIN_ARGS ?=
 CHECKPOINT ?= $(CHECKPOINTS_DIR)/$(RUN)
 BEAM ?= 1
 FIGURES ?= figures
@@ -41,7 +43,7 @@ HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo demo-train quality transformer-train transformer-translate transformer-evaluate transformer-heatmaps \
+.PHONY: demo demo-train quality transformer-train transformer-train-multiworker transformer-translate transformer-evaluate transformer-heatmaps \
 	transformer-demos transformer-data-stats transformer-bench
 
 demo: install ## The main job: translate the article's sentences both ways with the shipped models and plot their attention (about a minute)
@@ -66,6 +68,9 @@ transformer-data-stats: install ## Pairs, unique sources and the source-disjoint
 
 transformer-train: install ## Train (or resume) a translator: DIRECTION=en-es|es-en PROFILE=tiny|demo|base|big
 	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
+
+transformer-train-multiworker: install ## The same with WORKERS=2 local worker processes (tf.distribute multi-worker; more flags in TRAIN_ARGS)
+	$(PY) tools/multiworker.py --workers $(WORKERS) -- --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN) $(TRAIN_ARGS)
 
 transformer-translate: install ## Translate SENTENCE (default: the article's two) with CHECKPOINT (default checkpoints/DIRECTION-PROFILE)
 ifdef SENTENCE

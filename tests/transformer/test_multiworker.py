@@ -31,7 +31,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "spa_small.txt"
 LAUNCHER = ROOT / "tools" / "multiworker.py"
 TRAIN = ["--profile", "tiny", "--data", str(FIXTURE), "--dropout", "0", "--seed", "3"]
 TIMEOUT = 240  # per command: a hung collective fails the test instead of the CI job
-READ = re.compile(r"^\[worker (\d)\] worker \1 of 2 read (\d+) sentences, (\d+) target tokens of epoch (\d+) "
+READ = re.compile(r"^\[worker (\d)\] worker \1 of 2 read ([\d,]+) sentences, ([\d,]+) target tokens of epoch (\d+) "
                   r"\(shard digest ([0-9a-f]{16})\)$", re.M)
 
 
@@ -89,7 +89,8 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
     # each worker read its own part of every global batch: in a whole epoch the two parts
     # are disjoint and together hold every training sentence exactly once
-    reads = {(int(w), int(e)): (int(n), int(t), int(d, 16)) for w, n, t, e, d in READ.findall(two.stderr)}
+    reads = {(int(w), int(e)): (int(n.replace(",", "")), int(t.replace(",", "")), int(d, 16))
+             for w, n, t, e, d in READ.findall(two.stderr)}
     targets = training_targets(tmp_path / "two")
     for epoch in (1, 2):
         (n0, t0, d0), (n1, t1, d1) = reads[0, epoch], reads[1, epoch]
