@@ -96,10 +96,16 @@ def make_strategy(name):
 
 
 def is_chief():
-    """True unless TF_CONFIG names this process a non-chief worker (those write to a scratch directory)."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
-    has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    return not task or task.get("type") == "chief" or (not has_chief and task.get("index", 0) == 0)
+    """Whether this process keeps the run: TF_CONFIG's chief, else worker 0, else (no TF_CONFIG) yes."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+    except (ValueError, AttributeError):
+        raise UserError("TF_CONFIG is not a JSON object with \"cluster\" and \"task\"") from None
+    if not task:
+        return True
+    chief = ("chief", 0) if "chief" in cluster else ("worker", 0)
+    return (task.get("type"), int(task.get("index", 0))) == chief
 
 
 def build_tokenizer(cfg, texts, run_dir):

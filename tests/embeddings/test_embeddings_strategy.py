@@ -48,3 +48,18 @@ def test_strategy_is_refused_for_the_linear_models(cli, imdb_fixture, tmp_path, 
         cliutil.run(cli, ["train", "--model", "nbsvm", "--strategy", "mirrored", "--data-dir", imdb_fixture,
                           "--run-dir", tmp_path])
     assert capsys.readouterr().err.strip().startswith("error: --strategy mirrored applies to the Keras models")
+
+
+def test_only_the_chief_keeps_a_multiworker_run(monkeypatch):
+    from embeddings.train import is_chief
+
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    for task, chief in (({"type": "worker", "index": 0}, True), ({"type": "worker", "index": 1}, False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert is_chief() is chief
+    cluster = {"chief": ["localhost:0"], **cluster}
+    for task, chief in (({"type": "chief", "index": 0}, True), ({"type": "worker", "index": 0}, False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert is_chief() is chief
+    monkeypatch.delenv("TF_CONFIG")
+    assert is_chief()
