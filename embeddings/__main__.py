@@ -46,8 +46,8 @@ def build_parser():
     p.add_argument("--beta", type=unit_interval, help="nbsvm: interpolation weight beta (default 0.25, as the paper)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                    help="tf.distribute strategy for the Keras models: default (one device), mirrored (all local "
-                        "GPUs, else all logical CPU devices), multiworker (MultiWorkerMirroredStrategy, workers "
-                        "from TF_CONFIG; only the chief keeps the run)")
+                        "GPUs, else all logical CPU devices), multiworker (MultiWorkerMirroredStrategy; one worker "
+                        "only: Keras 3's model.fit fails across workers, so a TF_CONFIG with several is refused)")
     p.add_argument("--figures-dir", default="figures", metavar="DIR",
                    help="where the training-curve PNG goes (default figures/: figures/RUN-curves.png)")
     p.add_argument("--batch-size", type=positive_int)

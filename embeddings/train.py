@@ -84,7 +84,7 @@ def fit_linear(run_dir, cfg, train, val, seed):
 
 def make_strategy(name):
     """tf.distribute strategy: the default (one device), mirrored over the local GPUs (or, without
-    GPUs, over every logical CPU device), or multi-worker mirrored (workers from TF_CONFIG)."""
+    GPUs, over every logical CPU device), or multi-worker mirrored (one worker: see main)."""
     import tensorflow as tf
 
     if name == "mirrored":
@@ -95,17 +95,13 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
-def is_chief():
-    """Whether this process keeps the run: TF_CONFIG's chief, else worker 0, else (no TF_CONFIG) yes."""
+def cluster_size():
+    """How many tasks TF_CONFIG's cluster lists (1 without TF_CONFIG)."""
     try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
-    except (ValueError, AttributeError):
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        return max(1, sum(len(tasks) for tasks in cluster.values()))
+    except (ValueError, AttributeError, TypeError):
         raise UserError("TF_CONFIG is not a JSON object with \"cluster\" and \"task\"") from None
-    if not task:
-        return True
-    chief = ("chief", 0) if "chief" in cluster else ("worker", 0)
-    return (task.get("type"), int(task.get("index", 0))) == chief
 
 
 def build_tokenizer(cfg, texts, run_dir):
@@ -201,12 +197,10 @@ def main(args):
     if strategy != "default" and args.model in ("tfidf", "nbsvm"):
         raise UserError(f"--strategy {strategy} applies to the Keras models (tutorial, fasttext), not {args.model}")
     run_dir = run_directory(args)
-    scratch = None
-    if strategy == "multiworker" and not is_chief():  # only the chief keeps the run
-        import tempfile
-
-        scratch = tempfile.TemporaryDirectory(prefix="embeddings-worker-")
-        run_dir = Path(scratch.name)
+    if strategy == "multiworker" and cluster_size() > 1:
+        raise UserError(f"--strategy multiworker: TF_CONFIG lists {cluster_size()} workers, but Keras 3's model.fit "
+                        "fails under MultiWorkerMirroredStrategy across workers (keras-team/keras#20585); train "
+                        "on one machine (--strategy mirrored) or use the transformer trainer's custom loop")
     run_dir.mkdir(parents=True, exist_ok=True)
 
     import keras
@@ -226,12 +220,9 @@ def main(args):
 
             _, pretrained_file = bpemb_files("en", cfg["vocab_size"], args.bpemb_dim, need_vectors=True)
         figures = getattr(args, "figures_dir", None)
-        figure = Path(figures) / f"{run_dir.name}-curves.png" if figures and scratch is None else None
+        figure = Path(figures) / f"{run_dir.name}-curves.png" if figures else None
         result = fit_keras(run_dir, cfg, train, val, pretrained_file, args.seed, strategy, figure)
     (run_dir / "train_result.json").write_text(json.dumps(result, indent=2) + "\n")
-    if scratch is not None:
-        scratch.cleanup()
-        return
 
     print(f"run: {run_dir}")
     print(f"model: {args.model}" + (f", {result['features']} n-gram features, C={result['C']}" if "features" in result
