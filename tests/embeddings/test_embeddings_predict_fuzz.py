@@ -118,3 +118,13 @@ def test_binary_junk_on_stdin_in_a_subprocess(tfidf_run):
     err = proc.stderr.decode()
     assert "Traceback" not in err
     assert "line 2 is not valid UTF-8" in err and "line 4 is not valid UTF-8" in err and "line 6" in err
+
+
+def test_an_undecodable_byte_in_an_argument_in_a_subprocess(tfidf_run):
+    argv = [sys.executable.encode(), b"-m", b"embeddings", b"predict", b"--checkpoint", os.fsencode(tfidf_run),
+            b"A wonderful film.", b"I am \xff here.", b"Dull."]
+    proc = subprocess.run(argv, capture_output=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.decode().splitlines()) == 3
+    assert "argument 2 is not valid UTF-8" in proc.stderr.decode() and b"Traceback" not in proc.stderr
