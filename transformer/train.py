@@ -82,6 +82,8 @@ def make_strategy(name):
             raise UserError("--strategy multiworker needs TF_CONFIG='{\"cluster\": {\"worker\": [\"host:port\", "
                             "...]}, \"task\": {\"type\": \"worker\", \"index\": I}}' (README, \"Training on several "
                             f"machines\"; tools/multiworker.py starts local workers): {type(e).__name__} {e}") from None
+        if set(cluster["cluster"]) != {"worker"} or cluster["task"].get("type") != "worker":
+            raise UserError("TF_CONFIG: give only \"worker\" tasks (worker 0 is the chief)")
         if not (isinstance(index, int) and 0 <= index < len(workers)):
             raise UserError(f"TF_CONFIG: task index {index!r} is not one of the {len(workers)} workers")
         # A worker that dies stops sending heartbeats to the coordination service (on worker
@@ -377,6 +379,8 @@ def train(config, run_dir, restart_run=False):
     finally:
         if not chief:
             shutil.rmtree(worker_dir(run_dir, strategy), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # a worker on another machine (no shared filesystem) leaves nothing
 
 
 def _train(config, run_dir, restart_run, strategy, chief):
