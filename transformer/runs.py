@@ -250,13 +250,18 @@ def load_weights(model, path):
 
 
 def _restore_checkpoint(model, checkpoint):
+    """Restore the model's variables from a training checkpoint (its optimizer state is not needed)."""
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # a failed restore warns line by line about every unrestored value
     try:
         status = tf.train.Checkpoint(model=model).restore(checkpoint)
+        status.expect_partial()
         status.assert_existing_objects_matched()  # every model variable must be found
-        status.expect_partial()  # the optimizer state in the file is not needed
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot restore {checkpoint}: {first}") from None
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:  # damaged files
+        error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot restore {checkpoint} (damaged, or config.json does not match it): {error}") \
+            from None
+    logger.setLevel(level)
 
 
 def load_run(run_dir):

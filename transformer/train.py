@@ -253,7 +253,11 @@ class Checkpoints:
         if not (self.root / "best").exists() and (self.root / "best.old").exists():
             (self.root / "best.old").rename(self.root / "best")
         shutil.rmtree(self.root / "best.new", ignore_errors=True)
-        self.latest = tf.train.CheckpointManager(self.checkpoint, self.root / "ckpt", max_to_keep=self.keep)
+        try:
+            self.latest = tf.train.CheckpointManager(self.checkpoint, self.root / "ckpt", max_to_keep=self.keep)
+        except Exception as e:  # noqa: BLE001  (UnicodeDecodeError, protobuf ParseError, ...): a damaged state file
+            raise UserError(f"{self.root / 'ckpt' / 'checkpoint'} is unreadable ({type(e).__name__}); "
+                            "rerun with --restart to start over") from None
 
     def restore(self):
         """Restore the latest checkpoint; True if there was one. A run whose checkpoints
