@@ -102,7 +102,7 @@ transformer-bench: install ## Transformer speed ratios vs stock Keras (JSON + Ma
 ##@ embeddings/: word embeddings on IMDb reviews (python -m embeddings)
 IMDB_RUN := $(CHECKPOINTS_DIR)/imdb-tutorial
 METHOD ?= tsne
-.PHONY: embeddings-train embeddings-projector embeddings-map embeddings-train-bilstm embeddings-train-tfidf \
+.PHONY: embeddings-train embeddings-projector embeddings-map embeddings-train-fasttext embeddings-train-nbsvm embeddings-ensemble embeddings-train-tfidf \
 	embeddings-bench
 
 embeddings-train: install ## Train the tutorial word-embedding classifier on IMDb and score the 25,000 test reviews
@@ -118,9 +118,16 @@ embeddings-projector: $(IMDB_RUN)/model.keras ## Export the IMDb embedding for t
 embeddings-map: $(IMDB_RUN)/model.keras ## Map the IMDb vocabulary in 2-D with scikit-learn (METHOD=pca|tsne|isomap|mds|spectral|lle|all)
 	$(PY) -m embeddings map --checkpoint $(IMDB_RUN) --method $(METHOD)
 
-embeddings-train-bilstm: install ## Train and score the BiLSTM classifier on the same subword tokens (about 25 min on 2 CPU cores)
-	$(PY) -m embeddings train --model bilstm
-	$(PY) -m embeddings evaluate --checkpoint $(CHECKPOINTS_DIR)/imdb-bilstm
+embeddings-train-fasttext: install ## Train and score the fastText-style word+bigram model (about 15 min on 2 CPU cores)
+	$(PY) -m embeddings train --model fasttext
+	$(PY) -m embeddings evaluate --checkpoint $(CHECKPOINTS_DIR)/imdb-fasttext
+
+embeddings-train-nbsvm: install ## Train NBSVM (Wang & Manning 2012; C chosen on validation) and score it
+	$(PY) -m embeddings train --model nbsvm
+	$(PY) -m embeddings evaluate --checkpoint $(CHECKPOINTS_DIR)/imdb-nbsvm
+
+embeddings-ensemble: install ## Calibrated fastText + NBSVM ensemble on the IMDb test reviews (after the two above)
+	$(PY) -m embeddings ensemble $(CHECKPOINTS_DIR)/imdb-fasttext $(CHECKPOINTS_DIR)/imdb-nbsvm
 
 embeddings-bench: install ## Embeddings classifier training/prediction speed vs the TF tutorial's stock model (QUICK=1 for a smoke run; out/bench/embeddings)
 	$(PY) -m embeddings bench $(if $(QUICK),--quick) --out out/bench/embeddings
@@ -153,7 +160,7 @@ bench: transformer-bench embeddings-bench lstm-bench ## All speed benchmarks: Tr
 
 # Old target names, kept as aliases for one release (not listed by `make help`).
 .PHONY: train translate evaluate heatmaps demos data-stats bench-transformer train-imdb projector embedding-map \
-	train-imdb-bilstm train-imdb-tfidf bench-embeddings
+	train-imdb-tfidf bench-embeddings
 train: transformer-train
 translate: transformer-translate
 evaluate: transformer-evaluate
@@ -164,6 +171,5 @@ bench-transformer: transformer-bench
 train-imdb: embeddings-train
 projector: embeddings-projector
 embedding-map: embeddings-map
-train-imdb-bilstm: embeddings-train-bilstm
 train-imdb-tfidf: embeddings-train-tfidf
 bench-embeddings: embeddings-bench

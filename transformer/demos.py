@@ -181,7 +181,7 @@ def masks_demo(out):
 
 
 def positional_encoding_demo(out, length=2048, depth=512):
-    from transformer.model import positional_encoding
+    from transformer.layers import positional_encoding
 
     pe = positional_encoding(length, depth)
     print(f"positional_encoding({length}, {depth}) {_shape(pe)}: PE[pos, 2i] = sin(pos / 10000^(2i/{depth})), "

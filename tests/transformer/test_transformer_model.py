@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from transformer.model import (Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, PositionalEmbedding,
-                               ResidualNorm, Transformer, positional_encoding)
+from transformer.layers import (DecoderLayer, EncoderLayer, FeedForward, PositionalEmbedding, ResidualNorm,
+                                positional_encoding)
+from transformer.model import Decoder, Encoder, Transformer
 
 TINY = dict(num_layers=2, d_model=32, num_heads=4, dff=64, input_vocab_size=40, target_vocab_size=30,
             dropout_rate=0.1, max_length=32)
