@@ -11,9 +11,13 @@ other processes on a shared machine affects both sides alike.
 2. Decoding: incremental greedy decoding (cached keys/values) against recomputing the
    whole prefix every step, in sentences per second (batch of 64) and per-sentence
    latency (batch of 1), for outputs of exactly 20 tokens; and beam 4 against greedy.
+   Our step runs in the default precision of this machine (``optimizer.default_precision``:
+   mixed_bfloat16 on CPUs with bfloat16 units, else float32) and, as a second "ours", in the
+   other one of float32 / mixed_bfloat16, so the report gives the ratio of the two precisions.
 3. Hardware efficiency: training FLOP/s (counted analytically from the executed batch
-   shapes, 3x the forward matmul FLOPs) divided by the FLOP/s of a large float32 matmul
-   measured in the same process.
+   shapes, 3x the forward matmul FLOPs) divided by the FLOP/s of a large matmul *in the
+   compute dtype of that training run* (float32 or bfloat16), measured in the same process;
+   both peaks are reported.
 4. Peak resident memory (``ru_maxrss``) of the bench process after it has trained our
    model for a few steps, before any baseline is built.
 
@@ -37,6 +41,7 @@ from cliutil import UserError
 from subword import EOS_ID, SentencePieceTokenizer
 from transformer import data, decode
 from transformer.model import build_model
+from transformer.optimizer import precision
 from transformer.runs import make_config as run_config
 from transformer.trainspeed import KerasTrainer, OursTrainer, measure_training, padded
 
@@ -144,11 +149,16 @@ def measure_decoding(config, src_ids, batch_size, latency_sentences, rounds):
 
 # ----------------------------------------------------------------------------- hardware
 
-def matmul_peak(n, repeats=5):
-    """FLOP/s of an n x n float32 matmul (2 n^3 FLOPs), the best of `repeats` timed runs."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+def compute_dtype(policy):
+    """The dtype the matmuls of a run in `policy` are computed in: mixed_bfloat16 -> bfloat16."""
+    return policy.replace("mixed_", "")
+
+
+def matmul_peak(n, dtype="float32", repeats=5):
+    """FLOP/s of an n x n matmul in `dtype` (2 n^3 FLOPs), the best of `repeats` timed runs."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    matmul = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     matmul()
     best = float("inf")
     for _ in range(repeats):
@@ -164,11 +174,25 @@ def markdown(report):
     t, d, e, m = report["training"], report["decoding"], report["efficiency"], report["memory"]
     c = report["config"]
     dims = f"{c['num_layers']} layers, d_model {c['d_model']}, {c['num_heads']} heads, dff {c['dff']}"
-    keras20 = t["baselines"][0]
-    rows = [(f"training throughput, target tokens/s (baseline: stock Keras, fixed length {t['lengths'][base]}, "
-             "batch 64, `model.fit`)", f"{t['ours']['tokens_per_second']:,.0f}",
-             f"{t[base]['tokens_per_second']:,.0f}", benchreport.ratio(t["speedup"][base]))
-            for base in t["baselines"]]
+    ours, other = t["precision"], t["other_precision"]
+    rows = [(f"training throughput, target tokens/s, ours in {ours} (the default here; baseline: stock Keras "
+             f"in float32, fixed length {t['lengths'][base]}, batch 64, `model.fit`)",
+             f"{t['ours']['tokens_per_second']:,.0f}", f"{t[base]['tokens_per_second']:,.0f}",
+             benchreport.ratio(t["speedup"][base])) for base in t["baselines"]]
+    rows += [(f"the same, ours in {other}", f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
+              f"{t[base]['tokens_per_second']:,.0f}", benchreport.ratio(t["speedup_other_precision"][base]))
+             for base in t["baselines"]]
+    rows += [(f"training throughput, ours in {ours} vs ours in {other} (target tokens/s)",
+              f"{t['ours']['tokens_per_second']:,.0f}", f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
+              benchreport.ratio(t["precision_speedup"]))]
+    peaks = e["matmul_peak_gflops"]
+    rows += [(f"matmul peak, {dtype} ({e['matmul_n']}x{e['matmul_n']}), GFLOP/s", f"{gflops:.0f}", "", "")
+             for dtype, gflops in peaks.items()]
+    for name in ["ours", "ours_other_precision", *t["baselines"]]:
+        label = {"ours": f"ours ({ours})", "ours_other_precision": f"ours ({other})"}.get(
+            name, f"stock Keras, length {t['lengths'].get(name)}")
+        rows.append((f"training FLOP/s, {label}: share of the {e['dtype'][name]} matmul peak",
+                     f"{e['gflops'][name]:.1f} GFLOP/s = {e['utilization_pct'][name]:.1f}%", "", ""))
     rows += [
         ("share of computed target positions that are real tokens", f"{t['ours']['padding_efficiency']:.0%}",
          " / ".join(format(t[b]["padding_efficiency"], ".0%") for b in t["baselines"]), ""),
@@ -178,9 +202,6 @@ def markdown(report):
         ("greedy decoding latency per sentence, ms (batch 1)", f"{d['latency_ms']['cached']:.0f}",
          f"{d['latency_ms']['recompute']:.0f}", benchreport.ratio(d["cached_latency_speedup"])),
         (f"beam 4 time / greedy time (batch {d['batch']}, cached)", "", "", f"{d['beam4_over_greedy_time']:.2f}"),
-        (f"training FLOP/s, share of the measured float32 matmul peak ({e['matmul_peak_gflops']:.0f} GFLOP/s, "
-         f"{e['matmul_n']}x{e['matmul_n']})", f"{e['ours_gflops']:.1f} GFLOP/s = {e['ours_utilization_pct']:.1f}%",
-         f"{e['baseline_gflops'][keras20]:.1f} GFLOP/s = {e['baseline_utilization_pct'][keras20]:.1f}%", ""),
         (f"peak resident memory after {m['steps']} training steps (the bench process before any baseline "
          "is built: TensorFlow, data, model, optimizer), MiB", f"{m['ours_mib']:.0f}", "", ""),
     ]
@@ -211,23 +232,30 @@ def run_bench(quick=False, profile="base", data_path=None, seconds=None, rounds=
     memory = dict(steps=sizes["rss_steps"], ours_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     log("1. training throughput")
-    trainers = [ours] + [KerasTrainer(config, src_ids, tgt_ids, n) for n in keras_lengths]
+    other_precision = "float32" if precision(config) != "float32" else "mixed_bfloat16"
+    other = OursTrainer(dict(config, precision=other_precision), src_ids, tgt_ids, name="ours_other_precision")
+    trainers = [ours, other] + [KerasTrainer(config, src_ids, tgt_ids, n) for n in keras_lengths]
     results = measure_training(trainers, sizes["rounds"], sizes["seconds"], sizes["warm_steps"])
-    baselines = [t.name for t in trainers[1:]]
+    baselines = [t.name for t in trainers[2:]]
+    rate = {name: r["tokens_per_second"] for name, r in results.items()}
     training = dict(ours=results["ours"], baselines=baselines, lengths=dict(zip(baselines, keras_lengths)),
-                    speedup={b: results["ours"]["tokens_per_second"] / results[b]["tokens_per_second"]
-                             for b in baselines},
-                    ours_batching=f"length buckets of 8, token budget {config['token_budget']}",
+                    precision=precision(config), other_precision=other_precision,
+                    ours_other_precision=results["ours_other_precision"],
+                    precision_speedup=rate["ours"] / rate["ours_other_precision"],
+                    speedup={b: rate["ours"] / rate[b] for b in baselines},
+                    speedup_other_precision={b: rate["ours_other_precision"] / rate[b] for b in baselines},
+                    baseline_precision="float32",
+                    ours_batching=f"length buckets of {data.BUCKET_WIDTH}, token budget {config['token_budget']}",
                     jit_compile=config["jit_compile"], **{b: results[b] for b in baselines})
 
-    log("3. matmul peak")
-    peak = matmul_peak(sizes["peak_n"])
-    efficiency = dict(matmul_n=sizes["peak_n"], matmul_peak_gflops=peak / 1e9,
-                      ours_gflops=results["ours"]["flops"] / results["ours"]["seconds"] / 1e9,
-                      baseline_gflops={b: results[b]["flops"] / results[b]["seconds"] / 1e9 for b in baselines})
-    efficiency["ours_utilization_pct"] = 100 * efficiency["ours_gflops"] * 1e9 / peak
-    efficiency["baseline_utilization_pct"] = {b: 100 * g * 1e9 / peak
-                                              for b, g in efficiency["baseline_gflops"].items()}
+    log("3. matmul peaks")
+    dtype_of = {"ours": compute_dtype(precision(config)), "ours_other_precision": compute_dtype(other_precision),
+                **{b: "float32" for b in baselines}}
+    peaks = {dtype: matmul_peak(sizes["peak_n"], dtype) for dtype in sorted(set(dtype_of.values()))}
+    gflops = {name: r["flops"] / r["seconds"] / 1e9 for name, r in results.items()}
+    efficiency = dict(matmul_n=sizes["peak_n"], matmul_peak_gflops={d: v / 1e9 for d, v in peaks.items()},
+                      dtype=dtype_of, gflops=gflops,
+                      utilization_pct={name: 100 * g * 1e9 / peaks[dtype_of[name]] for name, g in gflops.items()})
 
     log("2. decoding")
     decoding = measure_decoding(config, src_ids, sizes["decode_batch"], sizes["latency_sentences"],

@@ -157,14 +157,18 @@ def stats_main(args):
             print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
         print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
     if args.plot:  # the token-length histogram (transformer/plot.py)
-        from transformer.plot import token_lengths_main
+        from transformer.figures import token_lengths_main
 
         token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
 
 
 # ----------------------------------------------------------------------------- tf.data
 
-def bucket_boundaries(max_length, width=8):
+# width of the length buckets (tokens): batches are padded to the bucket's upper bound
+BUCKET_WIDTH = 8
+
+
+def bucket_boundaries(max_length, width=BUCKET_WIDTH):
     """Upper bounds (exclusive) of the length buckets: 9, 17, 25, ... covering `max_length`."""
     return list(range(width + 1, max_length + width + 1, width))
 
@@ -193,7 +197,7 @@ def _ragged(lists):
 
 
 def make_dataset(src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed=0,
-                 drop_remainder=False, bucket_width=8):
+                 drop_remainder=False, bucket_width=BUCKET_WIDTH):
     """Batches of ((src, tgt_in), tgt_out) bucketed by length with a token budget.
 
     Sentences of similar length share a batch, and a batch of length-L sentences holds

@@ -18,6 +18,7 @@ from transformer import data
 from transformer.baseline import build_baseline
 from transformer.model import build_model
 from transformer.runs import make_config
+from transformer.optimizer import precision
 from transformer.train import make_optimizer, make_train_step
 
 KERAS_EXAMPLE_BATCH = 64
@@ -45,14 +46,24 @@ def training_flops(config, batch, src_len, tgt_len):
     return 3 * (encoder + decoder + 2 * t * d * v)
 
 
+def build_in_precision(config):
+    """`build_model(config)` under the config's dtype policy (float32 variables; float32 or
+    bfloat16/float16 compute), leaving the global policy as it was."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision(config))
+    try:
+        return build_model(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 class OursTrainer:
-    """Our model and compiled train step on length-bucketed batches (the trainer's pipeline)."""
+    """Our model and compiled train step on length-bucketed batches (the trainer's pipeline),
+    in the config's precision."""
 
-    name = "ours"
-
-    def __init__(self, config, src_ids, tgt_ids):
-        self.config = config
-        self.model = build_model(config)
+    def __init__(self, config, src_ids, tgt_ids, name="ours"):
+        self.config, self.name = config, name
+        self.model = build_in_precision(config)
         self.step = make_train_step(self.model, make_optimizer(config), config)
         dataset = data.make_dataset(src_ids, tgt_ids, config["token_budget"], config["max_length"],
                                     shuffle=True, seed=0)

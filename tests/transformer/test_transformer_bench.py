@@ -8,6 +8,7 @@ import pytest
 
 import cliutil
 from transformer.__main__ import main
+from transformer.optimizer import PRECISIONS, default_precision
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
 
@@ -48,8 +49,18 @@ def test_bench_quick(tmp_path, capsys):
         assert positive(decoding[key])
     assert all(positive(v) for v in decoding["sentences_per_second"].values())
     assert all(positive(v) for v in decoding["latency_ms"].values())
+    assert {training["precision"], training["other_precision"]} <= set(PRECISIONS)
+    assert training["precision"] != training["other_precision"]
+    assert training["precision_speedup"] == pytest.approx(
+        training["ours"]["tokens_per_second"] / training["ours_other_precision"]["tokens_per_second"])
     efficiency = report["efficiency"]
-    assert positive(efficiency["matmul_peak_gflops"]) and 0 < efficiency["ours_utilization_pct"] < 100
+    assert "float32" in efficiency["matmul_peak_gflops"]  # the baseline's dtype, always measured
+    assert set(efficiency["dtype"]) == {"ours", "ours_other_precision", *training["baselines"]}
+    assert set(efficiency["dtype"].values()) == set(efficiency["matmul_peak_gflops"])
+    assert all(positive(v) for v in efficiency["matmul_peak_gflops"].values())
+    assert all(0 < v < 100 for v in efficiency["utilization_pct"].values())
+    for dtype in efficiency["matmul_peak_gflops"]:  # each peak named with its dtype in the table
+        assert f"matmul peak, {dtype} " in table and f"share of the {dtype} matmul peak" in table
     memory = report["memory"]
     assert memory["ours_mib"] > 100  # TensorFlow alone takes more
     assert report["device"] and report["date"] and report["profile"] == "tiny"
@@ -77,3 +88,12 @@ def test_baseline_has_our_dimensions():
                             config["tgt_vocab_size"], 21, config["dropout_rate"])
     positions = 2 * 21 * config["d_model"]
     assert theirs.count_params() - positions == ours.count_params()
+
+
+def test_default_precision_follows_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    assert default_precision(cpuinfo) == "mixed_bfloat16"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert default_precision(cpuinfo) == "float32"
+    assert default_precision(tmp_path / "missing") == "float32"

@@ -173,6 +173,47 @@ def test_mixed_precision_matches_float32():
     assert after16 == pytest.approx(after32, rel=5e-3)
 
 
+def _train_losses(config, weights, batches, steps):
+    """Mean loss of the first and of the last `len(batches)` of `steps` train steps, the model
+    built under the config's precision from float32 `weights`."""
+    keras.mixed_precision.set_global_policy(recipe.precision(config))
+    try:
+        model = build_model(config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.set_weights(weights)
+    optimizer = recipe.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    step = train.make_train_step(model, optimizer, config)
+    losses_ = [float(step(*batches[i % len(batches)])[0]) for i in range(steps)]
+    return np.mean(losses_[:len(batches)]), np.mean(losses_[-len(batches):]), model
+
+
+def test_bfloat16_training_matches_float32():
+    """The same recipe, weights and batches (a copy task) in mixed_bfloat16 and in float32:
+    150 steps of the tiny model take the loss from about 4.4 to about 1.1 in both (measured:
+    float32 1.156, bfloat16 1.091); the first losses agree within 1%, the last within 10%
+    (bfloat16 keeps 8 bits of mantissa; variables, softmax and loss stay float32)."""
+    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60,
+                              share_embeddings=False, warmup_steps=10, precision="float32")
+    keras.utils.set_random_seed(0)
+    weights = build_model(config).get_weights()
+    rng = np.random.default_rng(1)
+    batches = []
+    for _ in range(4):
+        src = rng.integers(4, 50, (8, 7)).astype("int32")
+        tgt = src[:, :6].copy()
+        src[:4, 5:], tgt[:4, 4:] = 0, 0
+        tgt_in = np.concatenate([np.ones((8, 1), "int32"), tgt[:, :-1]], 1)
+        batches.append(((tf.constant(src), tf.constant(tgt_in)), tf.constant(tgt)))
+    first32, last32, _ = _train_losses(config, weights, batches, 150)
+    first16, last16, model = _train_losses({**config, "precision": "mixed_bfloat16"}, weights, batches, 150)
+    assert model.compute_dtype == "bfloat16" and model.variable_dtype == "float32"
+    assert last32 < 0.4 * first32  # it learned
+    assert first16 == pytest.approx(first32, rel=0.01)
+    assert last16 == pytest.approx(last32, rel=0.1)
+
+
 def test_jit_compiled_step_matches_plain_step():
     config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1)
     keras.utils.set_random_seed(0)
