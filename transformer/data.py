@@ -157,7 +157,7 @@ def stats_main(args):
             print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
         print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
     if args.plot:  # the token-length histogram (transformer/plot.py)
-        from transformer.figures import token_lengths_main
+        from transformer.plot import token_lengths_main
 
         token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
 
