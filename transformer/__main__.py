@@ -157,7 +157,7 @@ def build_parser():
                        "validation loss, accuracy and perplexity per epoch into OUT/<run>_training.png.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
     p.add_argument("--out", default="figures/runs", metavar="DIR", help="where the PNG goes (default %(default)s)")
-    p.set_defaults(handler=cliutil.lazy("transformer.plot", "plot_run_main"))
+    p.set_defaults(handler=cliutil.lazy("transformer.figures", "plot_run_main"))
 
     # --- the attention explorer (transformer/serve.py, transformer/static/) ---
     p = sub.add_parser("serve", help="the attention explorer: a local web page and JSON API over trained runs",

@@ -157,7 +157,7 @@ def stats_main(args):
             print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
         print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
     if args.plot:  # the token-length histogram (transformer/plot.py)
-        from transformer.plot import token_lengths_main
+        from transformer.figures import token_lengths_main
 
         token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
 
@@ -197,7 +197,7 @@ def _ragged(lists):
 
 
 def make_dataset(src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed=0,
-                 drop_remainder=False, bucket_width=BUCKET_WIDTH):
+                 drop_remainder=False, bucket_width=None):
     """Batches of ((src, tgt_in), tgt_out) bucketed by length with a token budget.
 
     Sentences of similar length share a batch, and a batch of length-L sentences holds
@@ -208,7 +208,7 @@ def make_dataset(src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed
     """
     import tensorflow as tf
 
-    boundaries = bucket_boundaries(max_length, bucket_width)
+    boundaries = bucket_boundaries(max_length, bucket_width or BUCKET_WIDTH)
     batch_sizes = [max(1, token_budget // (b - 1)) for b in boundaries] + [1]
     ds = tf.data.Dataset.from_tensor_slices((_ragged(src_ids), _ragged(tgt_ids)))
     ds = ds.map(lambda s, t: (s, tf.concat([[BOS_ID], t[:-1]], 0), t)).cache()
