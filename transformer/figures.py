@@ -62,7 +62,7 @@ def run_curves(run_dir):
         else:
             position = r["step"] / steps_per_epoch
         rows.append(dict(epoch=position, step=r["step"], learning_rate=float(lr[max(r["step"] - 1, 0)]),
-                         train_loss=r["train_loss"], train_accuracy=r["train_accuracy"], val_loss=r["val_loss"],
+                         train_loss=r["train_loss"], train_accuracy=r.get("train_accuracy", float("nan")), val_loss=r["val_loss"],
                          val_perplexity=r["val_perplexity"]))
     return config, rows, lr
 
