@@ -14,7 +14,6 @@ The directory is laid out as ``<out>/<version>/`` so that TF Serving loads it as
 loading needs TensorFlow and `import tensorflow_text` (which registers the ops), not this
 project.
 """
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import tensorflow_text as tf_text
 from cliutil import UserError
 from subword import BOS_ID, EOS_ID, PAD_ID
 from transformer.decode import _beam, _greedy
-from transformer.runs import load_run, resolve_checkpoint
+from transformer.runs import load_run, resolve_checkpoint, written_into_place
 
 NO_TEXT = r"[\s\pC\pZ]*"  # lines made only of whitespace, control or format characters -> ""
 
@@ -84,22 +83,11 @@ class ExportedTranslator(tf.Module):
 def export(run, out, version=1, beam=1, force=False):
     """Write the SavedModel under `out/version`, via a temporary sibling directory renamed
     into place (a failure half-way leaves nothing under the final name)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} exists and is not empty; use --force to replace it")
     module = ExportedTranslator(run, beam)
-    tmp = out.with_name(f".{out.name}.export-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with written_into_place(out, force) as tmp:
         tf.saved_model.save(module, str(tmp / str(version)),
                             signatures={"serving_default": module.translate, "attention": module.attention})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out / str(version)
+    return Path(out) / str(version)
 
 
 def main(args):

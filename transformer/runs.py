@@ -11,6 +11,7 @@ float16 or float32 plain arrays: no pickle) and `SHA256SUMS`, which loading veri
 `load_run(dir)` accepts either kind and returns the model with its weights, the
 tokenizers and the config.
 """
+import contextlib
 import json
 import shutil
 import sys
@@ -301,10 +302,11 @@ def load_run(run_dir):
 
 # ----------------------------------------------------------------------------- shipping a run
 
-def pack(run, out, dtype="float16", force=False):
-    """Write `run` as a shipped directory: config.json, tokenizers, weights.npz (weights
-    only, `dtype`), SHA256SUMS. Written to a temporary sibling and renamed into place, so
-    a failure half-way leaves nothing under `out`."""
+@contextlib.contextmanager
+def written_into_place(out, force=False):
+    """Yield a temporary sibling of `out` to write into; on success it replaces `out` by a
+    rename, on failure it is removed (nothing half-written is left under `out`). A
+    non-empty `out` is refused unless `force`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} exists and is not empty; use --force to replace it")
@@ -312,6 +314,19 @@ def pack(run, out, dtype="float16", force=False):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def pack(run, out, dtype="float16", force=False):
+    """Write `run` as a shipped directory: config.json, tokenizers, weights.npz (weights
+    only, `dtype`), SHA256SUMS."""
+    with written_into_place(out, force) as tmp:
         config = {**run.config, "data": None, "weights_dtype": dtype}
         config.pop("_explicit", None)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -321,15 +336,12 @@ def pack(run, out, dtype="float16", force=False):
             for name in (f"tokenizer_{lang}.json", meta["model_file"]):
                 shutil.copyfile(run.run_dir / name, tmp / name)
                 names.add(name)
+        if (run.run_dir / "train_log.jsonl").is_file():
+            shutil.copyfile(run.run_dir / "train_log.jsonl", tmp / "train_log.jsonl")
+            names.add("train_log.jsonl")
         save_weights(run.model, tmp / WEIGHTS_FILE, dtype)
         write_sums(tmp, names)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return Path(out)
 
 
 def pack_main(args):
