@@ -10,6 +10,14 @@ import cliutil
 from cliutil import int_range, nonnegative_float, nonnegative_int, positive_float, positive_int, probability
 
 
+def add_run_arguments(p):
+    """--checkpoint DIR, or the shipped model of --direction when it is not given."""
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
+    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
+                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
+
+
 def build_parser():
     parser = cliutil.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -83,10 +91,7 @@ def build_parser():
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
-    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
-                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
+    add_run_arguments(p)
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
     p.add_argument("--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha")
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -95,10 +100,7 @@ def build_parser():
     p.set_defaults(handler=cliutil.lazy("transformer.translate", "translate_main"))
 
     p = sub.add_parser("evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run")
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
-    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
-                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
+    add_run_arguments(p)
     p.add_argument("--split", choices=["test", "validation"], default="test")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
     p.add_argument("--length-penalty", type=nonnegative_float, default=0.6)
@@ -120,10 +122,7 @@ def build_parser():
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
     p = sub.add_parser("export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)")
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
-    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
-                   help="which shipped model to export when --checkpoint is not given (default %(default)s)")
+    add_run_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="model base directory; the SavedModel goes in DIR/VERSION")
     p.add_argument("--version", type=positive_int, default=1, help="model version directory (default 1)")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size baked into serving_default")
@@ -136,10 +135,7 @@ def build_parser():
                        "encoder self-, decoder self- and cross-attention (one PNG per layer and kind with all "
                        "heads, one overview per kind), print the translation and a per-layer, per-head table "
                        "of attention entropy and distance from the diagonal (also plotted).")
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
-    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
-                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
+    add_run_arguments(p)
     p.add_argument("--sentence", action="append", metavar="TEXT",
                    help="source sentence (repeatable; default: the article's two sentences)")
     p.add_argument("--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)")
