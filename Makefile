@@ -59,7 +59,7 @@ demo-train: install ## Train the small `demo` en->es translator yourself (~15 mi
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-quality: install ## Train base for DIRECTION (resumable; es-en about 80 min on 2 CPU cores) and score it on the test split with beam 4
+quality: install ## Train base for DIRECTION with early stopping (--patience 4; resumable) and score it on the test split with beam 4
 	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base
 	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(DIRECTION)-base --split test --beam 4
 
