@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cliutil import ArgumentParser, nonnegative_float, positive_float, positive_int  # noqa: E402
 
 
 def free_ports(n):
@@ -86,11 +89,11 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              start_new_session=True)  # our Ctrl-C reaches the workers only through stop()
         procs.append(p)
-        t = threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True)
-        t.start()
-        pumps.append(t)
     print(f"started {workers} workers on localhost ports {', '.join(map(str, ports))} "
           f"(pids {', '.join(str(p.pid) for p in procs)})", file=out, flush=True)
+    for i, p in enumerate(procs):
+        pumps.append(threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True))
+        pumps[-1].start()
 
     interrupted, forwarded = [], None
     previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
@@ -138,21 +141,17 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="tools/multiworker.py", description=__doc__.split("\n\n")[0],
         usage="python tools/multiworker.py --workers N [--grace S] [--timeout S] -- TRAIN_ARGS...")
-    parser.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
-    parser.add_argument("--grace", type=float, default=20.0,
+    parser.add_argument("--workers", type=positive_int, default=2, help="number of worker processes (default 2)")
+    parser.add_argument("--grace", type=nonnegative_float, default=20.0,
                         help="seconds a stopped worker gets to exit before SIGKILL (default 20)")
-    parser.add_argument("--timeout", type=float, help="stop every worker after this many seconds")
+    parser.add_argument("--timeout", type=positive_float, help="stop every worker after this many seconds")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: the arguments of `python -m transformer train`")
     args = parser.parse_args(argv)
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.grace < 0 or (args.timeout is not None and args.timeout <= 0):
-        parser.error("--grace must be >= 0 and --timeout > 0")
     status, message = launch(args.workers, train_args, args.grace, args.timeout)
     if message:
         print(f"error: {message}", file=sys.stderr)

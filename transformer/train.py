@@ -183,8 +183,9 @@ class ShardTally:
 
     def report(self, epoch):
         resolver = self.strategy.cluster_resolver
-        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')} read {self.sentences:,} sentences, "
-              f"{self.tokens:,} target tokens of epoch {epoch} (shard digest {self.digest:016x})", file=sys.stderr)
+        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')} read "
+              f"{self.sentences:,} sentences, {self.tokens:,} target tokens of epoch {epoch} "
+              f"(shard digest {self.digest:016x})", file=sys.stderr)
 
 
 def lost_worker(error, strategy):

@@ -101,6 +101,8 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
     # only the chief wrote: checkpoints, best/, logs; worker 1's directory is gone
     run_dir = tmp_path / "two"
+    assert f"[worker 1] worker 1 of 2: the workers agree on the config and start at step 0; worker 0 writes the " \
+           f"run, this one only {run_dir / '.worker-1'}" in two.stderr
     assert (run_dir / "ckpt" / "ckpt-24.index").is_file() and (run_dir / "best").is_dir()
     assert (run_dir / "logs").is_dir() and not list(run_dir.glob(".worker-*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
@@ -137,11 +139,7 @@ def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
 
 
 def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
-    sys.path.insert(0, str(LAUNCHER.parent))
-    try:
-        import multiworker
-    finally:
-        sys.path.remove(str(LAUNCHER.parent))
+    multiworker = _launcher_module()
     ports = multiworker.free_ports(2)
     procs = [subprocess.Popen([sys.executable, "-m", "transformer", "train", *TRAIN, "--run", "k",
                                "--checkpoints-dir", str(tmp_path), "--epochs", "50", "--strategy", "multiworker"],
@@ -160,7 +158,10 @@ def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
     for t in readers:
         t.start()
     try:
-        assert training.wait(timeout=TIMEOUT), "".join(outputs[0])[-3000:]  # the workers train
+        deadline = time.monotonic() + TIMEOUT
+        while not training.wait(timeout=1):  # until the workers train (failing early if one exits)
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                "".join(outputs[0] + outputs[1])[-3000:]
         procs[1].kill()
         killed = time.monotonic()
         status = procs[0].wait(timeout=120)
@@ -178,3 +179,55 @@ def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
     assert re.match(r"error: a worker stopped sending heartbeats \(it crashed or was killed\); stopped this "
                     r"worker 0\. Restart every worker", errors[0]), errors[0]
     assert "Traceback" not in stderr
+
+
+def _launcher_module():
+    sys.path.insert(0, str(LAUNCHER.parent))
+    try:
+        import multiworker
+    finally:
+        sys.path.remove(str(LAUNCHER.parent))
+    return multiworker
+
+
+FAKE_WORKER = """#!/bin/sh
+# stands in for `python -m transformer train ...`: worker 1 fails, worker 0 runs on
+case "$TF_CONFIG" in
+  *'"index": 1'*) echo "worker 1 starts"; sleep 1; echo "worker 1 fails" >&2; exit 3 ;;
+  *) [ "$STUBBORN" = 1 ] && trap '' TERM; echo "worker 0 trains"; while true; do sleep 0.1; done ;;
+esac
+"""
+
+
+def test_launcher_stops_the_others_when_one_fails(tmp_path, monkeypatch):
+    """tools/multiworker.py with stand-in workers (no TensorFlow): one worker's failure stops
+    the other (SIGTERM, or SIGKILL after the grace period), with one message and its status."""
+    import io
+
+    multiworker = _launcher_module()
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_WORKER)
+    fake.chmod(0o755)
+    for stubborn, grace in (("0", 30.0), ("1", 1.0)):
+        monkeypatch.setenv("STUBBORN", stubborn)
+        out, start = io.StringIO(), time.monotonic()
+        status, message = multiworker.launch(2, ["--run", "x"], grace=grace, out=out, python=str(fake))
+        seconds = time.monotonic() - start
+        assert status == 3 and message == "worker 1 exited with status 3; stopped the other workers"
+        assert seconds < 1 + grace + 5, seconds  # SIGTERM ends worker 0 at once; a stubborn one gets SIGKILL
+        lines = out.getvalue().splitlines()
+        assert "[worker 0] worker 0 trains" in lines and "[worker 1] worker 1 fails" in lines
+        assert re.match(r"started 2 workers on localhost ports \d+, \d+ \(pids \d+, \d+\)$", lines[0])
+
+    monkeypatch.setenv("STUBBORN", "0")
+    status, message = multiworker.launch(1, [], grace=5, timeout=1, out=io.StringIO(), python=str(fake))
+    assert status == 1 and message == "the workers were still running after 1 s; stopped them"
+
+
+def test_tf_config_names_every_worker_and_its_own_index():
+    multiworker = _launcher_module()
+    ports = multiworker.free_ports(3)
+    assert len(set(ports)) == 3
+    configs = [json.loads(multiworker.tf_config(ports, i)) for i in range(3)]
+    assert all(c["cluster"] == {"worker": [f"localhost:{p}" for p in ports]} for c in configs)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
