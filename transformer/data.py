@@ -156,7 +156,7 @@ def stats_main(args):
         for name in SPLITS:
             print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
         print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
-    if args.plot:  # the token-length histogram (transformer/plot.py)
+    if args.plot:  # the token-length histogram (transformer/figures.py)
         from transformer.figures import token_lengths_main
 
         token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
