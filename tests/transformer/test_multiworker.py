@@ -14,6 +14,7 @@ only difference by construction would be dropout (masks drawn per worker), so dr
 1e-5 relative on every logged loss.
 """
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "spa_small.txt"
@@ -202,8 +204,6 @@ esac
 def test_launcher_stops_the_others_when_one_fails(tmp_path, monkeypatch):
     """tools/multiworker.py with stand-in workers (no TensorFlow): one worker's failure stops
     the other (SIGTERM, or SIGKILL after the grace period), with one message and its status."""
-    import io
-
     multiworker = _launcher_module()
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_WORKER)
@@ -231,3 +231,23 @@ def test_tf_config_names_every_worker_and_its_own_index():
     configs = [json.loads(multiworker.tf_config(ports, i)) for i in range(3)]
     assert all(c["cluster"] == {"worker": [f"localhost:{p}" for p in ports]} for c in configs)
     assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+
+
+def test_multiworker_without_a_usable_tf_config_is_one_clear_error(monkeypatch):
+    from cliutil import UserError
+    from transformer.train import make_strategy
+
+    bad = {None: "--strategy multiworker needs TF_CONFIG=",
+           "not json": "--strategy multiworker needs TF_CONFIG=",
+           json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}):
+               'TF_CONFIG: give only "worker" tasks (worker 0 is the chief)',
+           json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}):
+               "TF_CONFIG: task index 2 is not one of the 2 workers"}
+    for tf_config, message in bad.items():
+        if tf_config is None:
+            monkeypatch.delenv("TF_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("TF_CONFIG", tf_config)
+        with pytest.raises(UserError) as e:
+            make_strategy("multiworker")
+        assert str(e.value).startswith(message) and "\n" not in str(e.value)
