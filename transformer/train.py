@@ -19,7 +19,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from cliutil import UserError, checkpoints_dir
 from transformer import data
+from transformer.checkpoints import Checkpoints, StopOnSignal, restart
 from transformer.losses import evaluate_loss, make_eval_step, masked_accuracy, masked_loss, target_mask
 from transformer.model import build_model
 from transformer.optimizer import make_optimizer, precision
@@ -209,117 +209,6 @@ def init_bpemb_embeddings(model, src_tokenizer, tgt_tokenizer):
             raise UserError(f"BPEmb vectors are {matrix.shape} but the embedding is "
                             f"{tuple(embedding.embeddings.shape)}: set --d-model to --bpemb-dim")
         embedding.embeddings.assign(matrix)
-
-
-class StopOnSignal:
-    """While active, SIGINT/SIGTERM only set `signum`; the training loop then saves a
-    checkpoint and returns. A second signal interrupts at once."""
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
-              "(send it again to stop at once)", file=sys.stderr)
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-@dataclass
-class Checkpoints:
-    """The run's checkpoints: `ckpt/` (the last few, for resuming) and `best/` (the lowest
-    validation loss, replaced only by a better one, by an atomic rename), and the log
-    `train_log.jsonl` with one line per finished (or interrupted) epoch."""
-
-    root: Path
-    checkpoint: tf.train.Checkpoint
-    keep: int
-    latest: tf.train.CheckpointManager = field(init=False)
-
-    def __post_init__(self):
-        for folder in (self.root / "ckpt", self.root / "best"):  # saves cut short by a kill
-            for stale in folder.glob("*_temp*"):
-                shutil.rmtree(stale, ignore_errors=True)
-        if not (self.root / "best").exists() and (self.root / "best.old").exists():
-            (self.root / "best.old").rename(self.root / "best")
-        shutil.rmtree(self.root / "best.new", ignore_errors=True)
-        try:
-            self.latest = tf.train.CheckpointManager(self.checkpoint, self.root / "ckpt", max_to_keep=self.keep)
-        except Exception as e:  # noqa: BLE001  (UnicodeDecodeError, protobuf ParseError, ...): a damaged state file
-            raise UserError(f"{self.root / 'ckpt' / 'checkpoint'} is unreadable ({type(e).__name__}); "
-                            "rerun with --restart to start over") from None
-
-    def restore(self):
-        """Restore the latest checkpoint; True if there was one. A run whose checkpoints
-        exist but cannot be read stops here rather than silently starting over."""
-        path = self.latest.latest_checkpoint
-        written = list((self.root / "ckpt").glob("ckpt-*.index"))
-        if path is None and not written:
-            return False
-        if path is None:
-            raise UserError(f"{self.root / 'ckpt'} holds checkpoints but its state file is unreadable; "
-                            "rerun with --restart to start over")
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
-            raise UserError(f"cannot restore {path} ({type(e).__name__}); rerun with --restart to start over") \
-                from None
-        return True
-
-    def best_loss(self):
-        """The validation loss of the model in best/ (inf when there is none)."""
-        try:
-            return float(json.loads((self.root / "best" / "best.json").read_text())["val_loss"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return float("inf")
-
-    def save(self, step):
-        return self.latest.save(checkpoint_number=step)
-
-    def save_best(self, step, val_loss):
-        """Write best.new/ (checkpoint + best.json), then swap it in for best/ with renames
-        (never a half-written best/)."""
-        new, old, best = self.root / "best.new", self.root / "best.old", self.root / "best"
-        shutil.rmtree(new, ignore_errors=True)
-        tf.train.CheckpointManager(self.checkpoint, new, max_to_keep=1).save(checkpoint_number=step)
-        (new / "best.json").write_text(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
-        if best.exists():
-            best.rename(old)
-        new.rename(best)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def log(self, record):
-        with open(self.root / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def trim_log(self, step):
-        """Drop log lines written after the checkpoint at `step` (their save did not finish);
-        returns the training seconds logged up to it."""
-        log = self.root / "train_log.jsonl"
-        if not log.exists():
-            return 0.0
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        kept = [r for r in records if r["step"] <= step]
-        log.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        return kept[-1].get("train_seconds", 0.0) if kept else 0.0
-
-
-def restart(run_dir):
-    """`--restart`: forget the checkpoints and log of a run (its config and tokenizers stay)."""
-    for name in ("ckpt", "best", "best.new", "best.old", "logs"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-    (run_dir / "train_log.jsonl").unlink(missing_ok=True)
 
 
 def load_data(config, src_tok, tgt_tok, splits, replicas):
