@@ -235,7 +235,7 @@ def test_tf_config_names_every_worker_and_its_own_index():
 
 def test_multiworker_without_a_usable_tf_config_is_one_clear_error(monkeypatch):
     from cliutil import UserError
-    from transformer.train import make_strategy
+    from transformer.distributed import make_strategy
 
     bad = {None: "--strategy multiworker needs TF_CONFIG=",
            "not json": "--strategy multiworker needs TF_CONFIG=",
