@@ -6,6 +6,10 @@
   in a preallocated cache, so step t costs one position instead of t.
 * :func:`beam_search`: keep the ``beam_size`` best prefixes, score finished ones with
   the GNMT length penalty ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (Wu et al. 2016, eq. 14).
+* :func:`greedy_decode_xla`: the same ids as :func:`greedy_decode`, the whole loop compiled
+  by XLA into one program for a fixed cache length (a multiple of 16) and source width (a
+  multiple of 8), so a generated token costs no per-operation dispatch; compiled once per
+  (batch, source width, cache length).
 * :func:`greedy_decode_recompute`: greedy decoding that re-runs the whole model over
   the source and the whole prefix at every step (the textbook loop of the TensorFlow
   tutorial; a speed baseline and a test reference that must give the same ids).
@@ -31,11 +35,11 @@ def _compiled_fn(model, kind, *options):
     functions = _compiled.setdefault(model, {})
     key = (kind, *options)
     if key not in functions:
-        impl = {"greedy": _greedy, "recompute": _greedy_recompute, "beam": _beam}[kind]
+        impl = {"greedy": _greedy, "recompute": _greedy_recompute, "beam": _beam, "xla": _greedy_static}[kind]
         spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
         functions[key] = tf.function(lambda src, lengths: impl(model_ref(), src, lengths, *options),
-                                     input_signature=spec)
+                                     input_signature=None if kind == "xla" else spec, jit_compile=kind == "xla")
     return functions[key]
 
 
@@ -52,6 +56,16 @@ def _prepare(model, src_ids, max_length):
 def greedy_decode(model, src_ids, max_length=None):
     """Incremental greedy decoding with cached keys/values; see the module docstring."""
     return _compiled_fn(model, "greedy")(*_prepare(model, src_ids, max_length))
+
+
+def greedy_decode_xla(model, src_ids, max_length=None):
+    """:func:`greedy_decode` compiled by XLA for a fixed cache length; see the module docstring."""
+    src_ids, lengths = _prepare(model, src_ids, max_length)
+    width = -(-max(int(src_ids.shape[1]), 1) // 8) * 8  # pad keys are masked: the ids do not change
+    src_ids = tf.pad(src_ids, [[0, 0], [0, width - src_ids.shape[1]]])
+    longest = int(tf.reduce_max(tf.concat([lengths, [1]], 0)))
+    cache_length = min(-(-longest // 16) * 16, model.max_length)
+    return _finish(_compiled_fn(model, "xla", cache_length)(src_ids, lengths))
 
 
 def greedy_decode_recompute(model, src_ids, max_length=None):
@@ -98,6 +112,31 @@ def _greedy(model, src_ids, max_lengths):
     start = (0, tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out)
     *_, out = tf.while_loop(not_done, step, start)
     return _finish(tf.transpose(out.stack()))
+
+
+def _greedy_static(model, src_ids, max_lengths, cache_length):
+    """:func:`_greedy` with static shapes, as XLA needs them: a `cache_length` cache and the
+    output ids written into a (batch, cache_length) tensor; returns the ids before `_finish`."""
+    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
+    enc_output, _ = model.encode(src_ids)
+    src_mask = padding_mask(src_ids)
+    cache = model.init_cache(enc_output, cache_length)
+    column = tf.range(cache_length)[None, :]
+
+    def step(t, ids, finished, cache, out):
+        logits, cache = model.decode_step(ids, t, cache, src_mask)
+        ids = tf.argmax(_next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = tf.where(finished, PAD, ids)
+        finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
+        return t + 1, ids, finished, cache, tf.where(column == t, ids[:, None], out)
+
+    def not_done(t, ids, finished, cache, out):
+        return (t < steps) & ~tf.reduce_all(finished)
+
+    start = (tf.constant(0), tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache,
+             tf.zeros([batch, cache_length], tf.int32))
+    *_, out = tf.while_loop(not_done, step, start)
+    return out
 
 
 def _greedy_recompute(model, src_ids, max_lengths):

@@ -26,6 +26,7 @@ from cliutil import UserError
 from datafiles import sha256
 from transformer import data
 from transformer.model import build_model
+from transformer.optimizer import default_precision
 
 # Model and training sizes. Flags override any value. `base` is the TensorFlow tutorial's
 # size (4 layers, d_model 128, 8 heads) with one vocabulary shared by both languages and
@@ -45,12 +46,13 @@ PROFILES = {
                 epochs=30, warmup_steps=4000),
 }
 
-# Values every profile shares (also overridable by flags).
+# Values every profile shares (also overridable by flags). precision: mixed_bfloat16 on CPUs
+# with bfloat16 units (measured faster than float32 on an AMD EPYC with AMX), else float32.
 DEFAULTS = dict(
     direction="en-es", tokenizer="sentencepiece", bpemb_vs=10000, bpemb_dim=100,
     bpemb_model={}, bpemb_emb={}, init_embeddings="none", pre_norm=False, share_embeddings=True,
     label_smoothing=0.1, lr_scale=1.0, steps=0, seed=0, split_seed=0, data=None,
-    keep_checkpoints=3, jit_compile=False, precision="float32", strategy="default", patience=0,
+    keep_checkpoints=3, jit_compile=False, precision=default_precision(), strategy="default", patience=0,
     log_every=50,
 )
 

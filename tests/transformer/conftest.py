@@ -15,13 +15,22 @@ def spa_fixture():
 
 
 def train_tiny(run_dir, **overrides):
-    """Train the `tiny` profile on the fixture into `run_dir` in this process; returns the exit status."""
+    """Train the `tiny` profile on the fixture into `run_dir` in this process; returns the exit
+    status. In float32 unless `precision` is given (the default is mixed_bfloat16 on CPUs with
+    bfloat16 units, so the fixtures would differ from machine to machine), and the global
+    dtype policy that training sets is restored afterwards."""
+    import keras
+
     from transformer import runs, train
 
-    config = runs.make_config("tiny", direction="en-es", data=str(FIXTURE), **overrides)
+    config = runs.make_config("tiny", direction="en-es", data=str(FIXTURE), **{"precision": "float32", **overrides})
     config["_explicit"] = set(overrides)
-    with contextlib.redirect_stdout(sys.stderr):
-        return train.train(config, run_dir)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return train.train(config, run_dir)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,8 @@ def test_bench_quick(tmp_path, capsys):
         assert 0 < training[base]["padding_efficiency"] <= 1
     decoding = report["decoding"]
     assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
-    for key in ("cached_speedup", "cached_latency_speedup", "beam4_over_greedy_time"):
+    for key in ("cached_speedup", "cached_latency_speedup", "cached_latency_speedup_min", "xla_speedup",
+                "xla_latency_speedup", "xla_latency_speedup_min", "beam4_over_greedy_time"):
         assert positive(decoding[key])
     assert all(positive(v) for v in decoding["sentences_per_second"].values())
     assert all(positive(v) for v in decoding["latency_ms"].values())

@@ -15,6 +15,7 @@ from transformer.decode import (
     gnmt_length_penalty,
     greedy_decode,
     greedy_decode_recompute,
+    greedy_decode_xla,
 )
 from transformer.model import Transformer
 
@@ -81,6 +82,16 @@ def test_cached_equals_recompute(model, src):
     cached = np.asarray(greedy_decode(model, src, max_length=per_sentence))
     np.testing.assert_array_equal(cached, np.asarray(greedy_decode_recompute(model, src, max_length=per_sentence)))
     assert (np.count_nonzero(cached, axis=1) <= per_sentence.numpy()).all()
+
+
+def test_xla_equals_cached(model, src):
+    """The XLA-compiled loop (fixed cache length, source padded to a multiple of 8) gives the
+    ids of the cached loop, for one bound and for one bound per sentence."""
+    np.testing.assert_array_equal(np.asarray(greedy_decode_xla(model, src, max_length=20)),
+                                  np.asarray(greedy_decode(model, src, max_length=20)))
+    per_sentence = tf.constant([1, 2, 3, 5, 8, 13, 20, 4])  # same shapes: no second compilation
+    np.testing.assert_array_equal(np.asarray(greedy_decode_xla(model, src, max_length=per_sentence)),
+                                  np.asarray(greedy_decode(model, src, max_length=per_sentence)))
 
 
 def test_padding_does_not_change_translations(model, src):
