@@ -230,7 +230,7 @@ def markdown(report):
              "Counting: throughput = real (non-padding) target tokens per second of training, summed over "
              f"{report['rounds']} alternating rounds of about {report['seconds_per_round']:g} s per side; "
              "FLOPs = 3 x forward matmul FLOPs of the executed (padded) batch shapes; decoding times are "
-             "medians; the ids of cached and recompute decoding are identical; memory = ru_maxrss. "
+             "medians; the ids of cached, XLA and recompute decoding are identical; memory = ru_maxrss. "
              "Decoding runs in float32 (shipped models load in float32). Time to quality (test BLEU of "
              "`make quality`, which stops early with `--patience 4`) and the BLEU of a bfloat16-trained model "
              "are not benchmark figures: they take a full training run each (see the README)."]
