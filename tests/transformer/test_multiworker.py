@@ -112,8 +112,8 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
 
 def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
-    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--timeout", str(TIMEOUT), "--", *TRAIN,
-           "--run", "r", "--checkpoints-dir", str(tmp_path), "--epochs", "50"]
+    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--grace", "120", "--timeout", str(TIMEOUT), "--",
+           *TRAIN, "--run", "r", "--checkpoints-dir", str(tmp_path), "--epochs", "50"]
     launcher = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in launcher.stderr:  # Ctrl-C once the workers train
