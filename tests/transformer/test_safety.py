@@ -132,7 +132,7 @@ def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
     """Five SIGKILLs (one while a checkpoint is being written), each followed by a resume:
     the run ends with one log line per epoch, no temporary folders, and best/ holding the
     lowest validation loss of the log."""
-    run_dir, epochs, rng = tmp_path / "killed", 8, random.Random(0)
+    run_dir, epochs, rng = tmp_path / "killed", 5, random.Random(0)
     cmd = [sys.executable, "-m", "transformer", "train", "--profile", "tiny", "--data", str(spa_fixture),
            "--checkpoints-dir", str(tmp_path), "--run", "killed", "--epochs", str(epochs), "--patience", "0"]
     for attempt in range(5):
