@@ -17,8 +17,8 @@ from subword import BOS_ID
 from transformer import data
 from transformer.baseline import build_baseline
 from transformer.model import build_model
-from transformer.runs import make_config
 from transformer.optimizer import precision
+from transformer.runs import make_config
 from transformer.train import make_optimizer, make_train_step
 
 KERAS_EXAMPLE_BATCH = 64
@@ -157,7 +157,8 @@ def measure_training(trainers, rounds, seconds, warm_steps=8):
 def measure_jit(profile="base", shapes=((128, 16), (64, 32)), rounds=4, steps=3):
     """Time the train step of `profile` with jit_compile off and on, interleaved rounds
     on the same random batches (2,048 tokens each by default); returns ms/step medians and
-    the speed-up of XLA. `python -c "from transformer.trainspeed import measure_jit; print(measure_jit())"`."""
+    the speed-up of XLA, in the default precision.
+    `python -c "from transformer.trainspeed import measure_jit; print(measure_jit())"`."""
     config = make_config(profile, src_vocab_size=8000, tgt_vocab_size=8000)
     rng = np.random.default_rng(0)
     batches = [((tf.constant(rng.integers(4, 8000, s), tf.int32), tf.constant(rng.integers(4, 8000, s), tf.int32)),
@@ -166,7 +167,7 @@ def measure_jit(profile="base", shapes=((128, 16), (64, 32)), rounds=4, steps=3)
     for jit in (False, True):
         keras.utils.set_random_seed(0)
         c = dict(config, jit_compile=jit)
-        model = build_model(c)
+        model = build_in_precision(c)
         optimizer = make_optimizer(c)
         optimizer.build(model.trainable_variables)
         step_fns[jit] = make_train_step(model, optimizer, c)
@@ -183,5 +184,6 @@ def measure_jit(profile="base", shapes=((128, 16), (64, 32)), rounds=4, steps=3)
                     float(step_fns[jit](inputs, labels)[0])
             times[jit].append((time.perf_counter() - start) / (steps * len(batches)))
     off, on = (float(np.median(times[j])) * 1000 for j in (False, True))
-    return {"profile": profile, "shapes": [list(s) for s in shapes], "ms_per_step_jit_off": round(off, 1),
+    return {"profile": profile, "precision": precision(config), "shapes": [list(s) for s in shapes],
+            "ms_per_step_jit_off": round(off, 1),
             "ms_per_step_jit_on": round(on, 1), "jit_speedup": round(off / on, 3)}
