@@ -31,7 +31,8 @@ _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.functi
 
 
 def _compiled_fn(model, kind, *options):
-    """One tf.function per model, decoder and options, traced once for any batch/length."""
+    """One tf.function per model, decoder and options, traced once for any batch/length
+    (the XLA one is then compiled once per concrete shape)."""
     functions = _compiled.setdefault(model, {})
     key = (kind, *options)
     if key not in functions:
@@ -39,7 +40,7 @@ def _compiled_fn(model, kind, *options):
         spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
         functions[key] = tf.function(lambda src, lengths: impl(model_ref(), src, lengths, *options),
-                                     input_signature=None if kind == "xla" else spec, jit_compile=kind == "xla")
+                                     input_signature=spec, jit_compile=kind == "xla")
     return functions[key]
 
 
