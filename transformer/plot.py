@@ -75,18 +75,25 @@ def _attention_pass(model):
     return _compiled_passes[model]
 
 
-def sentence_attention(run, sentence, beam=1):
+def sentence_attention(run, sentence, beam=1, keep_names=False):
     """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
     {kind: (layers, heads, query_len, key_len) array}) for the run's model.
 
     The maps come from one teacher-forced pass over (source, bos + translation): for
     greedy decoding they are the weights the decoder used; for ``beam`` > 1 they are those
-    of the beam's output re-run with teacher forcing."""
+    of the beam's output re-run with teacher forcing. With ``keep_names`` unseen names and
+    numbers go through their surrogates (`transformer/names.py`), and the surrogate pieces
+    are labelled with the original text ("▁Anthony Hopkins" where the model read "▁Tom")."""
+    from transformer import names
     from transformer.decode import BOS
     from transformer.translate import encode_source
 
     if not sentence.strip():
         raise UserError("the sentence is empty")
+    replacements = []
+    if keep_names:
+        sentence, replacements = names.protect(sentence, run.src_tokenizer)
+    labels = {f"\u2581{form}": f"\u2581{original}" for forms, original in replacements for form in forms}
     src = encode_source(run, sentence.strip())
     out = decode_ids(run, src, beam)
     tgt_in = ([BOS] + out)[:run.model.max_length]
@@ -96,8 +103,9 @@ def sentence_attention(run, sentence, beam=1):
         keys = sorted((k for k in attention if k.startswith(f"{stack}/") and k.endswith(f"/{name}")),
                       key=lambda k: int(k.split("/")[1].split("_")[1]))
         maps[kind] = np.stack([np.asarray(attention[k], dtype="float32")[0] for k in keys])
-    pieces = run.src_tokenizer.id_to_piece, run.tgt_tokenizer.id_to_piece
-    return (run.tgt_tokenizer.decode(out), [pieces[0](i) for i in src], [pieces[1](i) for i in tgt_in], maps)
+    src_pieces = [labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
+    tgt_pieces = [labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
+    return names.restore(run.tgt_tokenizer.decode(out), replacements), src_pieces, tgt_pieces, maps
 
 
 def attention_summary(maps):
@@ -236,7 +244,7 @@ def plot_summary(rows, title, path):
 
 def write_heatmaps(run, sentence, out):
     """Every figure for one sentence; returns (translation, summary rows, list of PNG paths)."""
-    translation, src_pieces, tgt_pieces, maps = sentence_attention(run, sentence)
+    translation, src_pieces, tgt_pieces, maps = sentence_attention(run, sentence, keep_names=True)
     shown = translation if len(translation) <= 70 else translation[:67] + "..."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ CDN) plus a JSON API over one or more trained translators:
   :func:`transformer.plot.attention_summary` and the seconds taken.
 
 The translation is the one :func:`transformer.translate.translate` gives for the same run
-and beam. The attention comes from one teacher-forced pass over (source, bos + that
+and beam, with unseen names and numbers kept through surrogates as `translate` does by
+default (the surrogate pieces are labelled with the original text). The attention comes from one teacher-forced pass over (source, bos + that
 translation) (:func:`transformer.plot.sentence_attention`): for greedy decoding these are
 exactly the weights the decoder used; for beam > 1 they are the weights of the beam's
 output re-run with teacher forcing.
@@ -95,7 +96,7 @@ def explain(run, text, beam=1):
     limit = run.config["max_length"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
-    translation, src_pieces, tgt_pieces, maps = plot.sentence_attention(run, text, beam=beam)
+    translation, src_pieces, tgt_pieces, maps = plot.sentence_attention(run, text, beam=beam, keep_names=True)
     seconds = time.perf_counter() - start
     attention = {kind: np.round(w.astype("float64"), DECIMALS).tolist() for kind, w in maps.items()}
     summary = [{**r, "entropy": round(r["entropy"], 4), "max_entropy": round(r["max_entropy"], 4),

@@ -74,12 +74,12 @@ def test_rows_sum_to_one_and_causal(answer):
 
 
 def test_translation_equals_translate(answer, run, client):
-    assert answer["translation"] == translate(run, [SENTENCE])[0]
+    assert answer["translation"] == translate(run, [SENTENCE], keep_names=True)[0]
     assert answer["text"] == SENTENCE and answer["beam"] == 1 and answer["direction"] == "en-es"
     assert answer["target_tokens"][0] == "<s>"
     assert isinstance(answer["seconds"], float) and answer["seconds"] > 0
     beam = post(client, {"text": SENTENCE, "beam": 3}).get_json()
-    assert beam["translation"] == translate(run, [SENTENCE], beam=3)[0]
+    assert beam["translation"] == translate(run, [SENTENCE], beam=3, keep_names=True)[0]
     assert "teacher forcing" in beam["attention_note"]
     assert len(beam["target_tokens"]) == np.array(beam["attention"]["cross"]).shape[2]
 
@@ -175,7 +175,7 @@ def test_concurrent_requests_on_a_threaded_server(app, run):
     """Eight clients at once on a real threaded server get the answers they would get alone."""
     sentences = ["Hello.", "I am tired.", SENTENCE, "Where is the station?", "Tom runs.", "We eat bread.",
                  "It is cold today.", "Thank you very much."]
-    expected = translate(run, sentences)
+    expected = translate(run, sentences, keep_names=True)
     server = serve.serve_in_thread(app)
     try:
         url = f"http://127.0.0.1:{server.server_port}/api/translate"
