@@ -7,6 +7,7 @@ kill between the two redoes the epoch instead of losing its line. A run whose ch
 exist but cannot be read stops with an error rather than silently starting over.
 """
 import json
+import os
 import shutil
 import signal
 import sys
@@ -111,14 +112,23 @@ class Checkpoints:
             f.write(json.dumps(record) + "\n")
 
     def trim_log(self, step):
-        """Drop log lines written after the checkpoint at `step` (their save did not finish);
-        returns the training seconds logged up to it."""
+        """Drop log lines written after the checkpoint at `step` (their save did not finish)
+        and a line cut short by a kill; returns the training seconds logged up to `step`.
+        The log is rewritten by a rename, so a kill here cannot empty it."""
         log = self.root / "train_log.jsonl"
         if not log.exists():
             return 0.0
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        kept = [r for r in records if r["step"] <= step]
-        log.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        kept = []
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", step + 1) <= step:
+                kept.append(record)
+        tmp = log.with_name(log.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, log)
         return kept[-1].get("train_seconds", 0.0) if kept else 0.0
 
 

@@ -157,5 +157,6 @@ def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
     assert not list(run_dir.rglob("*_temp*")) and not (run_dir / "best.new").exists()
     assert not (run_dir / "best.old").exists()
     best = json.loads((run_dir / "best" / "best.json").read_text())
-    assert best["val_loss"] == pytest.approx(min(rec["val_loss"] for rec in log))
+    # best/ holds the lowest validation loss seen (an epoch redone after a kill never replaces it with a worse one)
+    assert best["val_loss"] <= min(rec["val_loss"] for rec in log) + 1e-9
     load_run(run_dir)
