@@ -12,6 +12,7 @@ made by `lazy(module, function)`, so that `--help` does not wait for TensorFlow,
 """
 import argparse
 import importlib
+import json
 import os
 import re
 import sys
@@ -141,6 +142,18 @@ def _one_line(exception, limit=300):
     lines = [line.strip() for line in str(exception).splitlines() if line.strip()]
     text = lines[0] if lines else type(exception).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_json(path, missing):
+    """The JSON value in `path`: UserError `missing` when there is no such file, a one-line
+    UserError naming the file when it is not valid (UTF-8) JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{path} is not valid JSON ({e})") from None
 
 
 def lazy(module, function):

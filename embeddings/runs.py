@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from cliutil import UserError, read_json
 
 MODELS = ("tutorial", "fasttext", "tfidf", "nbsvm")
 
@@ -24,12 +24,8 @@ def save_config(run_dir, config):
 
 def load_config(run_dir):
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a training run (no config.json); train one with `python -m embeddings train`")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
+    config = read_json(path, f"{run_dir} is not a training run (no config.json); train one with "
+                             "`python -m embeddings train`")
     if not isinstance(config, dict) or config.get("model") not in MODELS:
         raise UserError(f"{path} does not describe an embeddings run (\"model\" must be one of {', '.join(MODELS)})")
     return config

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import subword as tok
-from cliutil import UserError
+from cliutil import UserError, read_json
 from datafiles import sha256
 from transformer import data
 from transformer.model import build_model
@@ -176,12 +176,7 @@ MODEL_KEYS = {"direction": str, "num_layers": int, "d_model": int, "num_heads": 
 def read_config(run_dir):
     """A run's config.json, checked for the keys and types a model is built from."""
     config_file = Path(run_dir) / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a complete run: config.json is missing")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{config_file} is not valid JSON ({e})") from None
+    config = read_json(config_file, f"{run_dir} is not a complete run: config.json is missing")
     if not isinstance(config, dict):
         raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
     for key, kind in MODEL_KEYS.items():
