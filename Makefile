@@ -139,6 +139,7 @@ embeddings-train-tfidf: install ## Fit and score the scikit-learn TF-IDF + logis
 ##@ lstm/: the LSTM block, BPTT, gradients and variants (python -m lstm)
 BUDGET ?= quick
 JOBS ?= 1
+REFINE ?=
 .PHONY: lstm-gradcheck lstm-vanishing lstm-clipping lstm-variants lstm-variants-report lstm-bench bench
 
 lstm-gradcheck: install ## Check hand-written LSTM BPTT against autodiff and finite differences (every variant)
@@ -150,8 +151,8 @@ lstm-vanishing: install ## Gradient norm vs time lag for a SimpleRNN and the LST
 lstm-clipping: install ## Exploding RNN trained with and without gradient clipping (CSV + PNG + verdict)
 	$(PY) -m lstm clipping --out out/lstm-clipping
 
-lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; JOBS=N parallel trials)
-	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) --out out/lstm-variants
+lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; JOBS=N parallel trials; BUDGET=full REFINE=K: retrain the K best trials per variant up to 200 epochs)
+	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) $(if $(REFINE),--refine $(REFINE)) --out out/lstm-variants
 
 lstm-variants-report: install ## Box plot, learning-rate curve and importance table of the random search (out/lstm-variants)
 	$(PY) -m lstm variants-report

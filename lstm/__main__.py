@@ -58,13 +58,17 @@ def build_parser():
     p.add_argument("--variants", nargs="+", metavar="NAME", type=str.upper, choices=VARIANTS,
                    help=f"variants to train (default: all nine: {' '.join(VARIANTS)})")
     p.add_argument("--seeds", type=positive_int, help="seeds per variant (default: 3 quick, 5 full)")
-    p.add_argument("--epochs", type=positive_int, help="epochs per run (default 50)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per run (default 50; full: the maximum, "
+                                                       "30, or 200 with --refine)")
     p.add_argument("--units", type=positive_int, help="hidden units (default 128)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="chorales per training batch (default 8)")
     p.add_argument("--trials", type=positive_int, help="full: random-search trials per variant (default 20)")
     p.add_argument("--patience", type=positive_int, help="full: stop a trial after this many epochs without a better "
-                                                "validation NLL (default 5; --epochs is then the maximum, default 30)")
+                                                "validation NLL (default 5, or 10 with --refine)")
+    p.add_argument("--refine", type=positive_int, metavar="K",
+                   help="full, second stage: train again, for each variant, the K random-search trials with the best "
+                        "validation NLL (same hyper-parameters and seed) for up to --epochs with --patience")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="full: trials trained in parallel processes (default 1)")
     p.add_argument("--out", default="out/lstm-variants", help="output directory (CSV, JSON, PNG)")

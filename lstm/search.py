@@ -10,8 +10,13 @@ log-uniform in [0.01, 1]; dropout before the output layer (not in the paper) is 
 Trial k of variant v draws its hyper-parameters from a generator seeded with (SEED, k, v) -- independent
 draws per variant, as in the paper, so that the pooled learning-rate curve and the importance see many
 distinct points -- and trains with seed k. A trial trains up to `max_epochs` epochs and stops after
-`patience` epochs without a better validation NLL; it reports the test NLL at its best validation epoch. Each finished trial is one JSON line in the results file;
-a rerun skips the trials already there. `--jobs N` runs trials in N processes of one thread each.
+`patience` epochs without a better validation NLL; it reports the test NLL at its best validation epoch.
+Each finished trial is one JSON line in the results file; a rerun skips the trials already there.
+`--jobs N` runs trials in N processes of one thread each.
+
+`--refine K` is a second stage: for each variant, the K first-stage trials with the best validation NLL
+are trained again, same hyper-parameters and seed, for longer (`--epochs`, `--patience`; 200 and 10 by
+default). Selection uses validation only. Refined trials go to the same file with "stage": 2.
 """
 import json
 import math
@@ -24,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cliutil import UserError
+
 SEED = 2017
 TRIALS, MAX_EPOCHS, PATIENCE = 20, 30, 5  # 20 x 9 trials of ~40 s CPU fit about 2 hours of one core
+REFINE_EPOCHS, REFINE_PATIENCE = 200, 10  # the second stage: the same trials, trained to convergence
 SPACE = {  # name: (low, high, scale) -- "log": log-uniform, "linear": uniform, "1-log": 1 - log-uniform
     "units": (20, 200, "log"),
     "lr": (3e-4, 3e-2, "log"),
@@ -58,8 +66,36 @@ def plan(variants, trials, max_epochs, patience, batch_size, fixed=None):
     return tasks
 
 
+def stage(row):
+    """1 for a random-search trial, 2 for a refined one (rows written before stages existed are 1)."""
+    return 2 if row.get("stage") == 2 else 1
+
+
+def first_stage(rows):
+    """The random-search trials at the default budget (MAX_EPOCHS, PATIENCE): what --refine picks from."""
+    return [r for r in rows if stage(r) == 1 and r["max_epochs"] == MAX_EPOCHS and r["patience"] == PATIENCE]
+
+
+def refine_plan(rows, variants, k, max_epochs, patience):
+    """For each variant, its `k` first-stage trials with the best validation NLL, to be trained again with
+    the same hyper-parameters and seed for up to `max_epochs` epochs with `patience`. Rank-major (every
+    variant's best first), so that a partial refinement covers all variants evenly."""
+    ranked = {}
+    for v in variants:
+        runs = [r for r in first_stage(rows) if r["variant"] == v and math.isfinite(r["valid_nll"])]
+        ranked[v] = sorted(runs, key=lambda r: r["valid_nll"])[:k]
+    tasks = []
+    for rank in range(k):
+        for v in variants:
+            if rank < len(ranked[v]):
+                row = ranked[v][rank]
+                tasks.append({**{key: row[key] for key in KEY}, "seed": row.get("seed", row["trial"]),
+                              "max_epochs": max_epochs, "patience": patience, "stage": 2})
+    return tasks
+
+
 NUMBERS = (*SPACE, "trial", "max_epochs", "patience", "batch_size", "valid_nll", "test_nll")  # required
-OPTIONAL = ("seed", "best_epoch", "epochs_run", "seconds")
+OPTIONAL = ("seed", "stage", "best_epoch", "epochs_run", "seconds")
 
 
 def _record(line):
@@ -137,7 +173,8 @@ def run_trial(task):
 
 
 def search(args, variants, splits):
-    """Run the trials of the plan that are not in the results file yet, `args.jobs` at a time."""
+    """Run the trials of the plan (or, with --refine, of the refinement) that are not in the results file
+    yet, `args.jobs` at a time."""
     import multiprocessing
 
     from tqdm import tqdm
@@ -145,14 +182,22 @@ def search(args, variants, splits):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "search.jsonl"
-    fixed = {k: v for k, v in (("units", args.units), ("lr", args.lr)) if v}
-    tasks = plan(variants, args.trials or TRIALS, args.epochs or MAX_EPOCHS, args.patience or PATIENCE,
-                 args.batch_size, fixed)
-    done = {tuple(r[k] for k in KEY) for r in read_results(path)}
+    rows = read_results(path)
+    if args.refine:
+        max_epochs, patience = args.epochs or REFINE_EPOCHS, args.patience or REFINE_PATIENCE
+        tasks = refine_plan(rows, variants, args.refine, max_epochs, patience)
+        if not tasks:
+            raise UserError(f"{path} holds no first-stage trials ({MAX_EPOCHS} epochs, patience {PATIENCE}) "
+                            f"of {', '.join(variants)} to refine; run the search without --refine first")
+    else:
+        max_epochs, patience = args.epochs or MAX_EPOCHS, args.patience or PATIENCE
+        fixed = {k: v for k, v in (("units", args.units), ("lr", args.lr)) if v}
+        tasks = plan(variants, args.trials or TRIALS, max_epochs, patience, args.batch_size, fixed)
+    done = {tuple(r[k] for k in KEY) for r in rows}
     todo = [t for t in tasks if tuple(t[k] for k in KEY) not in done]
-    print(f"{len(todo)} trials to train ({len(tasks) - len(todo)} of {len(tasks)} already in {path}); "
-          f"up to {tasks[0]['max_epochs'] if tasks else 0} epochs each, patience {args.patience or PATIENCE}, "
-          f"{args.jobs} process(es)", file=sys.stderr)
+    print(f"{len(todo)} trials to {'refine' if args.refine else 'train'} ({len(tasks) - len(todo)} of {len(tasks)} "
+          f"already in {path}); up to {max_epochs} epochs each, patience {patience}, {args.jobs} process(es)",
+          file=sys.stderr)
     if todo:
         # 'spawn': TensorFlow is not fork-safe. imap keeps the plan's order, so the results file has the
         # same lines whatever the number of processes.

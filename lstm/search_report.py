@@ -7,6 +7,10 @@ rate with its binned mean, cf. the paper's Fig. 5 marginals), and a simple stand
 the share of the variance of test NLL explained by each hyper-parameter's binned marginal
 (between-bin variance / total variance, trials of all variants pooled after removing each
 variant's mean). Diverged trials (no finite validation NLL) are counted and left out of the figures.
+
+The figures, the trial counts, the medians and the importance use the random-search trials only (stage 1,
+equal-budget draws). A variant's headline, its best-validation trial, is chosen among all its trials, the
+refined ones (stage 2, `variants --refine K`) included; a second table lists the refined trials.
 """
 import math
 import sys
@@ -15,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cliutil import UserError
-from lstm.search import SPACE, read_results
+from lstm.search import KEY, SPACE, first_stage, read_results, stage
 
 BAI_2018_LSTM_JSB = 8.45  # LSTM test NLL on JSB Chorales, Bai et al. (2018)
 GOAL = 8.30  # issue 15: tuned vanilla LSTM
@@ -26,14 +30,16 @@ def _finite(rows):
 
 
 def summarize(rows):
-    """{variant: dict(trials, diverged, best (the best-validation trial's row), median_test)} in file order."""
+    """{variant: dict(trials, diverged, median_test, best)} in file order: counts and median over the
+    random-search trials; best is the row of the best-validation trial of either stage."""
     table = {}
     for v in dict.fromkeys(r["variant"] for r in rows):
-        runs = [r for r in rows if r["variant"] == v]
+        runs = [r for r in rows if r["variant"] == v and stage(r) == 1]
         ok = _finite(runs)
-        best = min(ok, key=lambda r: r["valid_nll"]) if ok else None
-        table[v] = {"trials": len(runs), "diverged": len(runs) - len(ok), "best": best,
-                    "median_test": float(np.median([r["test_nll"] for r in ok])) if ok else math.nan}
+        candidates = _finite([r for r in rows if r["variant"] == v])
+        table[v] = {"trials": len(runs), "diverged": len(runs) - len(ok),
+                    "median_test": float(np.median([r["test_nll"] for r in ok])) if ok else math.nan,
+                    "best": min(candidates, key=lambda r: r["valid_nll"]) if candidates else None}
     return table
 
 
@@ -77,19 +83,25 @@ def _plt():
 
 
 def box_plot(rows, table, path, title):
-    """Test NLL of every finished trial per variant (box + dots), the best-validation trial as a star."""
+    """Test NLL of every random-search trial per variant (box + dots), refined trials as crosses, and the
+    best-validation trial of either stage as a star."""
     plt = _plt()
     names = list(table)
-    samples = [[r["test_nll"] for r in _finite(rows) if r["variant"] == v] or [math.nan] for v in names]
+    ok = _finite(rows)
+    samples = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 1] or [math.nan] for v in names]
+    refined = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 2] for v in names]
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
     ax.boxplot(samples, tick_labels=names, showfliers=False)
-    for k, (v, s) in enumerate(zip(names, samples), start=1):
+    for k, (v, s, r) in enumerate(zip(names, samples, refined), start=1):
         ax.plot(np.full(len(s), k), s, ".", color="C0", alpha=0.5)
+        ax.plot(np.full(len(r), k + 0.25), r, "x", color="C2", ms=5)
         if table[v]["best"]:
-            ax.plot(k, table[v]["best"]["test_nll"], "*", color="C3", ms=9)
+            ax.plot(k + 0.25 * (stage(table[v]["best"]) == 2), table[v]["best"]["test_nll"], "*", color="C3", ms=9)
     ax.axhline(BAI_2018_LSTM_JSB, color="C3", ls="--", lw=0.8, label="LSTM, Bai et al. 2018: 8.45")
+    if any(refined):
+        ax.plot([], [], "x", color="C2", label="refined trials")
     ax.plot([], [], "*", color="C3", label="best-validation trial")
-    finite = [x for s in samples for x in s if math.isfinite(x)]
+    finite = [x for s in samples + refined for x in s if math.isfinite(x)]
     if finite:
         low = min(min(finite), BAI_2018_LSTM_JSB)  # keep the reference line in view
         ax.set_ylim(low - 0.1, max(min(max(finite), np.percentile(finite, 90) + 0.5), low + 0.5) + 0.1)
@@ -135,25 +147,55 @@ def lr_plot(rows, path, title, bins=6):
     plt.close(fig)
 
 
+def _epochs(row):
+    """'best epoch/epochs run (of the maximum)', e.g. '28/30 (of 30)'."""
+    return f"{row['best_epoch']}/{row['epochs_run']} (of {row['max_epochs']})"
+
+
+def refined_table(rows):
+    """Markdown lines: each refined trial beside the random-search run of the same trial, or [] if none."""
+    refined = [r for r in rows if stage(r) == 2]
+    if not refined:
+        return []
+    same_trial = lambda r: tuple(r[k] for k in KEY if k not in ("max_epochs", "patience"))  # noqa: E731
+    source = {same_trial(r): r for r in first_stage(rows)}
+    lines = ["", "Refined trials (stage 2): each variant's best random-search trials by validation NLL, trained "
+             "again with the same hyper-parameters and seed for longer:", "",
+             "| variant | trial | units | lr | search valid NLL | search test NLL | refined valid NLL | "
+             "refined test NLL | epochs (best/run) | patience |", "|---|---|---|---|---|---|---|---|---|---|"]
+    order = list(dict.fromkeys(r["variant"] for r in rows))
+    for r in sorted(refined, key=lambda r: (order.index(r["variant"]), np.nan_to_num(r["valid_nll"], nan=np.inf))):
+        s = source.get(same_trial(r))
+        searched = f"{s['valid_nll']:.3f} | {s['test_nll']:.3f}" if s else "– | –"
+        lines.append(f"| {r['variant']} | {r['trial']} | {r['units']} | {r['lr']:.2e} | {searched} | "
+                     f"{r['valid_nll']:.3f} | {r['test_nll']:.3f} | {_epochs(r)} | {r['patience']} |")
+    return lines
+
+
 def markdown(rows, source):
-    """The report as Markdown: per-variant table and the hyper-parameter importance."""
+    """The report as Markdown: per-variant table, refined trials and the hyper-parameter importance."""
     table = summarize(rows)
-    lines = [f"Random search on JSB Chorales, results file `{source}` ({len(rows)} trials). Test NLL per time "
-             "step at each trial's best-validation epoch; a variant's score is its best-validation trial's.", "",
-             "| variant | trials | diverged | test NLL (best-validation trial) | its valid NLL | units | lr | "
-             "beta_1 | noise | dropout | epochs | median test NLL |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    searched = [r for r in rows if stage(r) == 1]
+    lines = [f"Random search on JSB Chorales, results file `{source}` ({len(searched)} random-search trials, "
+             f"{len(rows) - len(searched)} refined). Test NLL per time step at each trial's best-validation "
+             "epoch; a variant's score is its best-validation trial's, of either stage. Trials, diverged and "
+             "median count the random-search trials only.", "",
+             "| variant | trials | diverged | test NLL (best-validation trial) | its valid NLL | stage | units | lr | "
+             "beta_1 | noise | dropout | epochs (best/run) | median test NLL |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v, t in table.items():
         b = t["best"]
         if b is None:
-            lines.append(f"| {v} | {t['trials']} | {t['diverged']} | – | – | – | – | – | – | – | – | – |")
+            lines.append(f"| {v} | {t['trials']} | {t['diverged']} | – | – | – | – | – | – | – | – | – | – |")
             continue
         lines.append(f"| {v} | {t['trials']} | {t['diverged']} | **{b['test_nll']:.3f}** | {b['valid_nll']:.3f} | "
-                     f"{b['units']} | {b['lr']:.2e} | {b['beta_1']:.3f} | {b['noise']:.2f} | {b['dropout']:.2f} | "
-                     f"{b['best_epoch']}/{b['epochs_run']} | {t['median_test']:.3f} |")
-    shares, chance, n, bins = importance(rows)
+                     f"{'search' if stage(b) == 1 else 'refined'} | {b['units']} | {b['lr']:.2e} | "
+                     f"{b['beta_1']:.3f} | {b['noise']:.2f} | {b['dropout']:.2f} | {_epochs(b)} | "
+                     f"{t['median_test']:.3f} |")
+    lines += refined_table(rows)
+    shares, chance, n, bins = importance(searched)
     lines += ["", f"Share of the variance of test NLL explained by each hyper-parameter ({bins} quantile bins, "
-              f"{n} finished trials of all variants pooled, each variant's mean removed; an irrelevant "
+              f"{n} finished random-search trials of all variants pooled, each variant's mean removed; an irrelevant "
               f"hyper-parameter gets about {chance:.2f} by chance):", "",
               "| hyper-parameter | drawn | variance explained |", "|---|---|---|"]
     for name, share in sorted(shares.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-1)):
@@ -174,9 +216,10 @@ def report(results, out, name="jsb"):
     text, table = markdown(rows, results.name)
     (out / "search-report.md").write_text(text)
     per_variant = min(t["trials"] for t in table.values())
+    searched = [r for r in rows if stage(r) == 1]
     box_plot(rows, table, out / "search-box.png", f"{name}: test NLL over random-search trials "
                                                   f"(at least {per_variant} per variant)")
-    lr_plot(rows, out / "search-lr.png", f"{name}: learning-rate sensitivity ({len(rows)} trials)")
+    lr_plot(searched, out / "search-lr.png", f"{name}: learning-rate sensitivity ({len(searched)} random-search trials)")
     print(text)
     print(f"wrote {out / 'search-report.md'}, {out / 'search-box.png'}, {out / 'search-lr.png'}", file=sys.stderr)
     return 0

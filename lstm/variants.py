@@ -201,6 +201,8 @@ def main(args):
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"unknown variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if args.refine and args.budget != "full":
+        raise UserError("--refine retrains random-search trials: it needs --budget full")
     seeds = args.seeds or DEFAULTS[args.budget]["seeds"]
     epochs = args.epochs or DEFAULTS[args.budget]["epochs"]
     splits = data.load_json(args.data) if args.data else data.load(args.dataset)

@@ -124,3 +124,82 @@ def test_jobs_2_writes_the_same_results_as_jobs_1_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert run(argv) == 0  # a rerun finds every trial in the file and trains nothing
     assert "0 trials to train (4 of 4 already in" in capsys.readouterr().err
+
+
+def _refined(task, valid, test, best_epoch=40, epochs_run=50):
+    """A finished refined trial: the task of refine_plan plus made-up results."""
+    return {**task, "best_epoch": best_epoch, "epochs_run": epochs_run, "valid_nll": valid, "test_nll": test,
+            "seconds": 1.0}
+
+
+def test_refine_plan_picks_the_k_best_by_validation_per_variant():
+    rows = _synthetic_rows(6)  # trials 0-5 of V and NP at 30 epochs, patience 5; V's trial 0 diverged
+    rows[2] = {**rows[2], "seed": 99}  # V trial 1: its seed must be kept, not recomputed
+    other_budget = {**rows[4], "trial": 40, "max_epochs": 10, "patience": 2, "valid_nll": 0.1}
+    refined = _refined({**rows[4], "max_epochs": 200, "patience": 10, "stage": 2}, valid=0.1, test=0.2)
+    rows += [other_budget, refined]  # not first-stage trials: never picked, however good
+    tasks = search.refine_plan(rows, ["V", "NP"], 2, max_epochs=200, patience=10)
+    best = {v: sorted((r for r in rows[:12] if r["variant"] == v and math.isfinite(r["valid_nll"])),
+                      key=lambda r: r["valid_nll"])[:2] for v in ("V", "NP")}
+    assert [(t["variant"], t["trial"]) for t in tasks] == [(v, best[v][rank]["trial"]) for rank in (0, 1)
+                                                           for v in ("V", "NP")]  # rank-major
+    sources = {(r["variant"], r["trial"]): r for r in rows[:12]}
+    for t in tasks:
+        source = sources[(t["variant"], t["trial"])]
+        assert {k: t[k] for k in (*search.SPACE, "seed", "batch_size")} == \
+            {k: source[k] for k in (*search.SPACE, "seed", "batch_size")}
+        assert (t["max_epochs"], t["patience"], t["stage"]) == (200, 10, 2) and "valid_nll" not in t
+    assert len(search.refine_plan(rows, ["V"], 100, 200, 10)) == 5  # every finished V trial, not the diverged one
+    assert search.refine_plan(rows, ["CIFG"], 3, 200, 10) == []
+
+
+def test_refine_skips_finished_trials_on_restart_and_errors(tmp_path, capsys):
+    """No training: every trial the command asks for is already in the results file."""
+    from cliutil import UserError
+
+    path = tmp_path / "search.jsonl"
+    rows = _synthetic_rows(6)
+    rows += [_refined(t, valid=8.0, test=8.1) for t in search.refine_plan(rows, ["V", "NP"], 1, 200, 10)]
+    for r in rows:
+        search.append_result(path, r)
+    argv = ["variants", "--budget", "full", "--data", str(FIXTURE), "--variants", "V", "NP", "--out", str(tmp_path)]
+    assert run([*argv, "--refine", "1", "--epochs", "200", "--patience", "10"]) == 0
+    assert "0 trials to refine (2 of 2 already in" in capsys.readouterr().err
+    assert run([*argv, "--trials", "6"]) == 0  # the first stage's restart is not confused by refined rows
+    assert "0 trials to train (12 of 12 already in" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--refine retrains random-search trials: it needs --budget full"):
+        run(["variants", "--refine", "2", "--out", str(tmp_path)])
+    path.write_text("".join(json.dumps({**r, "max_epochs": 2}) + "\n" for r in rows[:12]))  # another budget
+    with pytest.raises(UserError, match="holds no first-stage trials"):
+        run([*argv, "--refine", "1"])
+
+
+def test_report_with_both_stages(tmp_path, capsys):
+    rows = _synthetic_rows(8)
+    first = list(rows)
+    tasks = search.refine_plan(rows, ["V", "NP"], 2, 200, 10)
+    best_v = min((r for r in first if r["variant"] == "V" and math.isfinite(r["valid_nll"])),
+                 key=lambda r: r["valid_nll"])
+    rows += [_refined(t, valid=best_v["valid_nll"] - 1 + k, test=7.5 + k, best_epoch=45, epochs_run=55)
+             for k, t in enumerate(tasks) if t["variant"] == "V"]  # V's first refined trial beats its search
+    rows += [_refined(t, valid=20.0, test=6.0) for t in tasks if t["variant"] == "NP"]  # NP's does not
+    table = search_report.summarize(rows)
+    assert search.stage(table["V"]["best"]) == 2 and table["V"]["best"]["test_nll"] == 7.5
+    assert table["NP"]["best"] is min((r for r in first if r["variant"] == "NP"), key=lambda r: r["valid_nll"])
+    only_first = search_report.summarize(first)
+    for v in ("V", "NP"):  # counts and medians are the random search's
+        assert [table[v][k] for k in ("trials", "diverged", "median_test")] == \
+            [only_first[v][k] for k in ("trials", "diverged", "median_test")]
+    path = tmp_path / "search.jsonl"
+    for r in rows:
+        search.append_result(path, r)
+    assert search_report.report(path, tmp_path / "out") == 0
+    text = capsys.readouterr().out
+    assert "(16 random-search trials, 4 refined)" in text and "15 finished random-search trials" in text
+    headline = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")] for line in text.splitlines()
+                if line.startswith(("| V | 8 ", "| NP | 8 "))}
+    assert headline["V"][4:7] == ["**7.500**", f"{best_v['valid_nll'] - 1:.3f}", "refined"]
+    assert headline["V"][12] == "45/55 (of 200)" and headline["NP"][6] == "search"
+    refined_lines = [line for line in text.splitlines() if line.startswith("| V | ") and "| 10 |" in line]
+    assert len(refined_lines) == 2 and f"| {best_v['valid_nll']:.3f} | {best_v['test_nll']:.3f} | " \
+        f"{best_v['valid_nll'] - 1:.3f} | 7.500 | 45/55 (of 200) | 10 |" in refined_lines[0]
