@@ -33,6 +33,7 @@ WORKERS ?= 2
 TRAIN_ARGS ?=
 CHECKPOINT ?= $(CHECKPOINTS_DIR)/$(RUN)
 BEAM ?= 1
+QUALITY_EPOCHS ?= 6
 FIGURES ?= figures
 SENTENCE1 := Anthony Hopkins admired Michael Bay as a great director.
 SENTENCE2 := He admired her as a great director.
@@ -59,8 +60,8 @@ demo-train: install ## Train the small `demo` en->es translator yourself (~15 mi
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-quality: install ## Train base for DIRECTION with early stopping (--patience 4; resumable) and score it on the test split with beam 4
-	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base
+quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs (6: ~30 min on 2 cores; 40 = to convergence with early stopping; resumable) and score it on the test split with beam 4
+	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base --epochs $(QUALITY_EPOCHS) $(TRAIN_ARGS)
 	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(DIRECTION)-base --split test --beam 4
 
 transformer-data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt

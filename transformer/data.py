@@ -164,8 +164,18 @@ def stats_main(args):
 
 # ----------------------------------------------------------------------------- tf.data
 
-# width of the length buckets (tokens): batches are padded to the bucket's upper bound
-BUCKET_WIDTH = 8
+# width of the length buckets (tokens): batches are padded to the bucket's upper bound.
+# 4 rather than 8: 79% instead of 69% of the computed target positions are real tokens, and
+# the base step trains 1.13x the real tokens/s (4,474 vs 3,957 in mixed_bfloat16, 2,048-token
+# budget, idle 2-core CPU, 2026-11-26); the compiled step sees 16 shapes instead of 8.
+BUCKET_WIDTH = 4
+
+# Batches are shuffled again after bucketing, over a whole epoch (~650 batches for es-en at a
+# 2,048 budget). Without it every epoch ended with the buckets' part-full last batches, one
+# after another: a dozen small, noisy Adam steps right before the validation loss is taken and
+# the checkpoint saved. Measured on es-en base: validation loss 4.38 at the end of epoch 1
+# (step 628), 3.35 only 72 steps later (step 700), in float32 and in bfloat16 alike.
+BATCH_SHUFFLE_BUFFER = 4096
 
 
 def bucket_boundaries(max_length, width=BUCKET_WIDTH):
@@ -221,4 +231,6 @@ def make_dataset(src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed
         pad_to_bucket_boundary=True,
         drop_remainder=drop_remainder,
     )
+    if shuffle:  # the buckets' part-full last batches come out together at the end: spread them
+        ds = ds.shuffle(BATCH_SHUFFLE_BUFFER, seed=seed)
     return ds.map(lambda s, ti, to: ((s, ti), to)).prefetch(tf.data.AUTOTUNE)

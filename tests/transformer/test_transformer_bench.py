@@ -65,6 +65,32 @@ def test_bench_quick(tmp_path, capsys):
     memory = report["memory"]
     assert memory["ours_mib"] > 100  # TensorFlow alone takes more
     assert report["device"] and report["date"] and report["profile"] == "tiny"
+    assert set(report["quality"]) == {"time_to_quality", "bfloat16_quality"}  # copied from docs/results
+
+
+def test_recorded_quality_rows(tmp_path):
+    """The two full-training figures are read from the results files and put in the table."""
+    from transformer.bench import quality_rows, recorded_quality
+
+    assert recorded_quality(tmp_path) == {"time_to_quality": None, "bfloat16_quality": None}
+    assert quality_rows(recorded_quality(tmp_path)) == []
+    epochs = [{"epoch": 1, "elapsed_seconds": 400.0, "test_bleu_beam4": 20.0},
+              {"epoch": 2, "elapsed_seconds": 800.0, "test_bleu_beam4": 45.5}]
+    (tmp_path / "time-to-quality.json").write_text(json.dumps(
+        {"date": "2026-11-26", "machine": "2-core CPU", "command": "make quality DIRECTION=es-en", "goal_bleu": 45,
+         "goal_minutes": 30, "wall_seconds": 900.0, "epochs": epochs, "final": {"bleu": 45.5}}))
+    (tmp_path / "bfloat16-quality.json").write_text(json.dumps(
+        {"date": "2026-11-26", "recipe": "base es-en", "float32": {"bleu_beam4": 56.0},
+         "mixed_bfloat16": {"bleu_beam4": 55.75}}))
+    rows = quality_rows(recorded_quality(tmp_path))
+    assert rows[0][1] == "13.3 min (epoch 2)"  # the first epoch at or above the goal
+    assert rows[1][1] == "15.0 min; BLEU 45.50"
+    assert rows[2][1:] == ("55.75", "56.00", "-0.25 BLEU")
+    epochs[1]["test_bleu_beam4"] = 44.9
+    (tmp_path / "time-to-quality.json").write_text(json.dumps(
+        {"date": "2026-11-26", "machine": "2-core CPU", "command": "make quality", "goal_bleu": 45,
+         "goal_minutes": 30, "wall_seconds": 900.0, "epochs": epochs, "final": {"bleu": 44.9}}))
+    assert quality_rows(recorded_quality(tmp_path))[0][1] == "not reached"
 
 
 def test_measure_jit_tiny():

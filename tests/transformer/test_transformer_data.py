@@ -106,11 +106,11 @@ def test_bucketed_batches_respect_the_token_budget():
         s, t_in, t_out = s.numpy(), t_in.numpy(), t_out.numpy()
         width = s.shape[1]
         assert t_in.shape == t_out.shape == (s.shape[0], width)
-        assert width % 8 == 0 and s.shape[0] * width <= budget  # padded to the bucket bound
+        assert width % data.BUCKET_WIDTH == 0 and s.shape[0] * width <= budget  # padded to the bucket bound
         assert (t_in[:, 0] == data.BOS_ID).all()
         np.testing.assert_array_equal(t_in[:, 1:], np.where(t_out[:, :-1] == data.EOS_ID, 0, t_out[:, :-1]))  # bos + target without eos
         for row_s, row_t in zip(s, t_out):
             seen.append((tuple(row_s[row_s != 0]), tuple(row_t[row_t != 0])))
             n = int((row_t != 0).sum())
-            assert row_t[n - 1] == data.EOS_ID and max(len(row_s[row_s != 0]), n) > width - 8
+            assert row_t[n - 1] == data.EOS_ID and max(len(row_s[row_s != 0]), n) > width - data.BUCKET_WIDTH
     assert sorted(seen) == sorted((tuple(a), tuple(b)) for a, b in zip(src, tgt))  # each example once
