@@ -90,7 +90,7 @@ def box_plot(rows, table, path, title):
     ok = _finite(rows)
     samples = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 1] or [math.nan] for v in names]
     refined = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 2] for v in names]
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
+    fig, ax = plt.subplots(figsize=(7.6, 3.4), dpi=90)
     ax.boxplot(samples, tick_labels=names, showfliers=False)
     for k, (v, s, r) in enumerate(zip(names, samples, refined), start=1):
         ax.plot(np.full(len(s), k), s, ".", color="C0", alpha=0.5)
@@ -107,7 +107,7 @@ def box_plot(rows, table, path, title):
         ax.set_ylim(low - 0.1, max(min(max(finite), np.percentile(finite, 90) + 0.5), low + 0.5) + 0.1)
     ax.set_ylabel("test NLL per time step")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # outside: no dot hidden
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -118,7 +118,7 @@ def lr_plot(rows, path, title, bins=6):
     """Test NLL against the learning rate: every trial (colour = variant) and the mean per log-lr bin."""
     plt = _plt()
     ok = _finite(rows)
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
+    fig, ax = plt.subplots(figsize=(7.2, 3.4), dpi=90)
     for k, v in enumerate(dict.fromkeys(r["variant"] for r in ok)):
         runs = [r for r in ok if r["variant"] == v]
         ax.plot([r["lr"] for r in runs], [r["test_nll"] for r in runs], ".", color=f"C{k % 10}", alpha=0.6, label=v)
@@ -140,7 +140,7 @@ def lr_plot(rows, path, title, bins=6):
     ax.set_xlabel("Adam learning rate")
     ax.set_ylabel("test NLL per time step")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, ncol=5)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
