@@ -80,9 +80,9 @@ def refine_plan(rows, variants, k, max_epochs, patience):
     """For each variant, its `k` first-stage trials with the best validation NLL, to be trained again with
     the same hyper-parameters and seed for up to `max_epochs` epochs with `patience`. Rank-major (every
     variant's best first), so that a partial refinement covers all variants evenly."""
-    ranked = {}
+    ranked, candidates = {}, first_stage(rows)
     for v in variants:
-        runs = [r for r in first_stage(rows) if r["variant"] == v and math.isfinite(r["valid_nll"])]
+        runs = [r for r in candidates if r["variant"] == v and math.isfinite(r["valid_nll"])]
         ranked[v] = sorted(runs, key=lambda r: r["valid_nll"])[:k]
     tasks = []
     for rank in range(k):
