@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test data
+.PHONY: help install test lint format data
 
 ##@ Setup and shortcuts (targets are <package>-<verb>; the main jobs keep short names)
 help: ## List every target with one line each, grouped by package
@@ -21,8 +21,16 @@ $(STAMP): setup.cfg pyproject.toml
 test: install ## Run the test suite (full-data tests run when DATASETS_MIRROR is set)
 	$(PY) -m pytest -q
 
+lint: install ## ruff check (pyflakes, pycodestyle, import order, bugbear) and ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff's import order and formatting
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
+
 data: install ## Fetch, verify and extract spa-eng, IMDb and JSB Chorales into datasets/
-	$(PY) -m datafiles spa-eng imdb jsb
+	$(PY) -m tutorials_common.datafiles spa-eng imdb jsb
 
 ##@ transformer/: the English-Spanish translator (python -m transformer)
 CHECKPOINTS_DIR ?= checkpoints
@@ -55,7 +63,7 @@ demo: install ## The main job: translate the article's sentences both ways with 
 	@echo "heat maps: $(FIGURES)/heatmaps/en-es/ and $(FIGURES)/heatmaps/es-en/"
 
 demo-train: install ## Train the small `demo` en->es translator yourself (~15 min on 2 CPU cores; resumable), translate and plot
-	$(PY) -m datafiles spa-eng
+	$(PY) -m tutorials_common.datafiles spa-eng
 	$(PY) -m transformer train --direction $(DIRECTION) --profile $(PROFILE) --run $(RUN)
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps

@@ -18,6 +18,7 @@ ours on ``token_dataset`` batches, the baseline on the fixed-length array, batch
 The report (bench.json, bench.md) is written by ``benchreport`` into --out (default
 out/bench/embeddings).
 """
+
 import contextlib
 import resource
 import sys
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-import benchreport
-from benchreport import log
+from tutorials_common import benchreport
+from tutorials_common.benchreport import log
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "aclImdb"
 VOCAB_SIZE, DIM, HIDDEN, BATCH = 8185, 16, 16, 32  # the tutorial's sizes (train.PROFILES["tutorial"])
@@ -37,13 +38,13 @@ SIZES = {  # reviews timed per round, alternating rounds, reviews the tokenizer 
     "quick": dict(reviews=1600, rounds=3, tokenizer_reviews=1600),
 }
 
+
 def imdb_reviews(n, data_dir=None, seed=0):
     """n (texts, labels) from the IMDb training reviews (of `data_dir` if given), or from the
     committed fixture when the data cannot be had, cycled to n reviews if there are fewer;
     and a description of where they came from."""
-    import datafiles
-
     from embeddings import data
+    from tutorials_common import datafiles
 
     try:
         root = data.imdb_dir(data_dir)
@@ -64,14 +65,19 @@ def stock_tutorial_model(vocab_size, dim, hidden, length):
     import keras
     from keras import layers
 
-    model = keras.Sequential([
-        keras.Input(shape=(length,), dtype="int32"),
-        layers.Embedding(vocab_size, dim, name="embedding"),
-        layers.GlobalAveragePooling1D(),
-        layers.Dense(hidden, activation="relu"),
-        layers.Dense(1),
-    ], name="stock_tutorial")
-    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(length,), dtype="int32"),
+            layers.Embedding(vocab_size, dim, name="embedding"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(hidden, activation="relu"),
+            layers.Dense(1),
+        ],
+        name="stock_tutorial",
+    )
+    model.compile(
+        optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     return model
 
 
@@ -140,7 +146,7 @@ def baseline_side(ids, labels, length, seed=0):
 
     padded = np.zeros((len(ids), length), np.int32)  # pad_sequences(padding="post"), nothing cut
     for i, x in enumerate(ids):
-        padded[i, :len(x)] = x[:length]
+        padded[i, : len(x)] = x[:length]
     model = stock_tutorial_model(VOCAB_SIZE, DIM, HIDDEN, length)
     train_ds = tf.data.Dataset.from_tensor_slices((padded, np.asarray(labels, np.float32)))
     train_ds = train_ds.shuffle(len(ids), seed=seed).batch(BATCH).prefetch(tf.data.AUTOTUNE)
@@ -152,8 +158,12 @@ def summarize(side):
     train_s, predict_s = sum(side.train_seconds), sum(side.predict_seconds)
     epochs = len(side.train_seconds)
     return dict(
-        epochs_timed=epochs, train_seconds=train_s, predict_seconds=predict_s,
-        reviews_per_epoch=side.reviews, tokens_per_epoch=side.tokens, padded_positions_per_epoch=side.padded_positions,
+        epochs_timed=epochs,
+        train_seconds=train_s,
+        predict_seconds=predict_s,
+        reviews_per_epoch=side.reviews,
+        tokens_per_epoch=side.tokens,
+        padded_positions_per_epoch=side.padded_positions,
         padding_efficiency=side.tokens / side.padded_positions,
         train_reviews_per_second=epochs * side.reviews / train_s,
         train_tokens_per_second=epochs * side.tokens / train_s,
@@ -177,27 +187,47 @@ def markdown(report):
         f"totals over all rounds (per-round training ratios: median {r['train_per_round']['median']:.2f}x, "
         f"range {r['train_per_round']['min']:.2f}-{r['train_per_round']['max']:.2f}x).",
         "",
-        *benchreport.table([
-            ("training, reviews/s", f"{o['train_reviews_per_second']:,.0f}", f"{b['train_reviews_per_second']:,.0f}",
-             benchreport.ratio(r["train_reviews_per_second"])),
-            ("training, real tokens/s", f"{o['train_tokens_per_second']:,.0f}",
-             f"{b['train_tokens_per_second']:,.0f}", benchreport.ratio(r["train_tokens_per_second"])),
-            (f"prediction (`model.predict`, batch {c['batch']}), reviews/s",
-             f"{o['predict_reviews_per_second']:,.0f}", f"{b['predict_reviews_per_second']:,.0f}",
-             benchreport.ratio(r["predict_reviews_per_second"])),
-            ("share of computed positions that are real tokens", f"{o['padding_efficiency']:.0%}",
-             f"{b['padding_efficiency']:.0%}", ""),
-            ("peak resident memory (ru_maxrss), MiB; ours: the process after our warm-up, before the baseline "
-             "exists; baseline column: the whole process at the end (ours + baseline)",
-             f"{report['memory']['ours_mib']:.0f}", f"{report['memory']['process_end_mib']:.0f}", ""),
-        ]),
+        *benchreport.table(
+            [
+                (
+                    "training, reviews/s",
+                    f"{o['train_reviews_per_second']:,.0f}",
+                    f"{b['train_reviews_per_second']:,.0f}",
+                    benchreport.ratio(r["train_reviews_per_second"]),
+                ),
+                (
+                    "training, real tokens/s",
+                    f"{o['train_tokens_per_second']:,.0f}",
+                    f"{b['train_tokens_per_second']:,.0f}",
+                    benchreport.ratio(r["train_tokens_per_second"]),
+                ),
+                (
+                    f"prediction (`model.predict`, batch {c['batch']}), reviews/s",
+                    f"{o['predict_reviews_per_second']:,.0f}",
+                    f"{b['predict_reviews_per_second']:,.0f}",
+                    benchreport.ratio(r["predict_reviews_per_second"]),
+                ),
+                (
+                    "share of computed positions that are real tokens",
+                    f"{o['padding_efficiency']:.0%}",
+                    f"{b['padding_efficiency']:.0%}",
+                    "",
+                ),
+                (
+                    "peak resident memory (ru_maxrss), MiB; ours: the process after our warm-up, before the baseline "
+                    "exists; baseline column: the whole process at the end (ours + baseline)",
+                    f"{report['memory']['ours_mib']:.0f}",
+                    f"{report['memory']['process_end_mib']:.0f}",
+                    "",
+                ),
+            ]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="python -m embeddings bench"):
     import keras
-    import tensorflow as tf
 
     from embeddings import tokenize
 
@@ -207,7 +237,7 @@ def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="p
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         log(f"fitting a {VOCAB_SIZE}-piece SentencePiece model on {sizes['tokenizer_reviews']} reviews")
-        tokenizer = tokenize.build("subword", texts[:sizes["tokenizer_reviews"]], VOCAB_SIZE, tmp)
+        tokenizer = tokenize.build("subword", texts[: sizes["tokenizer_reviews"]], VOCAB_SIZE, tmp)
         ids = tokenizer.encode_batch(texts)
     lengths = np.array([len(x) for x in ids])
     length = int(lengths.max())
@@ -226,22 +256,48 @@ def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="p
         for side in (ours, base) if r % 2 == 0 else (base, ours):  # alternate who goes first too
             side.train_epoch()
             side.predict()
-        log(f"round {r + 1}/{sizes['rounds']}: training reviews/s ours {ours.reviews / ours.train_seconds[-1]:,.0f}, "
-            f"baseline {base.reviews / base.train_seconds[-1]:,.0f}")
+        log(
+            f"round {r + 1}/{sizes['rounds']}: training reviews/s ours {ours.reviews / ours.train_seconds[-1]:,.0f}, "
+            f"baseline {base.reviews / base.train_seconds[-1]:,.0f}"
+        )
     memory["process_end_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     results = {"ours": summarize(ours), "baseline": summarize(base)}
-    ratios = {k: results["ours"][k] / results["baseline"][k]
-              for k in ("train_reviews_per_second", "train_tokens_per_second", "predict_reviews_per_second")}
-    per_round = [o / b for o, b in zip(results["ours"]["round_train_reviews_per_second"],
-                                       results["baseline"]["round_train_reviews_per_second"])]
-    ratios["train_per_round"] = dict(median=float(np.median(per_round)), min=min(per_round), max=max(per_round))
+    ratios = {
+        k: results["ours"][k] / results["baseline"][k]
+        for k in ("train_reviews_per_second", "train_tokens_per_second", "predict_reviews_per_second")
+    }
+    per_round = [
+        o / b
+        for o, b in zip(
+            results["ours"]["round_train_reviews_per_second"],
+            results["baseline"]["round_train_reviews_per_second"],
+        )
+    ]
+    ratios["train_per_round"] = dict(
+        median=float(np.median(per_round)), min=min(per_round), max=max(per_round)
+    )
     report = benchreport.header(
-        command, quick=quick, data=source, rounds=sizes["rounds"],
-        config=dict(vocab_size=VOCAB_SIZE, tokenizer_pieces=len(tokenizer.tokens), dim=DIM, hidden=HIDDEN,
-                    batch=BATCH, reviews=len(ids), mean_length=float(lengths.mean()),
-                    median_length=float(np.median(lengths)), max_length=length, baseline_length=length),
-        ours=results["ours"], baseline=results["baseline"], ratios=ratios, memory=memory,
+        command,
+        quick=quick,
+        data=source,
+        rounds=sizes["rounds"],
+        config=dict(
+            vocab_size=VOCAB_SIZE,
+            tokenizer_pieces=len(tokenizer.tokens),
+            dim=DIM,
+            hidden=HIDDEN,
+            batch=BATCH,
+            reviews=len(ids),
+            mean_length=float(lengths.mean()),
+            median_length=float(np.median(lengths)),
+            max_length=length,
+            baseline_length=length,
+        ),
+        ours=results["ours"],
+        baseline=results["baseline"],
+        ratios=ratios,
+        memory=memory,
     )
     table = markdown(report)
     benchreport.write(out, report, table)
@@ -249,5 +305,7 @@ def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="p
 
 
 def main(args):
-    command = benchreport.command_line("python -m embeddings", ["bench"] + (["--quick"] if args.quick else []))
+    command = benchreport.command_line(
+        "python -m embeddings", ["bench"] + (["--quick"] if args.quick else [])
+    )
     run_bench(quick=args.quick, out=args.out, data_dir=args.data_dir, command=command)

@@ -4,6 +4,7 @@ As the TensorFlow "Word embeddings" tutorial plots them from `model.fit`'s histo
 figures are averages over each epoch (with dropout active), the validation figures are measured
 after the epoch, so early in training the validation loss can sit below the training loss.
 """
+
 from pathlib import Path
 
 

@@ -4,11 +4,12 @@ The official archive unpacks to ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.t
 ``neg`` reviews get label 0 and ``pos`` reviews label 1. ``tensorflow-datasets``'
 ``imdb_reviews`` holds the same 25,000 + 25,000 reviews and is an alternative source.
 """
+
 from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 LABELS = ("neg", "pos")  # index = label
 
@@ -25,7 +26,7 @@ def imdb_dir(data_dir=None):
         if not (root / "train").is_dir() or not (root / "test").is_dir():
             raise UserError(f"{root} is not an aclImdb directory (expected train/ and test/ inside)")
         return root
-    import datafiles
+    from tutorials_common import datafiles
 
     return datafiles.fetch("imdb")
 
@@ -52,7 +53,9 @@ def read_split_tfds(split):
 
         ds = tfds.load("imdb_reviews", split=split, as_supervised=True)
     except Exception as e:  # tfds raises many kinds of errors when offline
-        raise UserError(f"tensorflow-datasets could not load imdb_reviews ({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"tensorflow-datasets could not load imdb_reviews ({str(e).splitlines()[0]})"
+        ) from None
     texts, labels = [], []
     for text, label in ds.as_numpy_iterator():
         texts.append(clean(text.decode("utf-8", errors="replace")))

@@ -3,6 +3,7 @@
 Positive reviews are the positive class; a review is predicted positive when P(positive) >= 0.5.
 Saves metrics_<split>.json, confusion_matrix_<split>.png and roc_curve_<split>.png.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -35,8 +36,14 @@ def plot(labels, proba, out_dir, title, split="test"):
 
     paths = []
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ConfusionMatrixDisplay.from_predictions(labels, (proba >= 0.5).astype(int), display_labels=list(data.LABELS),
-                                            ax=ax, colorbar=False, values_format="d")
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        (proba >= 0.5).astype(int),
+        display_labels=list(data.LABELS),
+        ax=ax,
+        colorbar=False,
+        values_format="d",
+    )
     ax.set_title(title)
     paths.append(Path(out_dir) / f"confusion_matrix_{split}.png")
     fig.tight_layout()
@@ -57,7 +64,9 @@ def main(args):
     config = runs.load_config(args.checkpoint)
     predictor = Predictor(args.checkpoint)  # a run that cannot be loaded fails before the data is read
     split = args.split
-    texts, labels = data.load("test" if split == "test" else "train", args.data_dir, config.get("source", "files"))
+    texts, labels = data.load(
+        "test" if split == "test" else "train", args.data_dir, config.get("source", "files")
+    )
     if split == "validation":  # the validation part carved from train, exactly as in training
         _, (texts, labels) = data.train_val_split(texts, labels, config["val_fraction"], config["seed"])
     print(f"scoring {len(texts)} reviews ...", file=sys.stderr)

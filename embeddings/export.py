@@ -6,6 +6,7 @@ Writes, one row per vocabulary entry (the padding row is left out), row-aligned:
 and a TensorBoard projector set-up (a checkpoint of the same matrix + projector_config.pbtxt),
 so `tensorboard --logdir OUT` shows the vectors under the "Projector" tab.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ def write_tsv(out_dir, tokens, matrix):
         raise ValueError(f"{len(tokens)} tokens but {len(matrix)} vectors")
     out_dir = Path(out_dir)
     vectors, metadata = out_dir / "vectors.tsv", out_dir / "metadata.tsv"
-    with open(vectors, "w", encoding="utf-8", newline="\n") as fv, \
-            open(metadata, "w", encoding="utf-8", newline="\n") as fm:
+    with (
+        open(vectors, "w", encoding="utf-8", newline="\n") as fv,
+        open(metadata, "w", encoding="utf-8", newline="\n") as fm,
+    ):
         for token, row in zip(tokens, matrix):
             fv.write("\t".join(f"{x:.6g}" for x in row) + "\n")
             fm.write(escape(token) + "\n")
@@ -58,5 +61,7 @@ def main(args):
     print(f"{len(tokens)} tokens x {matrix.shape[1]} dimensions")
     for p in paths:
         print(f"saved {p}")
-    print(f"view: tensorboard --logdir {out_dir}  (Projector tab), or load vectors.tsv and metadata.tsv "
-          "at https://projector.tensorflow.org with 'Load'")
+    print(
+        f"view: tensorboard --logdir {out_dir}  (Projector tab), or load vectors.tsv and metadata.tsv "
+        "at https://projector.tensorflow.org with 'Load'"
+    )

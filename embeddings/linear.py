@@ -15,12 +15,13 @@ A run directory holds ``linear.json`` (kind, vectorizer settings, vocabulary in 
 calibration) and ``linear.npz`` (feature scale: idf or r; weights; bias). Loading reads JSON and
 ``np.load(..., allow_pickle=False)``: nothing in a run folder is unpickled or executed.
 """
+
 import json
 from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 KINDS = ("tfidf", "nbsvm")
 JSON_FILE, ARRAYS_FILE = "linear.json", "linear.npz"
@@ -33,8 +34,18 @@ NBSVM_TOKEN_PATTERN = r"[\w']+|[^\w\s]"
 class LinearModel:
     """phi(x) = weighted bag of n-grams; decision(x) = w . phi(x) + b; proba = sigmoid(a * decision + c)."""
 
-    def __init__(self, kind, vectorizer, vocabulary, scale, coef, intercept, sublinear_tf=False, normalize=False,
-                 calibration=(1.0, 0.0)):
+    def __init__(
+        self,
+        kind,
+        vectorizer,
+        vocabulary,
+        scale,
+        coef,
+        intercept,
+        sublinear_tf=False,
+        normalize=False,
+        calibration=(1.0, 0.0),
+    ):
         from sklearn.feature_extraction.text import CountVectorizer
 
         self.kind, self.vectorizer = kind, dict(vectorizer)
@@ -45,12 +56,15 @@ class LinearModel:
         self.sublinear_tf, self.normalize = bool(sublinear_tf), bool(normalize)
         self.calibration = tuple(float(v) for v in calibration)
         if not (len(self.vocabulary) == len(self.scale) == len(self.coef)):
-            raise UserError(f"inconsistent linear model: {len(self.vocabulary)} terms, {len(self.scale)} scales, "
-                            f"{len(self.coef)} weights")
+            raise UserError(
+                f"inconsistent linear model: {len(self.vocabulary)} terms, {len(self.scale)} scales, "
+                f"{len(self.coef)} weights"
+            )
         settings = {k: v for k, v in self.vectorizer.items() if k in VECTORIZER_KEYS}
         settings["ngram_range"] = tuple(settings.get("ngram_range", (1, 1)))
-        self.counter = CountVectorizer(vocabulary={t: i for i, t in enumerate(self.vocabulary)},
-                                       dtype=np.float64, **settings)
+        self.counter = CountVectorizer(
+            vocabulary={t: i for i, t in enumerate(self.vocabulary)}, dtype=np.float64, **settings
+        )
 
     def features(self, texts):
         """phi(texts) as a sparse (n, |V|) matrix."""
@@ -70,19 +84,31 @@ class LinearModel:
         return 1.0 / (1.0 + np.exp(-(a * self.decision(texts) + c)))
 
     def save(self, run_dir):
-        meta = dict(kind=self.kind, vectorizer=self.vectorizer, sublinear_tf=self.sublinear_tf,
-                    normalize=self.normalize, calibration=list(self.calibration), vocabulary=self.vocabulary)
+        meta = dict(
+            kind=self.kind,
+            vectorizer=self.vectorizer,
+            sublinear_tf=self.sublinear_tf,
+            normalize=self.normalize,
+            calibration=list(self.calibration),
+            vocabulary=self.vocabulary,
+        )
         (Path(run_dir) / JSON_FILE).write_text(json.dumps(meta, ensure_ascii=False))
-        np.savez(Path(run_dir) / ARRAYS_FILE, scale=self.scale, coef=self.coef,
-                 intercept=np.array([self.intercept]))
+        np.savez(
+            Path(run_dir) / ARRAYS_FILE,
+            scale=self.scale,
+            coef=self.coef,
+            intercept=np.array([self.intercept]),
+        )
 
 
 def load(run_dir):
     """Rebuild the model of a run from linear.json + linear.npz (no pickle)."""
     run_dir = Path(run_dir)
     if (run_dir / "tfidf.joblib").exists() and not (run_dir / JSON_FILE).exists():
-        raise UserError(f"{run_dir} holds tfidf.joblib, a pickle, which is never loaded (it could run code); "
-                        "retrain the run with `python -m embeddings train --model tfidf`")
+        raise UserError(
+            f"{run_dir} holds tfidf.joblib, a pickle, which is never loaded (it could run code); "
+            "retrain the run with `python -m embeddings train --model tfidf`"
+        )
     for name in (JSON_FILE, ARRAYS_FILE):
         if not (run_dir / name).is_file():
             raise UserError(f"no {name} in {run_dir} (did training finish?)")
@@ -90,14 +116,23 @@ def load(run_dir):
         meta = json.loads((run_dir / JSON_FILE).read_text(encoding="utf-8"))
         with np.load(run_dir / ARRAYS_FILE, allow_pickle=False) as arrays:
             scale, coef, intercept = arrays["scale"], arrays["coef"], arrays["intercept"]
-        return LinearModel(meta["kind"], meta["vectorizer"], meta["vocabulary"], scale, coef, intercept[0],
-                           meta.get("sublinear_tf", False), meta.get("normalize", False),
-                           meta.get("calibration", (1.0, 0.0)))
+        return LinearModel(
+            meta["kind"],
+            meta["vectorizer"],
+            meta["vocabulary"],
+            scale,
+            coef,
+            intercept[0],
+            meta.get("sublinear_tf", False),
+            meta.get("normalize", False),
+            meta.get("calibration", (1.0, 0.0)),
+        )
     except UserError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, OSError) as e:
-        raise UserError(f"{run_dir}: damaged linear model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                        ) from None
+        raise UserError(
+            f"{run_dir}: damaged linear model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def fit_tfidf(texts, labels, C=4.0, seed=0):
@@ -105,14 +140,25 @@ def fit_tfidf(texts, labels, C=4.0, seed=0):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = dict(ngram_range=[1, 2], token_pattern=r"(?u)\b\w\w+\b", lowercase=True, strip_accents="unicode")
-    tfidf = TfidfVectorizer(min_df=2, sublinear_tf=True, dtype=np.float64,
-                            **{**vectorizer, "ngram_range": (1, 2)})
+    vectorizer = dict(
+        ngram_range=[1, 2], token_pattern=r"(?u)\b\w\w+\b", lowercase=True, strip_accents="unicode"
+    )
+    tfidf = TfidfVectorizer(
+        min_df=2, sublinear_tf=True, dtype=np.float64, **{**vectorizer, "ngram_range": (1, 2)}
+    )
     x = tfidf.fit_transform(texts)
     clf = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x, labels)
     vocabulary = sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get)
-    return LinearModel("tfidf", vectorizer, vocabulary, tfidf.idf_, clf.coef_[0], clf.intercept_[0],
-                       sublinear_tf=True, normalize=True)
+    return LinearModel(
+        "tfidf",
+        vectorizer,
+        vocabulary,
+        tfidf.idf_,
+        clf.coef_[0],
+        clf.intercept_[0],
+        sublinear_tf=True,
+        normalize=True,
+    )
 
 
 def log_count_ratio(x, labels, alpha=1.0):
@@ -123,7 +169,9 @@ def log_count_ratio(x, labels, alpha=1.0):
     return np.log(p / p.sum()) - np.log(q / q.sum())
 
 
-def fit_nbsvm(texts, labels, C=0.1, beta=0.25, alpha=1.0, ngram_max=2, token_pattern=NBSVM_TOKEN_PATTERN, seed=0):
+def fit_nbsvm(
+    texts, labels, C=0.1, beta=0.25, alpha=1.0, ngram_max=2, token_pattern=NBSVM_TOKEN_PATTERN, seed=0
+):
     """NBSVM (Wang & Manning 2012): SVM on r o x^, weights interpolated towards their mean magnitude."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.svm import LinearSVC

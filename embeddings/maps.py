@@ -11,13 +11,14 @@ embedding space along which the logit grows fastest, and token t scores d . (e_t
 first-order change of the logit when e_t moves the mean. For models whose head does not read
 the mean vector (the BiLSTM) the tokens are drawn in one colour.
 """
+
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
 from embeddings import runs
+from tutorials_common.cliutil import UserError
 
 METHODS = ("pca", "tsne", "isomap", "mds", "spectral", "lle")
 
@@ -29,12 +30,17 @@ def reducer(method, n_points, seed=0):
     neighbours = max(2, min(10, n_points - 1))
     return {
         "pca": lambda: decomposition.PCA(n_components=2, random_state=seed),
-        "tsne": lambda: manifold.TSNE(n_components=2, perplexity=min(30.0, (n_points - 1) / 3), init="pca",
-                                      random_state=seed),
+        "tsne": lambda: manifold.TSNE(
+            n_components=2, perplexity=min(30.0, (n_points - 1) / 3), init="pca", random_state=seed
+        ),
         "isomap": lambda: manifold.Isomap(n_components=2, n_neighbors=neighbours),
         "mds": lambda: manifold.MDS(n_components=2, n_init=1, init="random", random_state=seed),
-        "spectral": lambda: manifold.SpectralEmbedding(n_components=2, n_neighbors=neighbours, random_state=seed),
-        "lle": lambda: manifold.LocallyLinearEmbedding(n_components=2, n_neighbors=neighbours, random_state=seed),
+        "spectral": lambda: manifold.SpectralEmbedding(
+            n_components=2, n_neighbors=neighbours, random_state=seed
+        ),
+        "lle": lambda: manifold.LocallyLinearEmbedding(
+            n_components=2, n_neighbors=neighbours, random_state=seed
+        ),
     }[method]()
 
 
@@ -49,7 +55,7 @@ def sentiment_scores(model, vectors, weights):
     at = next((i for i, layer in enumerate(layers) if isinstance(layer, MaskedMean)), None)
     if at is None or layers[at - 1].name != EMBEDDING:  # the head must read the mean of the token vectors
         return None
-    head = layers[at + 1:]
+    head = layers[at + 1 :]
     h0 = tf.constant((weights[:, None] * vectors).sum(0, keepdims=True) / max(weights.sum(), 1), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(h0)
@@ -70,7 +76,9 @@ def draw(points, labels, scores, title, path, dpi=100):
     if scores is None:
         ax.scatter(points[:, 0], points[:, 1], s=8, c="tab:gray")
     else:
-        limit = float(np.percentile(np.abs(scores), 95)) or 1.0  # a few extreme tokens would wash out the rest
+        limit = (
+            float(np.percentile(np.abs(scores), 95)) or 1.0
+        )  # a few extreme tokens would wash out the rest
         sc = ax.scatter(points[:, 0], points[:, 1], s=10, c=scores, cmap="RdBu", vmin=-limit, vmax=limit)
         fig.colorbar(sc, ax=ax, shrink=0.6, label="sentiment direction (negative <-> positive)")
     for (x, y), label in zip(points, labels):
@@ -107,7 +115,9 @@ def main(args):
     for method in tqdm(methods, desc="maps", file=sys.stderr, disable=len(methods) == 1):
         points = reducer(method, len(ids), args.seed).fit_transform(matrix[ids].astype(np.float64))
         path = out_dir / f"map-{method}.png"
-        title = (f"{method}: {len(ids)} most frequent tokens, {config['model']} model "
-                 f"({config['tokenizer']}, dim {matrix.shape[1]})")
+        title = (
+            f"{method}: {len(ids)} most frequent tokens, {config['model']} model "
+            f"({config['tokenizer']}, dim {matrix.shape[1]})"
+        )
         draw(points, labels, scores, title, path, dpi=args.dpi)
         print(f"saved {path}")

@@ -8,6 +8,7 @@ fastText model (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classifica
 (a linear classifier on the averaged n-gram embeddings; see embeddings/ngrams.py for the ids).
 Both models output a logit; sigmoid(logit) is the probability that the review is positive.
 """
+
 import keras
 from keras import layers, ops
 

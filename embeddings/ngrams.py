@@ -12,6 +12,7 @@ The bigram hash is a fixed arithmetic function of the two word ids (not Python's
 ``hash``), so the same run gives the same ids in every process. Words: lower case, runs of
 letters, digits and apostrophes, and each punctuation mark ("!", "?", ...) as its own token.
 """
+
 import json
 import re
 from collections import Counter
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 PAD, UNK = "<pad>", "<unk>"
 WORD = re.compile(r"[\w']+|[^\w\s]")
@@ -38,7 +39,9 @@ class NgramTokenizer:
 
     def __init__(self, vocabulary, buckets):
         if vocabulary[:2] != [PAD, UNK] or buckets < 0:
-            raise UserError("damaged n-gram tokenizer (vocabulary must start with <pad>, <unk>; buckets >= 0)")
+            raise UserError(
+                "damaged n-gram tokenizer (vocabulary must start with <pad>, <unk>; buckets >= 0)"
+            )
         self.tokens = list(vocabulary)
         self.buckets = int(buckets)
         self.index = {w: i for i, w in enumerate(self.tokens)}
@@ -75,7 +78,8 @@ class NgramTokenizer:
 
     def save(self, run_dir):
         (Path(run_dir) / self.filename).write_text(
-            json.dumps({"buckets": self.buckets, "tokens": self.tokens}, ensure_ascii=False))
+            json.dumps({"buckets": self.buckets, "tokens": self.tokens}, ensure_ascii=False)
+        )
 
     @classmethod
     def load(cls, run_dir):

@@ -5,13 +5,14 @@ for a line with no text (blank, or only control characters). Input bytes that ar
 (on stdin or in an argument) are replaced by U+FFFD with a warning on stderr naming the line;
 the other lines are still predicted.
 """
+
 import contextlib
 import sys
 
 import numpy as np
 
-from cliutil import UserError
 from embeddings import data, runs
+from tutorials_common.cliutil import UserError
 
 
 class Predictor:
@@ -82,7 +83,9 @@ def read_lines(args, stdin=None):
     else:
         stdin = sys.stdin if stdin is None else stdin
         if stdin is None or stdin.isatty():
-            raise UserError('no text given: pass reviews as arguments (predict "a great film") or one per line on stdin')
+            raise UserError(
+                'no text given: pass reviews as arguments (predict "a great film") or one per line on stdin'
+            )
         buffer = getattr(stdin, "buffer", None)
         content = buffer.read() if buffer is not None else stdin.read().encode("utf-8", "surrogatepass")
         raw = content.split(b"\n")
@@ -94,8 +97,10 @@ def read_lines(args, stdin=None):
     for number, item in enumerate(raw, 1):
         text, valid = to_text(item)
         if not valid:
-            print(f"warning: {where} {number} is not valid UTF-8; undecodable bytes replaced by U+FFFD",
-                  file=sys.stderr)
+            print(
+                f"warning: {where} {number} is not valid UTF-8; undecodable bytes replaced by U+FFFD",
+                file=sys.stderr,
+            )
         lines.append(text)
     return lines
 

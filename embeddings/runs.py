@@ -1,19 +1,20 @@
 """A training run's directory: what `train` writes and what the other commands read back.
 
-    <run>/config.json          model kind, tokenizer, sizes, seed, data split
-    <run>/model.keras          the trained Keras model (loaded with safe_mode=True: no lambdas run)
-    <run>/linear.json + linear.npz  the TF-IDF / NBSVM models instead: JSON and plain arrays
-    <run>/checkpoint.weights.h5  best weights so far (val loss), written during training
-    <run>/subword.model | bpemb.model | words.json | ngrams.json   the tokenizer
-    <run>/token_counts.npy     how often each token id occurs in the training split
-    <run>/logs/                TensorBoard logs
+<run>/config.json          model kind, tokenizer, sizes, seed, data split
+<run>/model.keras          the trained Keras model (loaded with safe_mode=True: no lambdas run)
+<run>/linear.json + linear.npz  the TF-IDF / NBSVM models instead: JSON and plain arrays
+<run>/checkpoint.weights.h5  best weights so far (val loss), written during training
+<run>/subword.model | bpemb.model | words.json | ngrams.json   the tokenizer
+<run>/token_counts.npy     how often each token id occurs in the training split
+<run>/logs/                TensorBoard logs
 """
+
 import json
 from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError, read_json
+from tutorials_common.cliutil import UserError, read_json
 
 MODELS = ("tutorial", "fasttext", "tfidf", "nbsvm")
 
@@ -24,10 +25,13 @@ def save_config(run_dir, config):
 
 def load_config(run_dir):
     path = Path(run_dir) / "config.json"
-    config = read_json(path, f"{run_dir} is not a training run (no config.json); train one with "
-                             "`python -m embeddings train`")
+    config = read_json(
+        path, f"{run_dir} is not a training run (no config.json); train one with `python -m embeddings train`"
+    )
     if not isinstance(config, dict) or config.get("model") not in MODELS:
-        raise UserError(f"{path} does not describe an embeddings run (\"model\" must be one of {', '.join(MODELS)})")
+        raise UserError(
+            f'{path} does not describe an embeddings run ("model" must be one of {", ".join(MODELS)})'
+        )
     return config
 
 
@@ -71,9 +75,13 @@ def load_embedding(run_dir):
     tokens = load_tokenizer(run_dir, config).tokens
     matrix = embedding_matrix(load_model(run_dir))
     counts_file = Path(run_dir) / "token_counts.npy"
-    counts = np.load(counts_file, allow_pickle=False) if counts_file.is_file() else np.zeros(len(tokens), np.int64)
+    counts = (
+        np.load(counts_file, allow_pickle=False) if counts_file.is_file() else np.zeros(len(tokens), np.int64)
+    )
     if config.get("tokenizer") == "ngrams":
-        matrix = matrix[:len(tokens)]  # the word rows; the hashed bigram buckets follow them
+        matrix = matrix[: len(tokens)]  # the word rows; the hashed bigram buckets follow them
     if matrix.shape[0] != len(tokens):
-        raise UserError(f"{run_dir}: embedding has {matrix.shape[0]} rows but the tokenizer {len(tokens)} tokens")
+        raise UserError(
+            f"{run_dir}: embedding has {matrix.shape[0]} rows but the tokenizer {len(tokens)} tokens"
+        )
     return tokens, matrix, counts

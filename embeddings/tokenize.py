@@ -10,6 +10,7 @@ The first two are `subword.py`'s tokenizers; all three offer ``encode_batch(text
 ``tokens`` (the text of every id, index = id) and ``vocab_size``. A run
 directory keeps the tokenizer as ``subword.model``, ``bpemb.model`` or ``words.json``.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -17,8 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import subword
-from cliutil import UserError
+from tutorials_common import subword
+from tutorials_common.cliutil import UserError
 
 PAD, UNK = "<pad>", "<unk>"
 FILENAMES = {"subword": "subword.model", "bpemb": "bpemb.model", "words": "words.json"}
@@ -45,7 +46,7 @@ class WordTokenizer:
         texts = [subword.clean(t) for t in texts]
         out = []
         for start in range(0, len(texts), batch_size):
-            ragged = self.layer(np.array(texts[start:start + batch_size], dtype=object))
+            ragged = self.layer(np.array(texts[start : start + batch_size], dtype=object))
             out.extend(ragged.to_list())
         return out
 
@@ -54,13 +55,15 @@ def build(kind, texts, vocab_size, work_dir, bpemb_dim=100):
     """Fit (or fetch) a tokenizer of `kind` on the training texts."""
     if kind == "subword":
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-        return subword.SentencePieceTokenizer.train(texts, Path(work_dir) / "subword", vocab_size,
-                                                    model_type="unigram", case_fold=True, bos_eos=False)
+        return subword.SentencePieceTokenizer.train(
+            texts, Path(work_dir) / "subword", vocab_size, model_type="unigram", case_fold=True, bos_eos=False
+        )
     if kind == "words":
         return WordTokenizer.train(texts, vocab_size)
     if kind == "bpemb":
-        return subword.BPEmbTokenizer.from_bpemb("en", vocab_size, bpemb_dim, need_vectors=False,
-                                                 unk_after_eos=False)
+        return subword.BPEmbTokenizer.from_bpemb(
+            "en", vocab_size, bpemb_dim, need_vectors=False, unk_after_eos=False
+        )
     raise UserError(f"unknown tokenizer {kind!r} (choose from {', '.join(FILENAMES)})")
 
 

@@ -7,13 +7,14 @@ the tokens nearest to v_A - v_B + v_C (of unit-length vectors), the three inputs
 A word is looked up as a token of the vocabulary, SentencePiece's word-initial "▁word" form first. With a
 subword vocabulary, a word that is not one token is the mean of its pieces' vectors.
 """
+
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from cliutil import UserError
-from subword import WORD_START
+from tutorials_common.cliutil import UserError
+from tutorials_common.subword import WORD_START
 
 UNKNOWN = ("<unk>", "[UNK]", "<pad>")
 
@@ -38,8 +39,10 @@ class Vectors:
                 return [self.index[form]]
         pieces = self.split(word) if self.split is not None and word.strip() else []
         if pieces and all(usable(p) for p in pieces):
-            print(f"note: {word!r} is not one token; using the mean of its pieces {' '.join(pieces)}",
-                  file=sys.stderr)
+            print(
+                f"note: {word!r} is not one token; using the mean of its pieces {' '.join(pieces)}",
+                file=sys.stderr,
+            )
             return [self.index[p] for p in pieces]
         return []
 
@@ -86,7 +89,7 @@ def from_run(run_dir):
 
 def from_bpemb(vs, dim):
     """BPEmb's pretrained English vectors (downloaded with internet; from the mirror offline)."""
-    from subword import BPEmbTokenizer, load_bpemb_vectors
+    from tutorials_common.subword import BPEmbTokenizer, load_bpemb_vectors
 
     tokenizer = BPEmbTokenizer.from_bpemb("en", vs, dim)
     kv = load_bpemb_vectors(tokenizer.emb_file)

@@ -5,14 +5,15 @@ step (`tf.function`: forward, a sum loss, gradients of all weights), timed side 
 this process. Reported: median milliseconds per step and the time ratio to keras.layers.LSTM,
 written as bench.json and bench.md into --out (default out/bench/lstm) by benchreport.
 """
+
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import benchreport
 from lstm.cell import LSTM
+from tutorials_common import benchreport
 
 
 def timed_step(layer, x, repeats):
@@ -52,19 +53,36 @@ def main(args):
     for r in range(rounds):
         for name, layer in layers.items():
             times[name].append(timed_step(layer, x, steps))
-        benchreport.log(f"round {r + 1}/{rounds}: " + ", ".join(f"{n.split(' (')[0]} {1000 * t[-1]:.1f} ms"
-                                                                for n, t in times.items()))
+        benchreport.log(
+            f"round {r + 1}/{rounds}: "
+            + ", ".join(f"{n.split(' (')[0]} {1000 * t[-1]:.1f} ms" for n, t in times.items())
+        )
     ms = {name: 1000 * float(np.median(t)) for name, t in times.items()}
     base = ms["keras.layers.LSTM"]
     threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
-    report = benchreport.header(command, units=args.units, batch=args.batch, length=args.length,
-                                inputs=args.inputs, rounds=rounds, steps_per_round=steps, threads=threads,
-                                ms_per_step=ms, time_ratio_to_keras={n: t / base for n, t in ms.items()})
-    lines = [f"Measured {report['date']} on {report['device']} with `{command}`: compiled forward+backward "
-             f"(sum loss, gradients of all weights), units {args.units}, batch {args.batch}, length "
-             f"{args.length}, {args.inputs} inputs; median of {rounds} interleaved rounds x {steps} steps "
-             f"({threads} threads). Ratio = our time / keras.layers.LSTM's time (below 1: faster).", ""]
-    lines += benchreport.table((f"forward+backward, ms/step: {name}", f"{t:.2f}", f"{base:.2f}", f"{t / base:.2f}")
-                               for name, t in ms.items() if name != "keras.layers.LSTM")
+    report = benchreport.header(
+        command,
+        units=args.units,
+        batch=args.batch,
+        length=args.length,
+        inputs=args.inputs,
+        rounds=rounds,
+        steps_per_round=steps,
+        threads=threads,
+        ms_per_step=ms,
+        time_ratio_to_keras={n: t / base for n, t in ms.items()},
+    )
+    lines = [
+        f"Measured {report['date']} on {report['device']} with `{command}`: compiled forward+backward "
+        f"(sum loss, gradients of all weights), units {args.units}, batch {args.batch}, length "
+        f"{args.length}, {args.inputs} inputs; median of {rounds} interleaved rounds x {steps} steps "
+        f"({threads} threads). Ratio = our time / keras.layers.LSTM's time (below 1: faster).",
+        "",
+    ]
+    lines += benchreport.table(
+        (f"forward+backward, ms/step: {name}", f"{t:.2f}", f"{base:.2f}", f"{t / base:.2f}")
+        for name, t in ms.items()
+        if name != "keras.layers.LSTM"
+    )
     benchreport.write(args.out, report, "\n".join(lines) + "\n")
     return 0

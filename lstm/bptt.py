@@ -9,6 +9,7 @@ against automatic differentiation, not for speed. Shapes: x (batch, time, inputs
 Errors of the pre-activations carry a `_bar` (delta_obar = dJ/do_bar); errors of gate
 activations do not (delta_o = dJ/do).
 """
+
 import numpy as np
 
 
@@ -75,8 +76,21 @@ def forward(cell, params, x):
         y = o * h(c)
         act = {"in": i, "for": f, "out": o}
         gates = np.concatenate([act[k] for k in cell.gates], axis=-1) if cell.gates else gates_prev
-        steps.append(dict(x=x[:, t], bar=bar, z=z, i=i, f=f, o=o, c=c, y=y,
-                          c_prev=c_prev, y_prev=y_prev, gates_prev=gates_prev))
+        steps.append(
+            dict(
+                x=x[:, t],
+                bar=bar,
+                z=z,
+                i=i,
+                f=f,
+                o=o,
+                c=c,
+                y=y,
+                c_prev=c_prev,
+                y_prev=y_prev,
+                gates_prev=gates_prev,
+            )
+        )
         y_prev, c_prev, gates_prev = y, c, gates
     return np.stack([s["y"] for s in steps], axis=1), steps
 

@@ -13,6 +13,7 @@ g and h are tanh. Every variant of the paper is a flag (see VARIANTS). The weigh
 blocks that exist are stacked in the order (in, for, z, out), which is Keras' (i, f, c, o),
 so the vanilla cell without peepholes takes `keras.layers.LSTM`'s weights unchanged.
 """
+
 import keras
 from keras import ops
 
@@ -88,20 +89,26 @@ class LSTMCell(keras.layers.Layer):
     def build(self, input_shape):
         n, k = self.units, len(self.blocks)
         self.kernel = self.add_weight((input_shape[-1], k * n), self.kernel_initializer, name="kernel")  # W
-        self.recurrent_kernel = self.add_weight((n, k * n), self.recurrent_initializer, name="recurrent_kernel")  # R
+        self.recurrent_kernel = self.add_weight(
+            (n, k * n), self.recurrent_initializer, name="recurrent_kernel"
+        )  # R
         self.bias = self.add_weight((k * n,), self._bias_initializer, name="bias")  # b
         peep = {"in": "p_in", "for": "p_for", "out": "p_out"}
         self.peephole = {}
         if self.peepholes:  # the paper's p_in, p_for, p_out (zero at the start: V starts as NP)
             for gate in self.gates:
                 self.peephole[gate] = self.add_weight((n,), "zeros", name=peep[gate])
-        if self.full_gate_recurrence:  # from every gate at t-1 to every gate at t (zero at the start: FGR starts as V)
+        if (
+            self.full_gate_recurrence
+        ):  # from every gate at t-1 to every gate at t (zero at the start: FGR starts as V)
             m = len(self.gates) * n
             self.gate_recurrent_kernel = self.add_weight((m, m), "zeros", name="gate_recurrent_kernel")
 
     def _bias_initializer(self, shape, dtype=None):
         """Zeros, except `forget_bias` for the forget gate (Gers et al. 2000; Keras' unit_forget_bias)."""
-        parts = [ops.full((self.units,), self.forget_bias if b == "for" else 0.0, dtype=dtype) for b in self.blocks]
+        parts = [
+            ops.full((self.units,), self.forget_bias if b == "for" else 0.0, dtype=dtype) for b in self.blocks
+        ]
         return ops.concatenate(parts)
 
     def call(self, inputs, states, training=False):
@@ -156,13 +163,26 @@ class LSTM(keras.layers.RNN):
     train step no Python runs per time step. Masks are honoured as in `keras.layers.LSTM`.
     """
 
-    CELL_ARGS = ("input_gate", "forget_gate", "output_gate", "input_activation", "output_activation",
-                 "peepholes", "coupled_gates", "full_gate_recurrence", "forget_bias",
-                 "kernel_initializer", "recurrent_initializer")
+    CELL_ARGS = (
+        "input_gate",
+        "forget_gate",
+        "output_gate",
+        "input_activation",
+        "output_activation",
+        "peepholes",
+        "coupled_gates",
+        "full_gate_recurrence",
+        "forget_bias",
+        "kernel_initializer",
+        "recurrent_initializer",
+    )
 
     def __init__(self, units, variant="V", return_sequences=True, return_state=False, **kwargs):
         self.variant = variant
-        self.cell_flags = {**variant_flags(variant), **{k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs}}
+        self.cell_flags = {
+            **variant_flags(variant),
+            **{k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs},
+        }
         cell = LSTMCell(units, dtype=kwargs.get("dtype"), name="lstm_cell", **self.cell_flags)
         for key in ("cell", "go_backwards", "stateful", "unroll", "zero_output_for_mask"):
             kwargs.pop(key, None)  # fixed here; present in configs written by RNN.get_config
@@ -171,8 +191,12 @@ class LSTM(keras.layers.RNN):
     def get_config(self):
         config = {k: v for k, v in super().get_config().items() if k != "cell"}
         cell = self.cell.get_config()
-        return {**config, "units": self.cell.units, "variant": self.variant,
-                **{k: cell[k] for k in self.CELL_ARGS}}
+        return {
+            **config,
+            "units": self.cell.units,
+            "variant": self.variant,
+            **{k: cell[k] for k in self.CELL_ARGS},
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -5,12 +5,13 @@ JSON: {"train": [chorale, ...], "valid": [...], "test": [...]}, a chorale being 
 time steps and a time step the list of MIDI pitches sounding. The .mat files of the same
 benchmark family (JSB_Chorales, Nottingham, Piano_midi, MuseData) already hold piano rolls.
 """
+
 import json
 
 import numpy as np
 
-import datafiles
-from cliutil import UserError
+from tutorials_common import datafiles
+from tutorials_common.cliutil import UserError
 
 LOWEST, KEYS = 21, 88  # piano keys A0 (MIDI 21) .. C8 (MIDI 108)
 SPLITS = ("train", "valid", "test")
@@ -54,15 +55,19 @@ def load_json(path):
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise UserError(f'{path} must hold a JSON object {{"train": [...], "valid": [...], "test": [...]}}, '
-                        f"not a {type(data).__name__}")
+        raise UserError(
+            f'{path} must hold a JSON object {{"train": [...], "valid": [...], "test": [...]}}, '
+            f"not a {type(data).__name__}"
+        )
     missing = [s for s in SPLITS if s not in data]
     if missing:
         raise UserError(f"{path} has no {', '.join(missing)} split")
     splits = {}
     for s in SPLITS:
         if not isinstance(data[s], list):
-            raise UserError(f"{path}: the {s} split must be a list of chorales, not a {type(data[s]).__name__}")
+            raise UserError(
+                f"{path}: the {s} split must be a list of chorales, not a {type(data[s]).__name__}"
+            )
         splits[s] = []
         for k, chorale in enumerate(data[s]):
             try:

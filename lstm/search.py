@@ -18,6 +18,7 @@ Each finished trial is one JSON line in the results file; a rerun skips the tria
 are trained again, same hyper-parameters and seed, for longer (`--epochs`, `--patience`; 200 and 10 by
 default). Selection uses validation only. Refined trials go to the same file with "stage": 2.
 """
+
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 SEED = 2017
 TRIALS, MAX_EPOCHS, PATIENCE = 20, 30, 5  # 20 x 9 trials of ~40 s CPU fit about 2 hours of one core
@@ -61,8 +62,17 @@ def plan(variants, trials, max_epochs, patience, batch_size, fixed=None):
     for trial in range(trials):
         for v in variants:
             params = {**draw(trial, v), **(fixed or {})}
-            tasks.append({"variant": v, "trial": trial, **params, "seed": trial, "max_epochs": max_epochs,
-                          "patience": patience, "batch_size": batch_size})
+            tasks.append(
+                {
+                    "variant": v,
+                    "trial": trial,
+                    **params,
+                    "seed": trial,
+                    "max_epochs": max_epochs,
+                    "patience": patience,
+                    "batch_size": batch_size,
+                }
+            )
     return tasks
 
 
@@ -89,8 +99,15 @@ def refine_plan(rows, variants, k, max_epochs, patience):
         for v in variants:
             if rank < len(ranked[v]):
                 row = ranked[v][rank]
-                tasks.append({**{key: row[key] for key in KEY}, "seed": row.get("seed", row["trial"]),
-                              "max_epochs": max_epochs, "patience": patience, "stage": 2})
+                tasks.append(
+                    {
+                        **{key: row[key] for key in KEY},
+                        "seed": row.get("seed", row["trial"]),
+                        "max_epochs": max_epochs,
+                        "patience": patience,
+                        "stage": 2,
+                    }
+                )
     return tasks
 
 
@@ -105,9 +122,12 @@ def _record(line):
     except ValueError:
         return None
     number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
-    if not isinstance(row, dict) or not isinstance(row.get("variant"), str) or any(
-        k not in row or not number(row[k]) for k in NUMBERS
-    ) or any(not number(row.get(k)) for k in OPTIONAL):
+    if (
+        not isinstance(row, dict)
+        or not isinstance(row.get("variant"), str)
+        or any(k not in row or not number(row[k]) for k in NUMBERS)
+        or any(not number(row.get(k)) for k in OPTIONAL)
+    ):
         return None
     return {k: (math.nan if v is None else v) for k, v in row.items()}
 
@@ -126,8 +146,10 @@ def read_results(path):
             elif line.strip():
                 bad.append(number)
     if bad:
-        print(f"warning: {path}: {len(bad)} line(s) are not trial records (first: line {bad[0]}); ignored",
-              file=sys.stderr)
+        print(
+            f"warning: {path}: {len(bad)} line(s) are not trial records (first: line {bad[0]}); ignored",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -166,9 +188,19 @@ def run_trial(task):
 
     start = time.time()
     with contextlib.redirect_stdout(sys.stderr):
-        best = train_run(_SPLITS, task["variant"], task["units"], task["lr"], task["seed"], task["max_epochs"],
-                         batch_size=task["batch_size"], dropout=task["dropout"], noise=task["noise"],
-                         beta_1=task["beta_1"], patience=task["patience"])
+        best = train_run(
+            _SPLITS,
+            task["variant"],
+            task["units"],
+            task["lr"],
+            task["seed"],
+            task["max_epochs"],
+            batch_size=task["batch_size"],
+            dropout=task["dropout"],
+            noise=task["noise"],
+            beta_1=task["beta_1"],
+            patience=task["patience"],
+        )
     return {**task, **best, "seconds": round(time.time() - start, 1)}
 
 
@@ -187,17 +219,21 @@ def search(args, variants, splits):
         max_epochs, patience = args.epochs or REFINE_EPOCHS, args.patience or REFINE_PATIENCE
         tasks = refine_plan(rows, variants, args.refine, max_epochs, patience)
         if not tasks:
-            raise UserError(f"{path} holds no first-stage trials ({MAX_EPOCHS} epochs, patience {PATIENCE}) "
-                            f"of {', '.join(variants)} to refine; run the search without --refine first")
+            raise UserError(
+                f"{path} holds no first-stage trials ({MAX_EPOCHS} epochs, patience {PATIENCE}) "
+                f"of {', '.join(variants)} to refine; run the search without --refine first"
+            )
     else:
         max_epochs, patience = args.epochs or MAX_EPOCHS, args.patience or PATIENCE
         fixed = {k: v for k, v in (("units", args.units), ("lr", args.lr)) if v}
         tasks = plan(variants, args.trials or TRIALS, max_epochs, patience, args.batch_size, fixed)
     done = {tuple(r[k] for k in KEY) for r in rows}
     todo = [t for t in tasks if tuple(t[k] for k in KEY) not in done]
-    print(f"{len(todo)} trials to {'refine' if args.refine else 'train'} ({len(tasks) - len(todo)} of {len(tasks)} "
-          f"already in {path}); up to {max_epochs} epochs each, patience {patience}, {args.jobs} process(es)",
-          file=sys.stderr)
+    print(
+        f"{len(todo)} trials to {'refine' if args.refine else 'train'} ({len(tasks) - len(todo)} of {len(tasks)} "
+        f"already in {path}); up to {max_epochs} epochs each, patience {patience}, {args.jobs} process(es)",
+        file=sys.stderr,
+    )
     if todo:
         # 'spawn': TensorFlow is not fork-safe. imap keeps the plan's order, so the results file has the
         # same lines whatever the number of processes.

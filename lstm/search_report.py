@@ -12,14 +12,15 @@ The figures, the trial counts, the medians and the importance use the random-sea
 equal-budget draws). A variant's headline, its best-validation trial, is chosen among all its trials, the
 refined ones (stage 2, `variants --refine K`) included; a second table lists the refined trials.
 """
+
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
 from lstm.search import KEY, SPACE, first_stage, read_results, stage
+from tutorials_common.cliutil import UserError
 
 BAI_2018_LSTM_JSB = 8.45  # LSTM test NLL on JSB Chorales, Bai et al. (2018)
 GOAL = 8.30  # issue 15: tuned vanilla LSTM
@@ -37,9 +38,12 @@ def summarize(rows):
         runs = [r for r in rows if r["variant"] == v and stage(r) == 1]
         ok = _finite(runs)
         candidates = _finite([r for r in rows if r["variant"] == v])
-        table[v] = {"trials": len(runs), "diverged": len(runs) - len(ok),
-                    "median_test": float(np.median([r["test_nll"] for r in ok])) if ok else math.nan,
-                    "best": min(candidates, key=lambda r: r["valid_nll"]) if candidates else None}
+        table[v] = {
+            "trials": len(runs),
+            "diverged": len(runs) - len(ok),
+            "median_test": float(np.median([r["test_nll"] for r in ok])) if ok else math.nan,
+            "best": min(candidates, key=lambda r: r["valid_nll"]) if candidates else None,
+        }
     return table
 
 
@@ -58,7 +62,9 @@ def explained_variance(x, y, bins):
         return math.nan
     edges = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1])
     which = np.searchsorted(edges, x, side="right")
-    between = sum(np.sum(which == b) * (y[which == b].mean() - y.mean()) ** 2 for b in range(bins) if np.any(which == b))
+    between = sum(
+        np.sum(which == b) * (y[which == b].mean() - y.mean()) ** 2 for b in range(bins) if np.any(which == b)
+    )
     return float(between / total)
 
 
@@ -88,7 +94,9 @@ def box_plot(rows, table, path, title):
     plt = _plt()
     names = list(table)
     ok = _finite(rows)
-    samples = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 1] or [math.nan] for v in names]
+    samples = [
+        [r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 1] or [math.nan] for v in names
+    ]
     refined = [[r["test_nll"] for r in ok if r["variant"] == v and stage(r) == 2] for v in names]
     fig, ax = plt.subplots(figsize=(7.6, 3.4), dpi=90)
     ax.boxplot(samples, tick_labels=names, showfliers=False)
@@ -96,7 +104,9 @@ def box_plot(rows, table, path, title):
         ax.plot(np.full(len(s), k), s, ".", color="C0", alpha=0.5)
         ax.plot(np.full(len(r), k + 0.25), r, "x", color="C2", ms=5)
         if table[v]["best"]:
-            ax.plot(k + 0.25 * (stage(table[v]["best"]) == 2), table[v]["best"]["test_nll"], "*", color="C3", ms=9)
+            ax.plot(
+                k + 0.25 * (stage(table[v]["best"]) == 2), table[v]["best"]["test_nll"], "*", color="C3", ms=9
+            )
     ax.axhline(BAI_2018_LSTM_JSB, color="C3", ls="--", lw=0.8, label="LSTM, Bai et al. 2018: 8.45")
     if any(refined):
         ax.plot([], [], "x", color="C2", label="refined trials")
@@ -121,7 +131,14 @@ def lr_plot(rows, path, title, bins=6):
     fig, ax = plt.subplots(figsize=(7.2, 3.4), dpi=90)
     for k, v in enumerate(dict.fromkeys(r["variant"] for r in ok)):
         runs = [r for r in ok if r["variant"] == v]
-        ax.plot([r["lr"] for r in runs], [r["test_nll"] for r in runs], ".", color=f"C{k % 10}", alpha=0.6, label=v)
+        ax.plot(
+            [r["lr"] for r in runs],
+            [r["test_nll"] for r in runs],
+            ".",
+            color=f"C{k % 10}",
+            alpha=0.6,
+            label=v,
+        )
     if ok:
         low, high = SPACE["lr"][:2]
         edges = np.geomspace(low, high, bins + 1)
@@ -159,16 +176,25 @@ def refined_table(rows):
         return []
     same_trial = lambda r: tuple(r[k] for k in KEY if k not in ("max_epochs", "patience"))  # noqa: E731
     source = {same_trial(r): r for r in first_stage(rows)}
-    lines = ["", "Refined trials (stage 2): each variant's best random-search trials by validation NLL, trained "
-             "again with the same hyper-parameters and seed for longer:", "",
-             "| variant | trial | units | lr | search valid NLL | search test NLL | refined valid NLL | "
-             "refined test NLL | epochs (best/run) | patience |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "Refined trials (stage 2): each variant's best random-search trials by validation NLL, trained "
+        "again with the same hyper-parameters and seed for longer:",
+        "",
+        "| variant | trial | units | lr | search valid NLL | search test NLL | refined valid NLL | "
+        "refined test NLL | epochs (best/run) | patience |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     order = list(dict.fromkeys(r["variant"] for r in rows))
-    for r in sorted(refined, key=lambda r: (order.index(r["variant"]), np.nan_to_num(r["valid_nll"], nan=np.inf))):
+    for r in sorted(
+        refined, key=lambda r: (order.index(r["variant"]), np.nan_to_num(r["valid_nll"], nan=np.inf))
+    ):
         s = source.get(same_trial(r))
         searched = f"{s['valid_nll']:.3f} | {s['test_nll']:.3f}" if s else "– | –"
-        lines.append(f"| {r['variant']} | {r['trial']} | {r['units']} | {r['lr']:.2e} | {searched} | "
-                     f"{r['valid_nll']:.3f} | {r['test_nll']:.3f} | {_epochs(r)} | {r['patience']} |")
+        lines.append(
+            f"| {r['variant']} | {r['trial']} | {r['units']} | {r['lr']:.2e} | {searched} | "
+            f"{r['valid_nll']:.3f} | {r['test_nll']:.3f} | {_epochs(r)} | {r['patience']} |"
+        )
     return lines
 
 
@@ -176,32 +202,45 @@ def markdown(rows, source):
     """The report as Markdown: per-variant table, refined trials and the hyper-parameter importance."""
     table = summarize(rows)
     searched = [r for r in rows if stage(r) == 1]
-    lines = [f"Random search on JSB Chorales, results file `{source}` ({len(searched)} random-search trials, "
-             f"{len(rows) - len(searched)} refined). Test NLL per time step at each trial's best-validation "
-             "epoch; a variant's score is its best-validation trial's, of either stage. Trials, diverged and "
-             "median count the random-search trials only.", "",
-             "| variant | trials | diverged | test NLL (best-validation trial) | its valid NLL | stage | units | lr | "
-             "beta_1 | noise | dropout | epochs (best/run) | median test NLL |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Random search on JSB Chorales, results file `{source}` ({len(searched)} random-search trials, "
+        f"{len(rows) - len(searched)} refined). Test NLL per time step at each trial's best-validation "
+        "epoch; a variant's score is its best-validation trial's, of either stage. Trials, diverged and "
+        "median count the random-search trials only.",
+        "",
+        "| variant | trials | diverged | test NLL (best-validation trial) | its valid NLL | stage | units | lr | "
+        "beta_1 | noise | dropout | epochs (best/run) | median test NLL |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for v, t in table.items():
         b = t["best"]
         if b is None:
             lines.append(f"| {v} | {t['trials']} | {t['diverged']} | – | – | – | – | – | – | – | – | – | – |")
             continue
-        lines.append(f"| {v} | {t['trials']} | {t['diverged']} | **{b['test_nll']:.3f}** | {b['valid_nll']:.3f} | "
-                     f"{'search' if stage(b) == 1 else 'refined'} | {b['units']} | {b['lr']:.2e} | "
-                     f"{b['beta_1']:.3f} | {b['noise']:.2f} | {b['dropout']:.2f} | {_epochs(b)} | "
-                     f"{t['median_test']:.3f} |")
+        lines.append(
+            f"| {v} | {t['trials']} | {t['diverged']} | **{b['test_nll']:.3f}** | {b['valid_nll']:.3f} | "
+            f"{'search' if stage(b) == 1 else 'refined'} | {b['units']} | {b['lr']:.2e} | "
+            f"{b['beta_1']:.3f} | {b['noise']:.2f} | {b['dropout']:.2f} | {_epochs(b)} | "
+            f"{t['median_test']:.3f} |"
+        )
     lines += refined_table(rows)
     shares, chance, n, bins = importance(searched)
-    lines += ["", f"Share of the variance of test NLL explained by each hyper-parameter ({bins} quantile bins, "
-              f"{n} finished random-search trials of all variants pooled, each variant's mean removed; an irrelevant "
-              f"hyper-parameter gets about {chance:.2f} by chance):", "",
-              "| hyper-parameter | drawn | variance explained |", "|---|---|---|"]
+    lines += [
+        "",
+        f"Share of the variance of test NLL explained by each hyper-parameter ({bins} quantile bins, "
+        f"{n} finished random-search trials of all variants pooled, each variant's mean removed; an irrelevant "
+        f"hyper-parameter gets about {chance:.2f} by chance):",
+        "",
+        "| hyper-parameter | drawn | variance explained |",
+        "|---|---|---|",
+    ]
     for name, share in sorted(shares.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-1)):
         low, high, scale = SPACE[name]
-        drawn = {"log": f"log-uniform [{low:g}, {high:g}]", "linear": f"uniform [{low:g}, {high:g}]",
-                 "1-log": f"1 - log-uniform [{low:g}, {high:g}]"}[scale]
+        drawn = {
+            "log": f"log-uniform [{low:g}, {high:g}]",
+            "linear": f"uniform [{low:g}, {high:g}]",
+            "1-log": f"1 - log-uniform [{low:g}, {high:g}]",
+        }[scale]
         lines.append(f"| {name} | {drawn} | {share:.2f} |")
     return "\n".join(lines) + "\n", table
 
@@ -211,17 +250,30 @@ def report(results, out, name="jsb"):
     results, out = Path(results), Path(out)
     rows = read_results(results)
     if not rows:
-        raise UserError(f"{results} holds no finished trials; run `python -m lstm variants --budget full` first")
+        raise UserError(
+            f"{results} holds no finished trials; run `python -m lstm variants --budget full` first"
+        )
     out.mkdir(parents=True, exist_ok=True)
     text, table = markdown(rows, results.name)
     (out / "search-report.md").write_text(text)
     per_variant = min(t["trials"] for t in table.values())
     searched = [r for r in rows if stage(r) == 1]
-    box_plot(rows, table, out / "search-box.png", f"{name}: test NLL over random-search trials "
-                                                  f"(at least {per_variant} per variant)")
-    lr_plot(searched, out / "search-lr.png", f"{name}: learning-rate sensitivity ({len(searched)} random-search trials)")
+    box_plot(
+        rows,
+        table,
+        out / "search-box.png",
+        f"{name}: test NLL over random-search trials (at least {per_variant} per variant)",
+    )
+    lr_plot(
+        searched,
+        out / "search-lr.png",
+        f"{name}: learning-rate sensitivity ({len(searched)} random-search trials)",
+    )
     print(text)
-    print(f"wrote {out / 'search-report.md'}, {out / 'search-box.png'}, {out / 'search-lr.png'}", file=sys.stderr)
+    print(
+        f"wrote {out / 'search-report.md'}, {out / 'search-box.png'}, {out / 'search-lr.png'}",
+        file=sys.stderr,
+    )
     return 0
 
 

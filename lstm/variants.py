@@ -8,6 +8,7 @@ et al. 2018). Each run keeps the epoch with the best validation NLL and reports 
 Every finished run is appended to results.csv, and a rerun with the same --out skips it.
 `--budget full` is Greff et al.'s random search per variant instead: lstm/search.py.
 """
+
 import contextlib
 import csv
 import json
@@ -18,14 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
 from lstm import data
 from lstm.cell import VARIANTS
+from tutorials_common.cliutil import UserError
 
 DEFAULTS = {"quick": {"seeds": 3, "epochs": 50}, "full": {"seeds": 5, "epochs": 50}}
 DEFAULT_CONFIG = {"units": 128, "lr": 1e-2}
-BAI_2018_LSTM_JSB = 8.45  # LSTM test NLL on JSB Chorales reported by Bai et al. (2018), the bar for this study
-FIELDS = ["variant", "units", "lr", "seed", "epochs", "batch_size", "best_epoch", "valid_nll", "test_nll", "seconds"]
+BAI_2018_LSTM_JSB = (
+    8.45  # LSTM test NLL on JSB Chorales reported by Bai et al. (2018), the bar for this study
+)
+FIELDS = [
+    "variant",
+    "units",
+    "lr",
+    "seed",
+    "epochs",
+    "batch_size",
+    "best_epoch",
+    "valid_nll",
+    "test_nll",
+    "seconds",
+]
 
 
 def nll(logits, targets, mask):
@@ -57,13 +71,26 @@ def batches(rolls, batch_size, rng=None):
     """(inputs, targets, mask) batches padded to their longest roll; shuffled when rng is given."""
     order = rng.permutation(len(rolls)) if rng is not None else np.arange(len(rolls))
     for start in range(0, len(rolls), batch_size):
-        padded, lengths = data.pad([rolls[k] for k in order[start:start + batch_size]])
+        padded, lengths = data.pad([rolls[k] for k in order[start : start + batch_size]])
         mask = np.arange(padded.shape[1] - 1)[None, :] < (lengths - 1)[:, None]
         yield padded[:, :-1], padded[:, 1:], mask
 
 
-def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1.0, progress=None,
-              dropout=0.3, noise=0.0, beta_1=0.9, patience=None):
+def train_run(
+    splits,
+    variant,
+    units,
+    lr,
+    seed,
+    epochs,
+    batch_size=8,
+    clipnorm=1.0,
+    progress=None,
+    dropout=0.3,
+    noise=0.0,
+    beta_1=0.9,
+    patience=None,
+):
     """Train one model; return dict(best_epoch, valid_nll, test_nll, epochs_run) at the best validation
     epoch. `patience`: stop after that many epochs without a better validation NLL (early stopping)."""
     import keras
@@ -72,8 +99,11 @@ def train_run(splits, variant, units, lr, seed, epochs, batch_size=8, clipnorm=1
     keras.utils.set_random_seed(seed)
     model = build_model(variant, units, dropout=dropout, noise=noise)
     optimizer = keras.optimizers.Adam(lr, beta_1=beta_1, global_clipnorm=clipnorm)
-    spec = (tf.TensorSpec((None, None, data.KEYS)), tf.TensorSpec((None, None, data.KEYS)),
-            tf.TensorSpec((None, None), tf.bool))
+    spec = (
+        tf.TensorSpec((None, None, data.KEYS)),
+        tf.TensorSpec((None, None, data.KEYS)),
+        tf.TensorSpec((None, None), tf.bool),
+    )
 
     @tf.function(input_signature=spec)
     def train_step(x, target, mask):
@@ -154,17 +184,26 @@ def summarize(rows, variants):
         if not runs:
             continue
         configs = {(r["units"], r["lr"]) for r in runs}
-        best = min(configs, key=lambda c: np.mean([r["valid_nll"] for r in runs if (r["units"], r["lr"]) == c]))
+        best = min(
+            configs, key=lambda c: np.mean([r["valid_nll"] for r in runs if (r["units"], r["lr"]) == c])
+        )
         chosen[v] = (best, np.array([r["test_nll"] for r in runs if (r["units"], r["lr"]) == best]))
     chosen = {v: (c, t[np.isfinite(t)], int(np.sum(~np.isfinite(t)))) for v, (c, t) in chosen.items()}
     table = []
     for v, ((units, lr), test, diverged) in chosen.items():
         if not len(test):
             test = np.array([np.nan])
-        row = {"variant": v, "units": units, "lr": lr, "runs": len(test) + diverged, "diverged": diverged,
-               "mean": float(np.mean(test)),
-               "std": float(np.std(test, ddof=1)) if len(test) > 1 else float("nan"), "best": float(np.min(test)),
-               "p_vs_V": float("nan")}
+        row = {
+            "variant": v,
+            "units": units,
+            "lr": lr,
+            "runs": len(test) + diverged,
+            "diverged": diverged,
+            "mean": float(np.mean(test)),
+            "std": float(np.std(test, ddof=1)) if len(test) > 1 else float("nan"),
+            "best": float(np.min(test)),
+            "p_vs_V": float("nan"),
+        }
         if v != "V" and "V" in chosen and len(test) > 1 and len(chosen["V"][1]) > 1:
             row["p_vs_V"] = float(stats.ttest_ind(test, chosen["V"][1], equal_var=False).pvalue)
         table.append(row)
@@ -219,8 +258,10 @@ def main(args):
     key = lambda v, c, s: (v, c["units"], c["lr"], s, epochs, args.batch_size)  # noqa: E731
     done = {(r["variant"], r["units"], r["lr"], r["seed"], r["epochs"], r["batch_size"]): r for r in all_rows}
     plan = [(v, c, s) for c in configs for s in range(seeds) for v in variants if key(v, c, s) not in done]
-    print(f"{len(plan)} runs to train ({len(done)} runs already in {results_path}); {epochs} epochs each",
-          file=sys.stderr)
+    print(
+        f"{len(plan)} runs to train ({len(done)} runs already in {results_path}); {epochs} epochs each",
+        file=sys.stderr,
+    )
     bar = tqdm(plan, desc="runs", file=sys.stderr, dynamic_ncols=True)
     for v, c, s in bar:
         bar.set_postfix(variant=v, seed=s, **c)
@@ -228,8 +269,15 @@ def main(args):
         with contextlib.redirect_stdout(sys.stderr):
             best = train_run(splits, v, c["units"], c["lr"], s, epochs, batch_size=args.batch_size)
         best.pop("epochs_run")  # every quick run trains all its epochs
-        row = {"variant": v, **c, "seed": s, "epochs": epochs, "batch_size": args.batch_size, **best,
-               "seconds": time.time() - start}
+        row = {
+            "variant": v,
+            **c,
+            "seed": s,
+            "epochs": epochs,
+            "batch_size": args.batch_size,
+            **best,
+            "seconds": time.time() - start,
+        }
         done[key(v, c, s)] = row
         all_rows.append(row)
         write_results(results_path, all_rows)
@@ -237,17 +285,30 @@ def main(args):
     rows = [done[key(v, c, s)] for c in configs for s in range(seeds) for v in variants]
     table, samples = summarize(rows, variants)
     name = args.data or args.dataset
-    print(f"test NLL per time step ({name}, budget {args.budget}: {epochs} epochs, {seeds} seeds, "
-          f"{len(configs)} configuration(s); best-validation epoch of each run)")
-    print(f"{'variant':8} {'units':>5} {'lr':>8} {'runs':>4} {'diverged':>8} {'mean':>7} {'std':>6} {'best':>7} {'p vs V':>8}")
+    print(
+        f"test NLL per time step ({name}, budget {args.budget}: {epochs} epochs, {seeds} seeds, "
+        f"{len(configs)} configuration(s); best-validation epoch of each run)"
+    )
+    print(
+        f"{'variant':8} {'units':>5} {'lr':>8} {'runs':>4} {'diverged':>8} {'mean':>7} {'std':>6} {'best':>7} {'p vs V':>8}"
+    )
     for r in table:
         sig = " *" if r["p_vs_V"] < 0.05 else ""
-        print(f"{r['variant']:8} {r['units']:5d} {r['lr']:8.2e} {r['runs']:4d} {r['diverged']:8d} {r['mean']:7.3f} {r['std']:6.3f} "
-              f"{r['best']:7.3f} {r['p_vs_V']:8.3g}{sig}")
-    print("* differs from V at p < 0.05 (Welch's t-test on test NLL; diverged runs are left out of the statistics)")
+        print(
+            f"{r['variant']:8} {r['units']:5d} {r['lr']:8.2e} {r['runs']:4d} {r['diverged']:8d} {r['mean']:7.3f} {r['std']:6.3f} "
+            f"{r['best']:7.3f} {r['p_vs_V']:8.3g}{sig}"
+        )
+    print(
+        "* differs from V at p < 0.05 (Welch's t-test on test NLL; diverged runs are left out of the statistics)"
+    )
     with open(out / "summary.json", "w") as f:
         json.dump(table, f, indent=1)
     reference = (BAI_2018_LSTM_JSB, "LSTM, Bai et al. 2018: 8.45") if name == "jsb" else None
-    box_plot(samples, out / "variants.png", f"{name}: test NLL per variant ({epochs} epochs, {seeds} seeds)", reference)
+    box_plot(
+        samples,
+        out / "variants.png",
+        f"{name}: test NLL per variant ({epochs} epochs, {seeds} seeds)",
+        reference,
+    )
     print(f"wrote {results_path}, {out / 'summary.json'}, {out / 'variants.png'}", file=sys.stderr)
     return 0

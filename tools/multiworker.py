@@ -14,6 +14,7 @@ On several real machines, start the same command on each machine yourself with i
 TF_CONFIG (README, "Training on several machines"); this script is for local experiments
 and the tests.
 """
+
 import argparse
 import json
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cliutil import ArgumentParser, nonnegative_float, positive_float, positive_int  # noqa: E402
+from tutorials_common.cliutil import ArgumentParser, nonnegative_float, positive_float, positive_int  # noqa: E402
 
 
 def free_ports(n):
@@ -48,8 +49,9 @@ def free_ports(n):
 
 def tf_config(ports, index):
     """The TF_CONFIG of worker `index` in a cluster of localhost workers on `ports`."""
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def _pump(stream, prefix, out):
@@ -86,18 +88,25 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
     for i in range(workers):
         env = {**os.environ, "TF_CONFIG": tf_config(ports, i), "PYTHONUNBUFFERED": "1"}
         cmd = [python, "-m", "transformer", "train", *train_args, "--strategy", "multiworker"]
-        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)  # our Ctrl-C reaches the workers only through stop()
+        p = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )  # our Ctrl-C reaches the workers only through stop()
         procs.append(p)
-    print(f"started {workers} workers on localhost ports {', '.join(map(str, ports))} "
-          f"(pids {', '.join(str(p.pid) for p in procs)})", file=out, flush=True)
+    print(
+        f"started {workers} workers on localhost ports {', '.join(map(str, ports))} "
+        f"(pids {', '.join(str(p.pid) for p in procs)})",
+        file=out,
+        flush=True,
+    )
     for i, p in enumerate(procs):
         pumps.append(threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True))
         pumps[-1].start()
 
     interrupted, forwarded = [], None
-    previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
     start = time.monotonic()
     status, message = 0, None
     try:
@@ -106,17 +115,23 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
             if forwarded is not None:  # every worker stops after the same step; the chief saves first
                 if all(c is not None for c in codes) or time.monotonic() > forwarded[1]:
                     name, status = signal.Signals(forwarded[0]).name, 128 + forwarded[0]
-                    message = (f"interrupted by {name}: the workers stopped after the same step and the chief saved "
-                               "a checkpoint; rerun the same command to resume"
-                               if all(c in (0, status) for c in codes) else
-                               f"interrupted by {name}, but the workers' exit statuses are {codes} (the chief may "
-                               "not have saved a checkpoint)")
+                    message = (
+                        f"interrupted by {name}: the workers stopped after the same step and the chief saved "
+                        "a checkpoint; rerun the same command to resume"
+                        if all(c in (0, status) for c in codes)
+                        else f"interrupted by {name}, but the workers' exit statuses are {codes} (the chief may "
+                        "not have saved a checkpoint)"
+                    )
                     break
             else:
                 failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
                 if failed:
                     i, code = failed[0]
-                    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+                    how = (
+                        f"was killed by {signal.Signals(-code).name}"
+                        if code < 0
+                        else f"exited with status {code}"
+                    )
                     status = code if code > 0 else 1
                     message = f"worker {i} {how}; stopped the other workers"
                     break
@@ -142,14 +157,25 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
 
 def main(argv=None):
     parser = ArgumentParser(
-        prog="tools/multiworker.py", description=__doc__.split("\n\n")[0],
-        usage="python tools/multiworker.py --workers N [--grace S] [--timeout S] -- TRAIN_ARGS...")
-    parser.add_argument("--workers", type=positive_int, default=2, help="number of worker processes (default 2)")
-    parser.add_argument("--grace", type=nonnegative_float, default=20.0,
-                        help="seconds a stopped worker gets to exit before SIGKILL (default 20)")
+        prog="tools/multiworker.py",
+        description=__doc__.split("\n\n")[0],
+        usage="python tools/multiworker.py --workers N [--grace S] [--timeout S] -- TRAIN_ARGS...",
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="number of worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--grace",
+        type=nonnegative_float,
+        default=20.0,
+        help="seconds a stopped worker gets to exit before SIGKILL (default 20)",
+    )
     parser.add_argument("--timeout", type=positive_float, help="stop every worker after this many seconds")
-    parser.add_argument("train_args", nargs=argparse.REMAINDER,
-                        help="after --: the arguments of `python -m transformer train`")
+    parser.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        help="after --: the arguments of `python -m transformer train`",
+    )
     args = parser.parse_args(argv)
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     status, message = launch(args.workers, train_args, args.grace, args.timeout)

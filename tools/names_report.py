@@ -3,6 +3,7 @@ of `transformer/names.py`, on the committed set `tests/fixtures/names_numbers.ts
 
     python tools/names_report.py [--checkpoint-en-es DIR] [--checkpoint-es-en DIR] [--beam N]
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from transformer.inference.translate import translate  # noqa: E402
 from transformer.runs import load_run, resolve_checkpoint  # noqa: E402
-from transformer.translate import translate  # noqa: E402
 
 NAMES_SET = ROOT / "tests" / "fixtures" / "names_numbers.tsv"
 
@@ -43,10 +44,14 @@ def main():
     args = parser.parse_args()
     rows = read_set()
     for direction in ("en-es", "es-en"):
-        run = load_run(resolve_checkpoint(getattr(args, f"checkpoint_{direction.replace('-', '_')}"), direction))
+        run = load_run(
+            resolve_checkpoint(getattr(args, f"checkpoint_{direction.replace('-', '_')}"), direction)
+        )
         for keep in (False, True):
             kept, total, outputs = survival(run, rows, keep, args.beam)
-            print(f"{direction} {'with' if keep else 'without'} surrogates: {kept}/{total} names and numbers kept")
+            print(
+                f"{direction} {'with' if keep else 'without'} surrogates: {kept}/{total} names and numbers kept"
+            )
             if keep:
                 for out in outputs[:2]:
                     print(f"  {out}")

@@ -2,7 +2,7 @@
 
 The model code (`transformer/model.py`), the loss (`transformer/losses.py`) and the
 optimizer recipe (`transformer/optimizer.py`) are plain Keras, so the same model trains on
-any Keras backend. This script is how the shipped models in `pretrained/` were trained: on
+any Keras backend. This script is how the shipped models in `transformer/pretrained/` were trained: on
 one GPU in minutes instead of an hour a direction on a 2-core CPU. Two steps:
 
 1. `prepare` (here, with the project installed): make the run directory exactly as
@@ -25,9 +25,10 @@ one GPU in minutes instead of an hour a direction on a 2-core CPU. Two steps:
    that would end after S seconds. Every bucket shape is compiled before the first epoch,
    in parallel threads (about 2 minutes on a 16-core GPU host instead of 4-5).
 
-Then `python -m transformer pack --checkpoint ~/runs/es-en-base --out pretrained/es-en`
+Then `python -m transformer pack --checkpoint ~/runs/es-en-base --out transformer/pretrained/es-en`
 turns the run into a shipped, checksummed, weights-only directory.
 """
+
 import argparse
 import json
 import math
@@ -45,13 +46,21 @@ def prepare(args):
     from transformer import data
     from transformer.runs import make_config, prepare_run
 
-    config = make_config("base", direction=args.direction, share_embeddings=args.share_embeddings,
-                         data=args.data, precision=args.precision, warmup_steps=args.warmup_steps,
-                         lr_scale=args.lr_scale)
+    config = make_config(
+        "base",
+        direction=args.direction,
+        share_embeddings=args.share_embeddings,
+        data=args.data,
+        precision=args.precision,
+        warmup_steps=args.warmup_steps,
+        lr_scale=args.lr_scale,
+    )
     config, src_tok, tgt_tok, splits = prepare_run(Path(args.run_dir), config)
     arrays = {}
     for split in ("train", "validation"):
-        src, tgt, dropped = data.encode_pairs(data.flatten(splits[split]), src_tok, tgt_tok, config["max_length"])
+        src, tgt, dropped = data.encode_pairs(
+            data.flatten(splits[split]), src_tok, tgt_tok, config["max_length"]
+        )
         for side, ids in (("src", src), ("tgt", tgt)):
             arrays[f"{split}_{side}"] = np.fromiter((i for row in ids for i in row), np.int16)
             arrays[f"{split}_{side}_lengths"] = np.array([len(row) for row in ids], np.int16)
@@ -74,14 +83,14 @@ def buckets(src, tgt, token_budget, max_length, rng, width=8):  # width 8: as th
         rng.shuffle(members)
         size = max(1, token_budget // high)
         for start in range(0, len(members), size):
-            rows = members[start:start + size]
+            rows = members[start : start + size]
             s = np.zeros((size, high), np.int32)
             t_in = np.zeros((size, high), np.int32)
             t_out = np.zeros((size, high), np.int32)
             for r, i in enumerate(rows):
-                s[r, :len(src[i])] = src[i]
-                t_out[r, :len(tgt[i])] = tgt[i]
-                t_in[r, :len(tgt[i])] = [1] + list(tgt[i][:-1])  # bos + target without its eos
+                s[r, : len(src[i])] = src[i]
+                t_out[r, : len(tgt[i])] = tgt[i]
+                t_in[r, : len(tgt[i])] = [1] + list(tgt[i][:-1])  # bos + target without its eos
             batches.append((s, t_in, t_out))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
@@ -104,30 +113,34 @@ def compile_all(train_step, eval_step, state, shapes):
 
 def unflatten(flat, lengths):
     ends = np.cumsum(lengths.astype(np.int64))
-    return [flat[e - n:e].astype(np.int32) for e, n in zip(ends, lengths.astype(np.int64))]
+    return [flat[e - n : e].astype(np.int32) for e, n in zip(ends, lengths.astype(np.int64))]
 
 
 def train(args):
     import jax
     import keras
 
-    from transformer.losses import masked_loss, target_mask
-    from transformer.model import build_model
-    from transformer.optimizer import make_optimizer
+    from transformer.model.encoder_decoder import build_model
+    from transformer.training.losses import masked_loss, target_mask
+    from transformer.training.optimizer import make_optimizer
 
     run_dir = Path(args.run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     keras.mixed_precision.set_global_policy(config.get("precision") or "float32")
     with np.load(run_dir / "ids.npz") as f:
-        split = {k: unflatten(f[f"{k}"], f[f"{k}_lengths"]) for k in
-                 ("train_src", "train_tgt", "validation_src", "validation_tgt")}
+        split = {
+            k: unflatten(f[f"{k}"], f[f"{k}_lengths"])
+            for k in ("train_src", "train_tgt", "validation_src", "validation_tgt")
+        }
     keras.utils.set_random_seed(config["seed"])
     model = build_model(config)
     optimizer = make_optimizer(config)
     optimizer.build(model.trainable_variables)
 
     def loss_fn(trainable, non_trainable, src, t_in, t_out):
-        (logits, _), non_trainable = model.stateless_call(trainable, non_trainable, (src, t_in), training=True)
+        (logits, _), non_trainable = model.stateless_call(
+            trainable, non_trainable, (src, t_in), training=True
+        )
         return masked_loss(t_out, logits, config["label_smoothing"]), non_trainable
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -145,19 +158,28 @@ def train(args):
         tokens = target_mask(t_out).sum()
         return masked_loss(t_out, logits) * tokens, tokens
 
-    state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-             [v.value for v in optimizer.variables])
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in optimizer.variables],
+    )
     rng = np.random.default_rng(config["seed"])
-    val_batches = buckets(split["validation_src"], split["validation_tgt"], config["token_budget"],
-                          config["max_length"], np.random.default_rng(0))
+    val_batches = buckets(
+        split["validation_src"],
+        split["validation_tgt"],
+        config["token_budget"],
+        config["max_length"],
+        np.random.default_rng(0),
+    )
     best, best_epoch, seconds, step, log = math.inf, 0, 0.0, 0, []
     began = time.perf_counter()
     compile_all(train_step, eval_step, state, {b[0].shape for b in val_batches})
     print(f"compiled in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     for epoch in range(1, args.epochs + 1):
         start, losses = time.perf_counter(), []
-        for src, t_in, t_out in buckets(split["train_src"], split["train_tgt"], config["token_budget"],
-                                        config["max_length"], rng):
+        for src, t_in, t_out in buckets(
+            split["train_src"], split["train_tgt"], config["token_budget"], config["max_length"], rng
+        ):
             loss, state = train_step(state, src, t_in, t_out)
             losses.append(loss)
             step += 1
@@ -168,9 +190,17 @@ def train(args):
             s, n = eval_step(state[0], state[1], src, t_in, t_out)
             total, tokens = total + float(s), tokens + float(n)
         val_loss = total / tokens
-        record = {"epoch": epoch, "epoch_finished": True, "step": step, "train_loss": train_loss,
-                  "val_loss": val_loss, "val_perplexity": math.exp(val_loss), "train_seconds": seconds,
-                  "epoch_seconds": time.perf_counter() - start, "device": str(jax.devices()[0])}
+        record = {
+            "epoch": epoch,
+            "epoch_finished": True,
+            "step": step,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_perplexity": math.exp(val_loss),
+            "train_seconds": seconds,
+            "epoch_seconds": time.perf_counter() - start,
+            "device": str(jax.devices()[0]),
+        }
         log.append(record)
         print(json.dumps(record), file=sys.stderr, flush=True)
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
@@ -186,7 +216,11 @@ def train(args):
         elif epoch - best_epoch >= args.patience:
             print(f"early stop: no better validation loss for {args.patience} epochs", file=sys.stderr)
             break
-        if args.time_limit and epoch > 1 and time.perf_counter() - began + record["epoch_seconds"] > args.time_limit:
+        if (
+            args.time_limit
+            and epoch > 1
+            and time.perf_counter() - began + record["epoch_seconds"] > args.time_limit
+        ):
             print(f"stop: another epoch would pass the {args.time_limit:.0f} s time limit", file=sys.stderr)
             break
     print(f"best validation loss {best:.4f} at epoch {best_epoch}", file=sys.stderr)
@@ -208,10 +242,18 @@ def main():
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--patience", type=int, default=4, help="stop after this many epochs without improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="dtype of weights.npz")
-    p.add_argument("--snapshot-epochs", type=lambda v: {int(e) for e in v.split(",") if e}, default=set(),
-                   help="also write weights-epoch<N>.npz after these epochs, e.g. 5,6,7")
-    p.add_argument("--time-limit", type=float, default=0,
-                   help="seconds: do not start an epoch that would end after this (0: no limit)")
+    p.add_argument(
+        "--snapshot-epochs",
+        type=lambda v: {int(e) for e in v.split(",") if e},
+        default=set(),
+        help="also write weights-epoch<N>.npz after these epochs, e.g. 5,6,7",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=0,
+        help="seconds: do not start an epoch that would end after this (0: no limit)",
+    )
     args = parser.parse_args()
     if args.command == "train" and os.environ.get("KERAS_BACKEND") != "jax":
         print("note: KERAS_BACKEND is not jax; training runs on the configured backend", file=sys.stderr)

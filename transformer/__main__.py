@@ -4,18 +4,33 @@ attention heat maps, the article's worked examples, and benchmarks.
 Arguments are declared here (cheap); each handler imports its module lazily so that
 `--help` does not wait for TensorFlow.
 """
+
 import argparse
 
-import cliutil
-from cliutil import int_range, nonnegative_float, nonnegative_int, positive_float, positive_int, probability
+from tutorials_common import cliutil
+from tutorials_common.cliutil import (
+    int_range,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 
 def add_run_arguments(p):
     """--checkpoint DIR, or the shipped model of --direction when it is not given."""
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="a run directory (written by `train` or `pack`; default: pretrained/DIRECTION)")
-    p.add_argument("--direction", choices=["en-es", "es-en"], default="en-es",
-                   help="which shipped model to use when --checkpoint is not given (default %(default)s)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="a run directory (written by `train` or `pack`; default: the shipped transformer/pretrained/DIRECTION)",
+    )
+    p.add_argument(
+        "--direction",
+        choices=["en-es", "es-en"],
+        default="en-es",
+        help="which shipped model to use when --checkpoint is not given (default %(default)s)",
+    )
 
 
 def build_parser():
@@ -23,83 +38,147 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- data, training, translation, evaluation (transformer/data.py, train.py, translate.py) ---
-    p = sub.add_parser("data-stats", help="pairs, unique sources and the source-disjoint split sizes of spa.txt")
+    p = sub.add_parser(
+        "data-stats", help="pairs, unique sources and the source-disjoint split sizes of spa.txt"
+    )
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
-    p.add_argument("--split-seed", type=nonnegative_int, default=0,
-                   help="seed of the 90/5/5 split by source (default 0)")
-    p.add_argument("--plot", nargs="?", const="figures/token_lengths.png", metavar="PNG",
-                   help="also print sentence lengths and draw their histogram per language (default file "
-                   "%(const)s)")
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="with --plot: count subword tokens with this run's tokenizers (default: words)")
-    p.set_defaults(handler=cliutil.lazy("transformer.data", "stats_main"))
+    p.add_argument(
+        "--split-seed", type=nonnegative_int, default=0, help="seed of the 90/5/5 split by source (default 0)"
+    )
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const="figures/token_lengths.png",
+        metavar="PNG",
+        help="also print sentence lengths and draw their histogram per language (default file %(const)s)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="with --plot: count subword tokens with this run's tokenizers (default: words)",
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.figures.curves", "data_stats_main"))
 
-    p = sub.add_parser("train", help="train (or resume) a translator; flags override the profile's values",
-                       description="Train an English<->Spanish Transformer into CHECKPOINTS_DIR/RUN. Rerunning "
-                       "the same command resumes from the latest checkpoint; Ctrl-C or SIGTERM save one first.")
+    p = sub.add_parser(
+        "train",
+        help="train (or resume) a translator; flags override the profile's values",
+        description="Train an English<->Spanish Transformer into CHECKPOINTS_DIR/RUN. Rerunning "
+        "the same command resumes from the latest checkpoint; Ctrl-C or SIGTERM save one first.",
+    )
     p.add_argument("--direction", choices=["en-es", "es-en"], help="translation direction (default en-es)")
-    p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
-                   help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)")
+    p.add_argument(
+        "--profile",
+        choices=["tiny", "demo", "base", "big"],
+        default="base",
+        help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)",
+    )
     p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
-    p.add_argument("--checkpoints-dir", metavar="DIR",
-                   help="where runs live (default $CHECKPOINTS_DIR or ./checkpoints)")
+    p.add_argument(
+        "--checkpoints-dir", metavar="DIR", help="where runs live (default $CHECKPOINTS_DIR or ./checkpoints)"
+    )
     p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
     p.add_argument("--epochs", type=positive_int, help="train until this many epochs are done")
-    p.add_argument("--steps", type=positive_int, help="stop once the optimizer has made this many steps in total")
-    p.add_argument("--tokenizer", choices=["sentencepiece", "bpemb"],
-                   help="SentencePiece BPE trained on the training split (default) or pretrained BPEmb")
+    p.add_argument(
+        "--steps", type=positive_int, help="stop once the optimizer has made this many steps in total"
+    )
+    p.add_argument(
+        "--tokenizer",
+        choices=["sentencepiece", "bpemb"],
+        help="SentencePiece BPE trained on the training split (default) or pretrained BPEmb",
+    )
     p.add_argument("--vocab-size", type=positive_int, help="SentencePiece vocabulary size (default 8000)")
     p.add_argument("--bpemb-vs", type=positive_int, help="BPEmb vocabulary size (default 10000)")
     p.add_argument("--bpemb-dim", type=positive_int, help="BPEmb vector size (default 100)")
     p.add_argument("--bpemb-model", action="append", metavar="LANG=FILE", help="local BPEmb .model file")
     p.add_argument("--bpemb-emb", action="append", metavar="LANG=FILE", help="local BPEmb .w2v.bin file")
-    p.add_argument("--init-embeddings", choices=["none", "bpemb"],
-                   help="initialise the token embeddings from the BPEmb vectors (needs d_model = bpemb-dim)")
+    p.add_argument(
+        "--init-embeddings",
+        choices=["none", "bpemb"],
+        help="initialise the token embeddings from the BPEmb vectors (needs d_model = bpemb-dim)",
+    )
     p.add_argument("--num-layers", type=positive_int)
     p.add_argument("--d-model", type=positive_int)
     p.add_argument("--num-heads", type=positive_int)
     p.add_argument("--dff", type=positive_int)
     p.add_argument("--dropout", dest="dropout_rate", type=probability)
-    p.add_argument("--pre-norm", action=argparse.BooleanOptionalAction, help="pre-norm layers (default post-norm)")
+    p.add_argument(
+        "--pre-norm", action=argparse.BooleanOptionalAction, help="pre-norm layers (default post-norm)"
+    )
     p.add_argument("--max-length", type=int_range(2), help="longest training sentence, in tokens")
-    p.add_argument("--max-positions", type=int_range(2), help="positions of the positional encoding (longest output)")
-    p.add_argument("--token-budget", type=positive_int,
-                   help="padded tokens per batch (sets the batch size per length)")
+    p.add_argument(
+        "--max-positions", type=int_range(2), help="positions of the positional encoding (longest output)"
+    )
+    p.add_argument(
+        "--token-budget", type=positive_int, help="padded tokens per batch (sets the batch size per length)"
+    )
     p.add_argument("--warmup-steps", type=positive_int)
-    p.add_argument("--lr-scale", type=positive_float,
-                   help="multiplies the warm-up schedule (e.g. for a larger global batch)")
+    p.add_argument(
+        "--lr-scale",
+        type=positive_float,
+        help="multiplies the warm-up schedule (e.g. for a larger global batch)",
+    )
     p.add_argument("--label-smoothing", type=probability, help="default 0.1")
-    p.add_argument("--keep-checkpoints", type=positive_int, help="how many recent checkpoints to keep (default 3)")
+    p.add_argument(
+        "--keep-checkpoints", type=positive_int, help="how many recent checkpoints to keep (default 3)"
+    )
     p.add_argument("--seed", type=nonnegative_int)
     p.add_argument("--split-seed", type=nonnegative_int)
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
-                   help="dtype policy: mixed_bfloat16 suits CPUs with bf16 units and TPUs, mixed_float16 GPUs")
-    p.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction,
-                   help="one SentencePiece vocabulary for both languages and tied source, target and output "
-                   "embeddings (default on; Vaswani et al. 3.4)")
-    p.add_argument("--patience", type=nonnegative_int,
-                   help="stop after this many epochs without a better validation loss (0: never; base: 4)")
-    p.add_argument("--restart", action="store_true",
-                   help="delete the run's checkpoints and log and start over (config and tokenizers stay)")
-    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
-                   help="mixed_float16 with loss scaling (helps GPUs, not CPUs)")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
-                   help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster")
-    p.add_argument("--log-every", type=positive_int, help="TensorBoard logging interval in steps (default 50)")
-    p.set_defaults(handler=cliutil.lazy("transformer.train", "main"))
+    p.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        help="dtype policy: mixed_bfloat16 suits CPUs with bf16 units and TPUs, mixed_float16 GPUs",
+    )
+    p.add_argument(
+        "--share-embeddings",
+        action=argparse.BooleanOptionalAction,
+        help="one SentencePiece vocabulary for both languages and tied source, target and output "
+        "embeddings (default on; Vaswani et al. 3.4)",
+    )
+    p.add_argument(
+        "--patience",
+        type=nonnegative_int,
+        help="stop after this many epochs without a better validation loss (0: never; base: 4)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the run's checkpoints and log and start over (config and tokenizers stay)",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        action=argparse.BooleanOptionalAction,
+        help="mixed_float16 with loss scaling (helps GPUs, not CPUs)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster",
+    )
+    p.add_argument(
+        "--log-every", type=positive_int, help="TensorBoard logging interval in steps (default 50)"
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.training.loop", "main"))
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
     add_run_arguments(p)
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
-    p.add_argument("--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha")
+    p.add_argument(
+        "--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha"
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--keep-names", action=argparse.BooleanOptionalAction, default=True,
-                   help="copy unseen names and numbers through surrogates (transformer/names.py; default on)")
-    p.set_defaults(handler=cliutil.lazy("transformer.translate", "translate_main"))
+    p.add_argument(
+        "--keep-names",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "translate_main"))
 
-    p = sub.add_parser("evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run")
+    p = sub.add_parser(
+        "evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run"
+    )
     add_run_arguments(p)
     p.add_argument("--split", choices=["test", "validation"], default="test")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
@@ -107,81 +186,146 @@ def build_parser():
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--limit", type=positive_int, help="only the first N source sentences of the split")
     p.add_argument("--data", metavar="FILE", help="data file (default: the one the run was trained on)")
-    p.add_argument("--out", metavar="DIR", help="where the JSON report goes (default: the run directory; "
-                   "out/eval/<run> for a shipped run)")
-    p.add_argument("--keep-names", action=argparse.BooleanOptionalAction, default=True,
-                   help="copy unseen names and numbers through surrogates (transformer/names.py; default on)")
-    p.set_defaults(handler=cliutil.lazy("transformer.translate", "evaluate_main"))
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where the JSON report goes (default: the run directory; out/eval/<run> for a shipped run)",
+    )
+    p.add_argument(
+        "--keep-names",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "evaluate_main"))
 
-    p = sub.add_parser("pack", help="turn a run into a shipped directory: weights only, tokenizers, SHA256SUMS")
+    p = sub.add_parser(
+        "pack", help="turn a run into a shipped directory: weights only, tokenizers, SHA256SUMS"
+    )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
-    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (e.g. pretrained/en-es)")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16",
-                   help="storage dtype of the weights (default %(default)s; loading casts to the model's)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="the directory to write (e.g. transformer/pretrained/en-es)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="storage dtype of the weights (default %(default)s; loading casts to the model's)",
+    )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
-    p = sub.add_parser("export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)")
+    p = sub.add_parser(
+        "export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)"
+    )
     add_run_arguments(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="model base directory; the SavedModel goes in DIR/VERSION")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="model base directory; the SavedModel goes in DIR/VERSION"
+    )
     p.add_argument("--version", type=positive_int, default=1, help="model version directory (default 1)")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size baked into serving_default")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.set_defaults(handler=cliutil.lazy("transformer.export", "main"))
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.export", "main"))
 
     # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
-    p = sub.add_parser("heatmaps", help="attention heat maps of a trained run for a sentence, and their statistics",
-                       description="Translate SENTENCE with the run in --checkpoint and plot every layer's "
-                       "encoder self-, decoder self- and cross-attention (one PNG per layer and kind with all "
-                       "heads, one overview per kind), print the translation and a per-layer, per-head table "
-                       "of attention entropy and distance from the diagonal (also plotted).")
+    p = sub.add_parser(
+        "heatmaps",
+        help="attention heat maps of a trained run for a sentence, and their statistics",
+        description="Translate SENTENCE with the run in --checkpoint and plot every layer's "
+        "encoder self-, decoder self- and cross-attention (one PNG per layer and kind with all "
+        "heads, one overview per kind), print the translation and a per-layer, per-head table "
+        "of attention entropy and distance from the diagonal (also plotted).",
+    )
     add_run_arguments(p)
-    p.add_argument("--sentence", action="append", metavar="TEXT",
-                   help="source sentence (repeatable; default: the article's two sentences)")
-    p.add_argument("--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)")
-    p.set_defaults(handler=cliutil.lazy("transformer.plot", "heatmaps_main"))
+    p.add_argument(
+        "--sentence",
+        action="append",
+        metavar="TEXT",
+        help="source sentence (repeatable; default: the article's two sentences)",
+    )
+    p.add_argument(
+        "--out", default="figures/heatmaps", metavar="DIR", help="where the PNGs go (default %(default)s)"
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.figures.heatmaps", "heatmaps_main"))
 
-    p = sub.add_parser("demo", help="the article's worked examples: split-heads, mantra, cross-attention, masks, "
-                       "positional-encoding")
-    p.add_argument("name", choices=["split-heads", "mantra", "cross-attention", "masks", "positional-encoding", "all"])
-    p.add_argument("--out", default="figures/demos", metavar="DIR", help="where figures go (default %(default)s)")
-    p.set_defaults(handler=cliutil.lazy("transformer.demos", "main"))
+    p = sub.add_parser(
+        "demo",
+        help="the article's worked examples: split-heads, mantra, cross-attention, masks, "
+        "positional-encoding",
+    )
+    p.add_argument(
+        "name", choices=["split-heads", "mantra", "cross-attention", "masks", "positional-encoding", "all"]
+    )
+    p.add_argument(
+        "--out", default="figures/demos", metavar="DIR", help="where figures go (default %(default)s)"
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.figures.demos", "main"))
 
-    p = sub.add_parser("plot-run", help="learning-rate schedule, loss, accuracy and perplexity curves of a run",
-                       description="Read the run's config.json and train_log.jsonl; print one row per logged "
-                       "epoch and draw the learning rate as trained (the warm-up schedule) and the training/"
-                       "validation loss, accuracy and perplexity per epoch into OUT/<run>_training.png.")
+    p = sub.add_parser(
+        "plot-run",
+        help="learning-rate schedule, loss, accuracy and perplexity curves of a run",
+        description="Read the run's config.json and train_log.jsonl; print one row per logged "
+        "epoch and draw the learning rate as trained (the warm-up schedule) and the training/"
+        "validation loss, accuracy and perplexity per epoch into OUT/<run>_training.png.",
+    )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
-    p.add_argument("--out", default="figures/runs", metavar="DIR", help="where the PNG goes (default %(default)s)")
-    p.set_defaults(handler=cliutil.lazy("transformer.figures", "plot_run_main"))
+    p.add_argument(
+        "--out", default="figures/runs", metavar="DIR", help="where the PNG goes (default %(default)s)"
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.figures.curves", "plot_run_main"))
 
-    # --- the attention explorer (transformer/serve.py, transformer/static/) ---
-    p = sub.add_parser("serve", help="the attention explorer: a local web page and JSON API over trained runs",
-                       description="Serve a page that translates a sentence and draws the attention of every "
-                       "layer and head, and POST /api/translate. Default models: pretrained/en-es and "
-                       "pretrained/es-en when they exist.")
-    p.add_argument("--checkpoint", action="append", metavar="DIR",
-                   help="a run directory (repeatable, one per direction; default: the shipped models)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int_range(0, 65535), default=8000,
-                   help="port (default %(default)s; 0 picks a free one)")
-    p.set_defaults(handler=cliutil.lazy("transformer.serve", "main"))
+    # --- the attention explorer (transformer/serve/app.py, transformer/serve/static/) ---
+    p = sub.add_parser(
+        "serve",
+        help="the attention explorer: a local web page and JSON API over trained runs",
+        description="Serve a page that translates a sentence and draws the attention of every "
+        "layer and head, and POST /api/translate. Default models: the shipped en-es and "
+        "es-en (transformer/pretrained/).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="DIR",
+        help="a run directory (repeatable, one per direction; default: the shipped models)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)"
+    )
+    p.add_argument(
+        "--port",
+        type=int_range(0, 65535),
+        default=8000,
+        help="port (default %(default)s; 0 picks a free one)",
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 
-    p = sub.add_parser("bench", help="speed benchmarks against stock-Keras baselines measured in the same run",
-                       description="Training throughput against a stock-Keras Transformer, cached vs recompute "
-                       "decoding, beam vs greedy, FLOP/s against a measured matmul peak, and peak memory. "
-                       "Writes bench.json and bench.md into --out.")
+    p = sub.add_parser(
+        "bench",
+        help="speed benchmarks against stock-Keras baselines measured in the same run",
+        description="Training throughput against a stock-Keras Transformer, cached vs recompute "
+        "decoding, beam vs greedy, FLOP/s against a measured matmul peak, and peak memory. "
+        "Writes bench.json and bench.md into --out.",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (a smoke test)")
-    p.add_argument("--out", default="out/bench/transformer", metavar="DIR",
-                   help="output directory (default %(default)s)")
-    p.add_argument("--data", metavar="FILE", help="spa.txt-style file for sentence lengths (default: fetch spa-eng; "
-                   "synthetic lengths if unavailable)")
-    p.add_argument("--profile", choices=["tiny", "demo", "base", "big"], default="base",
-                   help="model size to measure (default %(default)s)")
+    p.add_argument(
+        "--out", default="out/bench/transformer", metavar="DIR", help="output directory (default %(default)s)"
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="spa.txt-style file for sentence lengths (default: fetch spa-eng; "
+        "synthetic lengths if unavailable)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["tiny", "demo", "base", "big"],
+        default="base",
+        help="model size to measure (default %(default)s)",
+    )
     p.add_argument("--seconds", type=positive_float, help="seconds per side per timing round (training)")
     p.add_argument("--rounds", type=positive_int, help="alternating timing rounds")
     p.add_argument("--pairs", type=positive_int, help="sentence pairs to sample")
-    p.set_defaults(handler=cliutil.lazy("transformer.bench", "main"))
+    p.set_defaults(handler=cliutil.lazy("transformer.bench.benchmark", "main"))
 
     return parser
 

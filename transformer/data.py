@@ -10,13 +10,14 @@ The split is made over *unique source sentences*: the same English sentence ofte
 several Spanish translations on consecutive lines, and splitting lines instead would put
 copies of one source in both training and test data and overstate the test score.
 """
+
 import sys
 import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
-from subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  the ids every tokenizer follows
+from tutorials_common.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  the ids every tokenizer follows
 
 DIRECTIONS = ("en-es", "es-en")
 SPLITS = ("train", "validation", "test")
@@ -101,10 +102,14 @@ def split_by_source(pairs, direction, seed=0, fractions=(0.9, 0.05, 0.05)):
     order = np.random.default_rng(seed).permutation(len(sources))
     n_train = int(round(fractions[0] * len(sources)))
     n_val = int(round(fractions[1] * len(sources)))
-    bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_val),
-              "test": (n_train + n_val, len(sources))}
-    return {name: [(sources[i], groups[sources[i]]) for i in order[lo:hi]]
-            for name, (lo, hi) in bounds.items()}
+    bounds = {
+        "train": (0, n_train),
+        "validation": (n_train, n_train + n_val),
+        "test": (n_train + n_val, len(sources)),
+    }
+    return {
+        name: [(sources[i], groups[sources[i]]) for i in order[lo:hi]] for name, (lo, hi) in bounds.items()
+    }
 
 
 def flatten(groups):
@@ -115,7 +120,7 @@ def flatten(groups):
 def load_splits(direction, path=None, seed=0, warn=True):
     """Read `path` (default: the fetched spa.txt) and split it for `direction`."""
     if path is None:
-        import datafiles
+        from tutorials_common import datafiles
 
         path = datafiles.fetch("spa-eng")
     pairs, _ = read_pairs(path, warn=warn)
@@ -125,8 +130,13 @@ def load_splits(direction, path=None, seed=0, warn=True):
 def stats(path, seed=0):
     """The numbers `python -m transformer data-stats` prints, as a dict."""
     pairs, report = read_pairs(path, warn=False)
-    result = {"file": str(path), "pairs": len(pairs), "malformed_lines": report.count,
-              "first_malformed_line": report.first_line or None, "directions": {}}
+    result = {
+        "file": str(path),
+        "pairs": len(pairs),
+        "malformed_lines": report.count,
+        "first_malformed_line": report.first_line or None,
+        "directions": {},
+    }
     for direction in DIRECTIONS:
         splits = split_by_source(pairs, direction, seed=seed)
         sets = {name: {s for s, _ in groups} for name, groups in splits.items()}
@@ -134,32 +144,12 @@ def stats(path, seed=0):
             "unique_sources": sum(len(s) for s in sets.values()),
             "sources": {name: len(groups) for name, groups in splits.items()},
             "pairs": {name: len(flatten(groups)) for name, groups in splits.items()},
-            "overlap": {f"{a}/{b}": len(sets[a] & sets[b])
-                        for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))},
+            "overlap": {
+                f"{a}/{b}": len(sets[a] & sets[b])
+                for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))
+            },
         }
     return result
-
-
-def stats_main(args):
-    """`python -m transformer data-stats`: pair counts, split sizes and their (zero) overlap."""
-    import datafiles
-
-    path = args.data or datafiles.fetch("spa-eng")
-    s = stats(path, seed=args.split_seed)
-    print(f"file: {s['file']}")
-    print(f"pairs: {s['pairs']:,}")
-    bad = s["malformed_lines"]
-    print(f"malformed lines skipped: {bad:,}" + (f" (first: line {s['first_malformed_line']})" if bad else ""))
-    for direction, d in s["directions"].items():
-        print(f"\n{direction}: {d['unique_sources']:,} unique source sentences (split seed {args.split_seed})")
-        print(f"  {'split':<11}{'sources':>9}{'pairs':>9}")
-        for name in SPLITS:
-            print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
-        print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
-    if args.plot:  # the token-length histogram (transformer/figures.py)
-        from transformer.figures import token_lengths_main
-
-        token_lengths_main(read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)
 
 
 # ----------------------------------------------------------------------------- tf.data
@@ -206,8 +196,9 @@ def _ragged(lists):
     return tf.RaggedTensor.from_row_lengths(flat, np.array([len(ids) for ids in lists], np.int64))
 
 
-def make_dataset(src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed=0,
-                 drop_remainder=False, bucket_width=None):
+def make_dataset(
+    src_ids, tgt_ids, token_budget, max_length, shuffle=False, seed=0, drop_remainder=False, bucket_width=None
+):
     """Batches of ((src, tgt_in), tgt_out) bucketed by length with a token budget.
 
     Sentences of similar length share a batch, and a batch of length-L sentences holds

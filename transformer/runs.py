@@ -4,13 +4,14 @@ A *training run* (`checkpoints/<run>`, written by `python -m transformer train`)
 `config.json`, the tokenizers, `ckpt/` (the last N checkpoints, for resuming), `best/`
 (the checkpoint with the lowest validation loss), `train_log.jsonl` and TensorBoard logs.
 
-A *shipped run* (`pretrained/<direction>`, written by `python -m transformer pack`) holds
+A *shipped run* (`transformer/pretrained/<direction>`, written by `python -m transformer pack`) holds
 `config.json`, the tokenizers, `weights.npz` (weights only, no optimizer state, stored as
 float16 or float32 plain arrays: no pickle) and `SHA256SUMS`, which loading verifies.
 
 `load_run(dir)` accepts either kind and returns the model with its weights, the
 tokenizers and the config.
 """
+
 import contextlib
 import json
 import shutil
@@ -21,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import subword as tok
-from cliutil import UserError, read_json
-from datafiles import sha256
 from transformer import data
-from transformer.model import build_model
-from transformer.optimizer import default_precision
+from transformer.model.encoder_decoder import build_model
+from transformer.training.optimizer import default_precision
+from tutorials_common import subword as tok
+from tutorials_common.cliutil import UserError, read_json
+from tutorials_common.datafiles import sha256
 
 # Model and training sizes. Flags override any value. `base` is the TensorFlow tutorial's
 # size (4 layers, d_model 128, 8 heads) with one vocabulary shared by both languages and
@@ -36,35 +37,103 @@ from transformer.optimizer import default_precision
 # (same GPU run, float32): validation loss after 5 epochs 1.452 instead of 1.757, and the
 # same converged loss (1.0017 vs 1.0023); twice the rate (--lr-scale 2) trained worse (1.81).
 PROFILES = {
-    "tiny": dict(num_layers=1, d_model=32, num_heads=2, dff=64, dropout_rate=0.1,
-                 vocab_size=1000, token_budget=512, max_length=48, max_positions=128,
-                 epochs=3, warmup_steps=50),
-    "demo": dict(num_layers=2, d_model=128, num_heads=4, dff=512, dropout_rate=0.1,
-                 vocab_size=8000, token_budget=2048, max_length=48, max_positions=128,
-                 epochs=2, warmup_steps=1000),
-    "base": dict(num_layers=4, d_model=128, num_heads=8, dff=512, dropout_rate=0.1,
-                 vocab_size=8000, token_budget=2048, max_length=64, max_positions=160,
-                 epochs=40, warmup_steps=1000, patience=4),
-    "big": dict(num_layers=6, d_model=512, num_heads=8, dff=2048, dropout_rate=0.1,
-                vocab_size=8000, token_budget=8192, max_length=64, max_positions=160,
-                epochs=30, warmup_steps=4000),
+    "tiny": dict(
+        num_layers=1,
+        d_model=32,
+        num_heads=2,
+        dff=64,
+        dropout_rate=0.1,
+        vocab_size=1000,
+        token_budget=512,
+        max_length=48,
+        max_positions=128,
+        epochs=3,
+        warmup_steps=50,
+    ),
+    "demo": dict(
+        num_layers=2,
+        d_model=128,
+        num_heads=4,
+        dff=512,
+        dropout_rate=0.1,
+        vocab_size=8000,
+        token_budget=2048,
+        max_length=48,
+        max_positions=128,
+        epochs=2,
+        warmup_steps=1000,
+    ),
+    "base": dict(
+        num_layers=4,
+        d_model=128,
+        num_heads=8,
+        dff=512,
+        dropout_rate=0.1,
+        vocab_size=8000,
+        token_budget=2048,
+        max_length=64,
+        max_positions=160,
+        epochs=40,
+        warmup_steps=1000,
+        patience=4,
+    ),
+    "big": dict(
+        num_layers=6,
+        d_model=512,
+        num_heads=8,
+        dff=2048,
+        dropout_rate=0.1,
+        vocab_size=8000,
+        token_budget=8192,
+        max_length=64,
+        max_positions=160,
+        epochs=30,
+        warmup_steps=4000,
+    ),
 }
 
 # Values every profile shares (also overridable by flags). precision: mixed_bfloat16 on CPUs
 # with bfloat16 units (measured faster than float32 on an AMD EPYC with AMX), else float32.
 DEFAULTS = dict(
-    direction="en-es", tokenizer="sentencepiece", bpemb_vs=10000, bpemb_dim=100,
-    bpemb_model={}, bpemb_emb={}, init_embeddings="none", pre_norm=False, share_embeddings=True,
-    label_smoothing=0.1, lr_scale=1.0, steps=0, seed=0, split_seed=0, data=None,
-    keep_checkpoints=3, jit_compile=False, precision=default_precision(), strategy="default", patience=0,
+    direction="en-es",
+    tokenizer="sentencepiece",
+    bpemb_vs=10000,
+    bpemb_dim=100,
+    bpemb_model={},
+    bpemb_emb={},
+    init_embeddings="none",
+    pre_norm=False,
+    share_embeddings=True,
+    label_smoothing=0.1,
+    lr_scale=1.0,
+    steps=0,
+    seed=0,
+    split_seed=0,
+    data=None,
+    keep_checkpoints=3,
+    jit_compile=False,
+    precision=default_precision(),
+    strategy="default",
+    patience=0,
     log_every=50,
 )
 
 # Flags that may change when a run is resumed; anything else must match the saved config.
-RESUMABLE = {"epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "log_every", "patience",
-             "data", "bpemb_model", "bpemb_emb", "lr_scale"}
+RESUMABLE = {
+    "epochs",
+    "steps",
+    "keep_checkpoints",
+    "jit_compile",
+    "strategy",
+    "log_every",
+    "patience",
+    "data",
+    "bpemb_model",
+    "bpemb_emb",
+    "lr_scale",
+}
 
-PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 WEIGHTS_FILE, SUMS_FILE = "weights.npz", "SHA256SUMS"
 
 
@@ -88,7 +157,7 @@ def languages(direction):
 
 
 def resolve_checkpoint(checkpoint, direction):
-    """`--checkpoint` when given, else the shipped model of `--direction` (pretrained/<direction>)."""
+    """`--checkpoint` when given, else the shipped model of `--direction` (transformer/pretrained/<direction>)."""
     if checkpoint:
         return Path(checkpoint)
     path = PRETRAINED_ROOT / direction
@@ -99,6 +168,7 @@ def resolve_checkpoint(checkpoint, direction):
 
 # ----------------------------------------------------------------------------- creating a run
 
+
 def _train_tokenizers(run_dir, config, splits):
     """SentencePiece BPE on the training split: one model shared by both languages (with
     `share_embeddings`), else one per language; or the pretrained BPEmb models."""
@@ -107,23 +177,36 @@ def _train_tokenizers(run_dir, config, splits):
     if config["tokenizer"] == "bpemb":
         tokenizers = []
         for lang in (src_lang, tgt_lang):
-            t = tok.BPEmbTokenizer.from_bpemb(lang, config["bpemb_vs"], config["bpemb_dim"],
-                                              config["bpemb_model"].get(lang), config["bpemb_emb"].get(lang))
+            t = tok.BPEmbTokenizer.from_bpemb(
+                lang,
+                config["bpemb_vs"],
+                config["bpemb_dim"],
+                config["bpemb_model"].get(lang),
+                config["bpemb_emb"].get(lang),
+            )
             saved = tok.save_tokenizer(t, run_dir, lang)
             saved.emb_file = t.emb_file  # keep the vectors' location for --init-embeddings
             tokenizers.append(saved)
         return tokenizers
     if config["share_embeddings"]:
         sentences = [s for pair in train_pairs for s in pair]
-        print(f"training a {config['vocab_size']}-piece SentencePiece BPE model shared by {src_lang} and "
-              f"{tgt_lang} on {len(sentences):,} training sentences", file=sys.stderr)
-        shared = tok.SentencePieceTokenizer.train(sentences, run_dir / "tokenizer_shared", config["vocab_size"])
+        print(
+            f"training a {config['vocab_size']}-piece SentencePiece BPE model shared by {src_lang} and "
+            f"{tgt_lang} on {len(sentences):,} training sentences",
+            file=sys.stderr,
+        )
+        shared = tok.SentencePieceTokenizer.train(
+            sentences, run_dir / "tokenizer_shared", config["vocab_size"]
+        )
         return [tok.save_tokenizer(shared, run_dir, lang) for lang in (src_lang, tgt_lang)]
     tokenizers = []
     for lang, side in ((src_lang, 0), (tgt_lang, 1)):
         sentences = [pair[side] for pair in train_pairs]
-        print(f"training a {config['vocab_size']}-piece SentencePiece BPE model for {lang} "
-              f"on {len(sentences):,} training sentences", file=sys.stderr)
+        print(
+            f"training a {config['vocab_size']}-piece SentencePiece BPE model for {lang} "
+            f"on {len(sentences):,} training sentences",
+            file=sys.stderr,
+        )
         t = tok.SentencePieceTokenizer.train(sentences, run_dir / f"tokenizer_{lang}", config["vocab_size"])
         tokenizers.append(tok.save_tokenizer(t, run_dir, lang))
     return tokenizers
@@ -141,8 +224,11 @@ def prepare_run(run_dir, config):
         saved = read_config(run_dir)
         clash = [k for k in sorted(explicit - RESUMABLE) if k in saved and saved[k] != config[k]]
         if clash:
-            raise UserError(f"{run_dir} was trained with " + ", ".join(f"{k}={saved[k]}" for k in clash)
-                            + "; use another --run name to change them")
+            raise UserError(
+                f"{run_dir} was trained with "
+                + ", ".join(f"{k}={saved[k]}" for k in clash)
+                + "; use another --run name to change them"
+            )
         config = {**saved, **{k: config[k] for k in explicit & RESUMABLE}}
     src_lang, tgt_lang = languages(config["direction"])
     splits = data.load_splits(config["direction"], config["data"], seed=config["split_seed"])
@@ -161,6 +247,7 @@ def prepare_run(run_dir, config):
 
 # ----------------------------------------------------------------------------- loading a run
 
+
 @dataclass
 class Run:
     model: object
@@ -172,9 +259,19 @@ class Run:
     checkpoint: str
 
 
-MODEL_KEYS = {"direction": str, "num_layers": int, "d_model": int, "num_heads": int, "dff": int,
-              "src_vocab_size": int, "tgt_vocab_size": int, "max_positions": int, "max_length": int,
-              "dropout_rate": (int, float), "pre_norm": bool}
+MODEL_KEYS = {
+    "direction": str,
+    "num_layers": int,
+    "d_model": int,
+    "num_heads": int,
+    "dff": int,
+    "src_vocab_size": int,
+    "tgt_vocab_size": int,
+    "max_positions": int,
+    "max_length": int,
+    "dropout_rate": (int, float),
+    "pre_norm": bool,
+}
 
 
 def read_config(run_dir):
@@ -185,7 +282,9 @@ def read_config(run_dir):
         raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
     for key, kind in MODEL_KEYS.items():
         if not isinstance(config.get(key), kind):
-            raise UserError(f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}")
+            raise UserError(
+                f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}"
+            )
     if config["direction"] not in data.DIRECTIONS:
         raise UserError(f"{config_file}: unknown direction {config['direction']!r}")
     return config
@@ -228,8 +327,10 @@ def write_sums(run_dir, names):
 
 def save_weights(model, path, dtype="float16"):
     """Weights only, in `model.weights` order, as plain arrays `w0000`, `w0001`, ... (+ names)."""
-    arrays = {f"w{i:04d}": np.asarray(w.numpy() if hasattr(w, "numpy") else w).astype(dtype)
-              for i, w in enumerate(model.weights)}
+    arrays = {
+        f"w{i:04d}": np.asarray(w.numpy() if hasattr(w, "numpy") else w).astype(dtype)
+        for i, w in enumerate(model.weights)
+    }
     np.savez(path, **arrays)
     return [w.path for w in model.weights]
 
@@ -243,11 +344,15 @@ def load_weights(model, path):
     except Exception as e:  # truncated zip, missing key, object arrays...
         raise UserError(f"{path} is not a weights file written by `pack` ({type(e).__name__}: {e})") from None
     if len(arrays) != len(model.weights):
-        raise UserError(f"{path} holds {len(arrays)} arrays but the model in config.json has {len(model.weights)}")
+        raise UserError(
+            f"{path} holds {len(arrays)} arrays but the model in config.json has {len(model.weights)}"
+        )
     for variable, array in zip(model.weights, arrays):
         if tuple(variable.shape) != array.shape:
-            raise UserError(f"{path}: {variable.path} is {tuple(variable.shape)} in the model, {array.shape} "
-                            "in the file (config.json does not match the weights)")
+            raise UserError(
+                f"{path}: {variable.path} is {tuple(variable.shape)} in the model, {array.shape} "
+                "in the file (config.json does not match the weights)"
+            )
         variable.assign(array.astype(variable.dtype))
 
 
@@ -261,8 +366,9 @@ def _restore_checkpoint(model, checkpoint):
         status.assert_existing_objects_matched()  # every model variable must be found
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:  # damaged files
         error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot restore {checkpoint} (damaged, or config.json does not match it): {error}") \
-            from None
+        raise UserError(
+            f"cannot restore {checkpoint} (damaged, or config.json does not match it): {error}"
+        ) from None
     logger.setLevel(level)
 
 
@@ -276,7 +382,9 @@ def load_run(run_dir):
         raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
     shipped = (run_dir / WEIGHTS_FILE).exists() or (run_dir / SUMS_FILE).exists()
     if shipped and ((run_dir / SUMS_FILE).exists() or PRETRAINED_ROOT in run_dir.resolve().parents):
-        verify_sums(run_dir)  # (a weights-only run of one's own, e.g. from tools/train_on_jax.py, may have none)
+        verify_sums(
+            run_dir
+        )  # (a weights-only run of one's own, e.g. from tools/train_on_jax.py, may have none)
     config = read_config(run_dir)
     src_lang, tgt_lang = languages(config["direction"])
     tokenizers = []
@@ -286,7 +394,9 @@ def load_run(run_dir):
         try:
             tokenizers.append(tok.load_tokenizer(run_dir, lang))
         except (OSError, RuntimeError, ValueError, KeyError) as e:
-            raise UserError(f"{run_dir}: cannot load the {lang} tokenizer ({type(e).__name__}: {e})") from None
+            raise UserError(
+                f"{run_dir}: cannot load the {lang} tokenizer ({type(e).__name__}: {e})"
+            ) from None
     checkpoint = str(run_dir / WEIGHTS_FILE) if shipped else _checkpoint_path(run_dir)
     if checkpoint is None:
         raise UserError(f"{run_dir} is not a complete run: it has no checkpoint yet (in best/ or ckpt/)")
@@ -302,6 +412,7 @@ def load_run(run_dir):
 
 
 # ----------------------------------------------------------------------------- shipping a run
+
 
 @contextlib.contextmanager
 def written_into_place(out, force=False):
@@ -350,5 +461,7 @@ def pack_main(args):
     run = load_run(args.checkpoint)
     out = pack(run, args.out, args.dtype, args.force)
     size = sum(f.stat().st_size for f in out.iterdir())
-    print(f"{out}: {size / 1e6:.1f} MB ({args.dtype} weights, {sum(int(np.prod(w.shape)) for w in run.model.weights):,} "
-          "parameters)")
+    print(
+        f"{out}: {size / 1e6:.1f} MB ({args.dtype} weights, {sum(int(np.prod(w.shape)) for w in run.model.weights):,} "
+        "parameters)"
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny training runs on the committed aclImdb fixture (30 train + 10 test reviews)."""
+
 import os
 from pathlib import Path
 
@@ -21,19 +22,35 @@ def imdb_fixture():
 def _train(tmp_path_factory, name, *extra):
     run_dir = tmp_path_factory.mktemp(name)
     figures = tmp_path_factory.mktemp(name + "-figures")  # never the repository's figures/
-    run_cli(["train", "--data-dir", FIXTURE, "--run-dir", run_dir, "--seed", 1, "--figures-dir", figures, *extra])
+    run_cli(
+        ["train", "--data-dir", FIXTURE, "--run-dir", run_dir, "--seed", 1, "--figures-dir", figures, *extra]
+    )
     return run_dir
 
 
 @pytest.fixture(scope="session")
 def tutorial_run(tmp_path_factory):
-    return _train(tmp_path_factory, "tutorial", "--vocab-size", 300, "--dim", 8, "--epochs", 3, "--patience", 5)
+    return _train(
+        tmp_path_factory, "tutorial", "--vocab-size", 300, "--dim", 8, "--epochs", 3, "--patience", 5
+    )
 
 
 @pytest.fixture(scope="session")
 def fasttext_run(tmp_path_factory):
-    return _train(tmp_path_factory, "fasttext", "--model", "fasttext", "--buckets", 500, "--dim", 8,
-                  "--epochs", 2, "--patience", 5)
+    return _train(
+        tmp_path_factory,
+        "fasttext",
+        "--model",
+        "fasttext",
+        "--buckets",
+        500,
+        "--dim",
+        8,
+        "--epochs",
+        2,
+        "--patience",
+        5,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +72,7 @@ def cli():
 @pytest.fixture(scope="session")
 def bpemb_pair():
     """The small real BPEmb English pair (vs 1000, dim 25) from the mirror; skips the test without it."""
-    import datafiles
+    from tutorials_common import datafiles
 
     model = datafiles.mirror_file("bpemb/en.wiki.bpe.vs1000.model")
     vectors = datafiles.mirror_file("bpemb/en.wiki.bpe.vs1000.d25.w2v.bin")

@@ -1,4 +1,5 @@
 """`python -m embeddings bench --quick` on the committed fixture: files, fields, finite ratios."""
+
 import json
 import math
 
@@ -28,7 +29,8 @@ def test_quick_bench_writes_json_and_markdown(quick_bench, capsys):
             assert math.isfinite(r[key]) and r[key] > 0, (side, key)
         # tokens/s and reviews/s come from the same clock: their quotient is the mean review length
         assert r["train_tokens_per_second"] / r["train_reviews_per_second"] == pytest.approx(
-            r["tokens_per_epoch"] / r["reviews_per_epoch"])
+            r["tokens_per_epoch"] / r["reviews_per_epoch"]
+        )
         assert 0 < r["padding_efficiency"] <= 1
     # both sides train on the same reviews and tokens (nothing cut from the baseline's)
     assert report["ours"]["tokens_per_epoch"] == report["baseline"]["tokens_per_epoch"]
@@ -39,7 +41,11 @@ def test_quick_bench_writes_json_and_markdown(quick_bench, capsys):
     assert report["ours"]["padded_positions_per_epoch"] <= report["baseline"]["padded_positions_per_epoch"]
     ratios = dict(report["ratios"])
     per_round = ratios.pop("train_per_round")
-    assert set(ratios) == {"train_reviews_per_second", "train_tokens_per_second", "predict_reviews_per_second"}
+    assert set(ratios) == {
+        "train_reviews_per_second",
+        "train_tokens_per_second",
+        "predict_reviews_per_second",
+    }
     for key, ratio in ratios.items():
         assert math.isfinite(ratio) and ratio > 0, key
         assert ratio == pytest.approx(report["ours"][key] / report["baseline"][key])

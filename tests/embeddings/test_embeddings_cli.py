@@ -1,14 +1,15 @@
 """train / evaluate / predict on the tiny fixture, and the command-line error paths."""
+
 import io
 import json
 
 import numpy as np
 import pytest
 
-import cliutil
 from embeddings import data, runs
 from embeddings.evaluate import metrics
 from embeddings.model import embedding_matrix
+from tutorials_common import cliutil
 
 
 def run_expecting_error(cli, argv, capsys):
@@ -21,8 +22,14 @@ def run_expecting_error(cli, argv, capsys):
 
 
 def test_train_writes_a_complete_run(tutorial_run):
-    for name in ("config.json", "model.keras", "checkpoint.weights.h5", "subword.model", "token_counts.npy",
-                 "train_result.json"):
+    for name in (
+        "config.json",
+        "model.keras",
+        "checkpoint.weights.h5",
+        "subword.model",
+        "token_counts.npy",
+        "train_result.json",
+    ):
         assert (tutorial_run / name).is_file(), name
     assert any((tutorial_run / "logs").rglob("*tfevents*"))  # TensorBoard logs
     config = runs.load_config(tutorial_run)
@@ -62,8 +69,9 @@ def test_evaluate_scores_the_test_reviews(cli, tutorial_run, imdb_fixture, capsy
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_predict_prints_one_probability_per_text(cli, tutorial_run, tfidf_run, nbsvm_run, fasttext_run, capsys,
-                                                monkeypatch):
+def test_predict_prints_one_probability_per_text(
+    cli, tutorial_run, tfidf_run, nbsvm_run, fasttext_run, capsys, monkeypatch
+):
     texts = ["A wonderful, moving film.", "Dull and far too long."]
     cli(["predict", "--checkpoint", tutorial_run, *texts])
     lines = capsys.readouterr().out.split()
@@ -76,11 +84,17 @@ def test_predict_prints_one_probability_per_text(cli, tutorial_run, tfidf_run, n
         assert len(capsys.readouterr().out.split()) == 2
 
 
-def test_predict_keeps_blank_lines_in_place_and_rejects_input_without_text(cli, tutorial_run, capsys, monkeypatch):
+def test_predict_keeps_blank_lines_in_place_and_rejects_input_without_text(
+    cli, tutorial_run, capsys, monkeypatch
+):
     cli(["predict", "--checkpoint", tutorial_run, "good", "  ", "bad"])
     out = capsys.readouterr().out.split("\n")
-    assert len(out) == 4 and out[1] == "" and out[3] == "" and all(0 <= float(p) <= 1 for p in (out[0], out[2]))
-    assert "no text given" in run_expecting_error(cli, ["predict", "--checkpoint", tutorial_run, "  "], capsys)
+    assert (
+        len(out) == 4 and out[1] == "" and out[3] == "" and all(0 <= float(p) <= 1 for p in (out[0], out[2]))
+    )
+    assert "no text given" in run_expecting_error(
+        cli, ["predict", "--checkpoint", tutorial_run, "  "], capsys
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
     assert "no text given" in run_expecting_error(cli, ["predict", "--checkpoint", tutorial_run], capsys)
 
@@ -88,9 +102,11 @@ def test_predict_keeps_blank_lines_in_place_and_rejects_input_without_text(cli, 
 def test_error_paths(cli, tmp_path, tfidf_run, imdb_fixture, capsys):
     assert "not a training run" in run_expecting_error(cli, ["evaluate", "--checkpoint", tmp_path], capsys)
     assert "not an aclImdb directory" in run_expecting_error(
-        cli, ["train", "--data-dir", tmp_path, "--run-dir", tmp_path / "r"], capsys)
+        cli, ["train", "--data-dir", tmp_path, "--run-dir", tmp_path / "r"], capsys
+    )
     assert "--pretrained needs" in run_expecting_error(
-        cli, ["train", "--pretrained", "--data-dir", imdb_fixture, "--run-dir", tmp_path / "r"], capsys)
+        cli, ["train", "--pretrained", "--data-dir", imdb_fixture, "--run-dir", tmp_path / "r"], capsys
+    )
     assert "no embedding" in run_expecting_error(cli, ["export", "--checkpoint", tfidf_run], capsys)
 
 

@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from cliutil import UserError
 from embeddings import data
+from tutorials_common.cliutil import UserError
 
 
 def test_read_split_layout_and_labels(imdb_fixture):
@@ -52,7 +52,9 @@ def test_not_an_imdb_directory(tmp_path):
         data.load("train", tmp_path)
 
 
-@pytest.mark.skipif(not os.environ.get("DATASETS_MIRROR"), reason="needs the full IMDb data (DATASETS_MIRROR)")
+@pytest.mark.skipif(
+    not os.environ.get("DATASETS_MIRROR"), reason="needs the full IMDb data (DATASETS_MIRROR)"
+)
 def test_full_imdb_has_25000_reviews_per_split():
     for split in ("train", "test"):
         texts, labels = data.load(split)

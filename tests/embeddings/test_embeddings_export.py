@@ -36,7 +36,9 @@ def test_export_cli_leaves_out_padding_and_sets_up_the_projector(cli, tutorial_r
     tokens, matrix, _ = runs.load_embedding(tutorial_run)
     meta = (tmp_path / "metadata.tsv").read_text(encoding="utf-8").split("\n")[:-1]
     assert meta == [escape(t) for t in tokens[1:]]  # row 0 (padding) left out
-    np.testing.assert_allclose(np.loadtxt(tmp_path / "vectors.tsv", delimiter="\t"), matrix[1:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.loadtxt(tmp_path / "vectors.tsv", delimiter="\t"), matrix[1:], rtol=1e-5, atol=1e-6
+    )
     config = (tmp_path / "projector_config.pbtxt").read_text()
     assert 'metadata_path: "metadata.tsv"' in config and TENSOR_NAME in config
     checkpoint = tf.train.latest_checkpoint(str(tmp_path))

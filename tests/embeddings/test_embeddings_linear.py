@@ -1,5 +1,6 @@
 """TF-IDF and NBSVM as plain arrays: equal to scikit-learn's own pipeline / a hand computation,
 rebuilt on load without pickle, and a run folder with a planted pickle executes nothing."""
+
 import json
 import os
 import pickle
@@ -7,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-import cliutil
 from embeddings import data, linear, runs
+from tutorials_common import cliutil
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,12 @@ def test_a_planted_pickle_is_never_executed(cli, tfidf_run, imdb_fixture, tmp_pa
     bad.mkdir()
     for name in ("config.json", "linear.json"):
         (bad / name).write_bytes((tfidf_run / name).read_bytes())
-    np.savez(bad / "linear.npz", scale=np.array([Planted(marker)], dtype=object), coef=np.zeros(1),
-             intercept=np.zeros(1))
+    np.savez(
+        bad / "linear.npz",
+        scale=np.array([Planted(marker)], dtype=object),
+        coef=np.zeros(1),
+        intercept=np.zeros(1),
+    )
     assert "damaged linear model" in error_line(cli, ["predict", "--checkpoint", bad, "a fine film"], capsys)
     assert not marker.exists()
 

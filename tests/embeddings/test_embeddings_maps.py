@@ -13,7 +13,9 @@ def test_map_all_methods_write_pngs(cli, tutorial_run, tmp_path, capsys):
 def test_map_of_the_fasttext_run_uses_its_word_rows(cli, fasttext_run, tmp_path):
     tokens, matrix, counts = runs.load_embedding(fasttext_run)
     assert matrix.shape == (len(tokens), 8) and counts.shape == (len(tokens),)  # bigram buckets left out
-    assert maps.sentiment_scores(runs.load_model(fasttext_run), matrix, counts.astype(float)).shape == (len(tokens),)
+    assert maps.sentiment_scores(runs.load_model(fasttext_run), matrix, counts.astype(float)).shape == (
+        len(tokens),
+    )
     cli(["map", "--checkpoint", fasttext_run, "--method", "pca", "--top", 20, "--out", tmp_path, "--dpi", 40])
     assert (tmp_path / "map-pca.png").is_file()
 
@@ -39,7 +41,7 @@ def test_sentiment_score_is_the_first_order_change_of_the_logit(tutorial_run):
     weights = counts.astype(np.float64)
     scores = maps.sentiment_scores(model, matrix, weights)
     h0 = (weights[:, None] * matrix).sum(0) / weights.sum()
-    head = keras.Sequential(model.layers[model.layers.index(model.get_layer("masked_mean")) + 1:])
+    head = keras.Sequential(model.layers[model.layers.index(model.get_layer("masked_mean")) + 1 :])
     logit = lambda h: float(head(h[None, :].astype("float32"), training=False)[0, 0])  # noqa: E731
     eps = 1e-3  # small enough not to cross a ReLU kink
     for t in np.argsort(-counts)[:5]:

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from embeddings.model import EMBEDDING, MaskedMean, fasttext_model, embedding_matrix, tutorial_model
+from embeddings.model import EMBEDDING, MaskedMean, embedding_matrix, fasttext_model, tutorial_model
 
 
 def test_masked_mean_matches_hand_computation_and_keras_pooling():

@@ -1,4 +1,5 @@
 """Words + hashed bigrams for the fastText-style model, and its training curves."""
+
 import json
 from pathlib import Path
 
@@ -8,7 +9,9 @@ from embeddings import ngrams, runs
 
 
 def test_ids_are_words_then_hashed_bigrams():
-    tok = ngrams.NgramTokenizer.train(["Great film! Great cast.", "great, great film"], buckets=11, min_count=2)
+    tok = ngrams.NgramTokenizer.train(
+        ["Great film! Great cast.", "great, great film"], buckets=11, min_count=2
+    )
     assert tok.tokens == ["<pad>", "<unk>", "great", "film"] and tok.size == 4 + 11
     assert ngrams.words("Don't STOP!") == ["don't", "stop", "!"]
     ids = tok.encode_batch(["great film !"])[0]
@@ -23,12 +26,22 @@ def test_tokenizer_round_trip_gives_the_same_ids_in_a_new_process(tmp_path):
     import subprocess
     import sys
 
-    tok = ngrams.NgramTokenizer.train(["the movie was not good", "the movie was good"], buckets=97, min_count=1)
+    tok = ngrams.NgramTokenizer.train(
+        ["the movie was not good", "the movie was good"], buckets=97, min_count=1
+    )
     tok.save(tmp_path)
-    code = ("import sys, json; from embeddings.ngrams import NgramTokenizer; "
-            "print(json.dumps(NgramTokenizer.load(sys.argv[1]).encode_batch(['not good, the movie'])[0].tolist()))")
-    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=str(Path(__file__).resolve().parents[2]))
+    code = (
+        "import sys, json; from embeddings.ngrams import NgramTokenizer; "
+        "print(json.dumps(NgramTokenizer.load(sys.argv[1]).encode_batch(['not good, the movie'])[0].tolist()))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
     assert json.loads(other.stdout) == tok.encode_batch(["not good, the movie"])[0].tolist()
 
 

@@ -1,5 +1,6 @@
 """`embeddings predict` on hostile input (issue 16): arbitrary Unicode and arbitrary bytes, on stdin
 and in arguments, never raise, and give one output line per input line, in order."""
+
 import argparse
 import contextlib
 import io
@@ -12,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cliutil import UserError
 from embeddings import predict
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,8 +32,15 @@ class Stdin(io.TextIOWrapper):
 
 @pytest.fixture(scope="module")
 def predictors(tfidf_run, nbsvm_run, tutorial_run, fasttext_run):
-    return {name: predict.Predictor(run) for name, run in
-            (("tfidf", tfidf_run), ("nbsvm", nbsvm_run), ("tutorial", tutorial_run), ("fasttext", fasttext_run))}
+    return {
+        name: predict.Predictor(run)
+        for name, run in (
+            ("tfidf", tfidf_run),
+            ("nbsvm", nbsvm_run),
+            ("tutorial", tutorial_run),
+            ("fasttext", fasttext_run),
+        )
+    }
 
 
 def run_in_process(predictor, texts=(), stdin=b""):
@@ -83,8 +91,10 @@ def test_arbitrary_bytes_on_stdin_linear(predictors, data):
 
 
 @settings(max_examples=150, **SETTINGS)
-@given(texts=st.lists(st.text(alphabet=st.characters(exclude_categories=())), min_size=1, max_size=5)
-       | st.lists(st.binary(max_size=40).map(os.fsdecode), min_size=1, max_size=5))
+@given(
+    texts=st.lists(st.text(alphabet=st.characters(exclude_categories=())), min_size=1, max_size=5)
+    | st.lists(st.binary(max_size=40).map(os.fsdecode), min_size=1, max_size=5)
+)
 def test_arbitrary_unicode_and_surrogate_escaped_bytes_in_arguments_linear(predictors, texts):
     """Arguments: any str, including lone surrogates (how Python hands undecodable argv bytes over)."""
     lines, out, err = run_in_process(predictors["tfidf"], texts=texts)
@@ -98,8 +108,12 @@ def test_arbitrary_unicode_and_surrogate_escaped_bytes_in_arguments_linear(predi
 
 
 @settings(max_examples=25, **SETTINGS)
-@given(data=st.binary(max_size=300) | st.text(alphabet=st.characters(exclude_categories=("Cs",)),
-                                               max_size=300).map(lambda t: t.encode("utf-8")))
+@given(
+    data=st.binary(max_size=300)
+    | st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300).map(
+        lambda t: t.encode("utf-8")
+    )
+)
 def test_arbitrary_input_through_the_keras_models(predictors, data):
     for name in ("tutorial", "fasttext"):
         lines, out, _ = run_in_process(predictors[name], stdin=data)
@@ -109,8 +123,13 @@ def test_arbitrary_input_through_the_keras_models(predictors, data):
 
 def test_binary_junk_on_stdin_in_a_subprocess(tfidf_run):
     junk = b"A wonderful film.\nI am \xff here.\n\x00\x01\x02\n\xfe\xfe\xc3\n\n\x89PNG\r\n\x1a\nGood night.\n"
-    proc = subprocess.run([sys.executable, "-m", "embeddings", "predict", "--checkpoint", str(tfidf_run)],
-                          input=junk, capture_output=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "embeddings", "predict", "--checkpoint", str(tfidf_run)],
+        input=junk,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode().split("\n")
     assert out[-1] == "" and len(out[:-1]) == 8  # one line per input line
@@ -121,10 +140,24 @@ def test_binary_junk_on_stdin_in_a_subprocess(tfidf_run):
 
 
 def test_an_undecodable_byte_in_an_argument_in_a_subprocess(tfidf_run):
-    argv = [sys.executable.encode(), b"-m", b"embeddings", b"predict", b"--checkpoint", os.fsencode(tfidf_run),
-            b"A wonderful film.", b"I am \xff here.", b"Dull."]
-    proc = subprocess.run(argv, capture_output=True, cwd=ROOT, timeout=120,
-                          env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"})
+    argv = [
+        sys.executable.encode(),
+        b"-m",
+        b"embeddings",
+        b"predict",
+        b"--checkpoint",
+        os.fsencode(tfidf_run),
+        b"A wonderful film.",
+        b"I am \xff here.",
+        b"Dull.",
+    ]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.decode().splitlines()) == 3
     assert "argument 2 is not valid UTF-8" in proc.stderr.decode() and b"Traceback" not in proc.stderr

@@ -3,6 +3,7 @@
 Runs in a subprocess: splitting the CPU into logical devices must happen before TensorFlow
 initialises, and would otherwise change the devices every other test sees.
 """
+
 import json
 import subprocess
 import sys
@@ -31,8 +32,13 @@ TOLERANCE = 1e-5  # relative; float32 sums taken in a different order
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(FIXTURE), str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(FIXTURE), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = (json.loads((tmp_path / s / "train_result.json").read_text()) for s in ("default", "mirrored"))
     assert (one["replicas"], two["replicas"]) == (1, 2)
@@ -42,21 +48,39 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
 
 
 def test_strategy_is_refused_for_the_linear_models(cli, imdb_fixture, tmp_path, capsys):
-    import cliutil
+    from tutorials_common import cliutil
 
     with pytest.raises(SystemExit):
-        cliutil.run(cli, ["train", "--model", "nbsvm", "--strategy", "mirrored", "--data-dir", imdb_fixture,
-                          "--run-dir", tmp_path])
-    assert capsys.readouterr().err.strip().startswith("error: --strategy mirrored applies to the Keras models")
+        cliutil.run(
+            cli,
+            [
+                "train",
+                "--model",
+                "nbsvm",
+                "--strategy",
+                "mirrored",
+                "--data-dir",
+                imdb_fixture,
+                "--run-dir",
+                tmp_path,
+            ],
+        )
+    assert (
+        capsys.readouterr().err.strip().startswith("error: --strategy mirrored applies to the Keras models")
+    )
 
 
-def test_multiworker_with_several_workers_is_refused_in_one_line(cli, imdb_fixture, tmp_path, capsys, monkeypatch):
+def test_multiworker_with_several_workers_is_refused_in_one_line(
+    cli, imdb_fixture, tmp_path, capsys, monkeypatch
+):
     """Keras 3's model.fit breaks under MultiWorkerMirroredStrategy with 2+ workers (keras-team/keras#20585)."""
-    import cliutil
+    from tutorials_common import cliutil
 
     cluster = {"worker": ["localhost:1", "localhost:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     with pytest.raises(SystemExit):
-        cliutil.run(cli, ["train", "--strategy", "multiworker", "--data-dir", imdb_fixture, "--run-dir", tmp_path])
+        cliutil.run(
+            cli, ["train", "--strategy", "multiworker", "--data-dir", imdb_fixture, "--run-dir", tmp_path]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --strategy multiworker: TF_CONFIG lists 2 workers")

@@ -1,4 +1,5 @@
 """The three tokenizers of an embeddings run, as `train` builds, saves and reloads them."""
+
 import pytest
 
 from embeddings import data, tokenize

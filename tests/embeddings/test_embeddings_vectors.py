@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import cliutil
-from cliutil import UserError
 from embeddings.vectors import Vectors
+from tutorials_common import cliutil
+from tutorials_common.cliutil import UserError
 
 
 @pytest.fixture(scope="module")
@@ -11,8 +11,16 @@ def planted():
     """A hand-made embedding: queen = royal + female, king = royal + male, and so on."""
     rng = np.random.default_rng(0)
     royal, male, female, fruit = np.eye(6)[:4] * 3
-    rows = {"<pad>": np.zeros(6), "king": royal + male, "man": male, "woman": female, "queen": royal + female,
-            "apple": fruit, "prince": royal + male + 0.3 * fruit, "girl": female + 0.5 * fruit}
+    rows = {
+        "<pad>": np.zeros(6),
+        "king": royal + male,
+        "man": male,
+        "woman": female,
+        "queen": royal + female,
+        "apple": fruit,
+        "prince": royal + male + 0.3 * fruit,
+        "girl": female + 0.5 * fruit,
+    }
     tokens = list(rows)
     matrix = np.stack(list(rows.values())) + 0.05 * rng.standard_normal((len(tokens), 6))
     matrix[0] = 0

@@ -5,6 +5,7 @@ and through `fetch` from a mirror: nothing is written outside the target, a host
 refused with one line, and only the expected members are extracted. A data set put in the data
 folder by anyone is checked against its own content digest.
 """
+
 import hashlib
 import io
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import datafiles
+from tutorials_common import datafiles
 
 UNREACHABLE = "http://127.0.0.1:9"
 GOOD = b"hello\tHola\n" * 50
@@ -44,7 +45,11 @@ def make_zip(path, entries):
     with zipfile.ZipFile(path, "w") as z:
         for name, content, kind in entries:
             info = zipfile.ZipInfo(name)
-            mode = {"file": stat.S_IFREG | 0o644, "dir": stat.S_IFDIR | 0o755, "symlink": stat.S_IFLNK | 0o777}
+            mode = {
+                "file": stat.S_IFREG | 0o644,
+                "dir": stat.S_IFDIR | 0o755,
+                "symlink": stat.S_IFLNK | 0o777,
+            }
             info.external_attr = mode[kind] << 16
             z.writestr(info, content)
     return path
@@ -52,8 +57,13 @@ def make_zip(path, entries):
 
 def make_tar(path, entries):
     """entries: (name, bytes, kind) with kind "file", "dir", "symlink", "hardlink" or "fifo"."""
-    types = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-             "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}
+    types = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+    }
     with tarfile.open(path, "w:gz") as t:
         for name, content, kind in entries:
             info = tarfile.TarInfo(name)
@@ -76,8 +86,11 @@ def hostile_entries(outside):
         "dotdot": [good, ("toy/../../outside/evil.txt", b"evil", "file")],
         "dotdot-first": [("../outside/evil.txt", b"evil", "file"), good],
         "absolute": [good, (str(outside / "evil.txt"), b"evil", "file")],
-        "symlink-then-write-through": [("toy/link", str(outside).encode(), "symlink"),
-                                       ("toy/link/evil.txt", b"evil", "file"), good],
+        "symlink-then-write-through": [
+            ("toy/link", str(outside).encode(), "symlink"),
+            ("toy/link/evil.txt", b"evil", "file"),
+            good,
+        ],
         "symlink-as-target": [("toy/data.txt", str(outside / "evil.txt").encode(), "symlink")],
     }
 
@@ -102,8 +115,10 @@ def test_extract_refuses_hostile_archives(tmp_path, outside, fmt, case):
 
 @pytest.mark.parametrize("kind", ["hardlink", "fifo"])
 def test_extract_refuses_tar_links_and_devices(tmp_path, outside, kind):
-    archive = make_tar(tmp_path / "toy.tar.gz", [("toy/data.txt", GOOD, "file"),
-                                                 ("toy/other", str(outside / "x").encode(), kind)])
+    archive = make_tar(
+        tmp_path / "toy.tar.gz",
+        [("toy/data.txt", GOOD, "file"), ("toy/other", str(outside / "x").encode(), kind)],
+    )
     with pytest.raises(datafiles.DataError, match="link or special file"):
         datafiles.extract(archive, tmp_path / "dest", MEMBERS)
     assert not (tmp_path / "dest").exists() and everything_under(outside) == []
@@ -111,8 +126,13 @@ def test_extract_refuses_tar_links_and_devices(tmp_path, outside, kind):
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
 def test_extract_takes_only_the_expected_members(tmp_path, fmt):
-    entries = [("toy/", b"", "dir"), ("toy/data.txt", GOOD, "file"), ("toy/_about.txt", b"about", "file"),
-               ("aclImdb/train/pos/0_9.txt", b"planted", "file"), ("jsb-chorales-quarter.json", b"{}", "file")]
+    entries = [
+        ("toy/", b"", "dir"),
+        ("toy/data.txt", GOOD, "file"),
+        ("toy/_about.txt", b"about", "file"),
+        ("aclImdb/train/pos/0_9.txt", b"planted", "file"),
+        ("jsb-chorales-quarter.json", b"{}", "file"),
+    ]
     archive = (make_zip if fmt == "zip" else make_tar)(tmp_path / f"toy.{fmt}", entries)
     datafiles.extract(archive, tmp_path / "dest", MEMBERS)
     assert everything_under(tmp_path / "dest") == ["toy", "toy/data.txt"]
@@ -129,8 +149,13 @@ def test_extract_names_unreadable_archives(tmp_path):
 def _toy_source(monkeypatch, filename):
     """Data set 'toy' whose archive bytes are unknown, accepted by the content of toy/data.txt
     (the spa-eng case): the archive is extracted before anything vouches for it."""
-    src = datafiles.Source(filename, f"{UNREACHABLE}/{filename}", ("0" * 64,), "toy/data.txt",
-                           content_sha256=hashlib.sha256(GOOD).hexdigest())
+    src = datafiles.Source(
+        filename,
+        f"{UNREACHABLE}/{filename}",
+        ("0" * 64,),
+        "toy/data.txt",
+        content_sha256=hashlib.sha256(GOOD).hexdigest(),
+    )
     monkeypatch.setitem(datafiles.SOURCES, "toy", src)
 
 
@@ -154,8 +179,11 @@ def test_mirror_archive_cannot_plant_other_data_sets(data_dir, tmp_path, monkeyp
     """Issue 16 item 3: the genuine file plus a planted aclImdb/ and JSB file; only the genuine one lands."""
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    entries = [("toy/data.txt", GOOD, "file"), ("aclImdb/train/pos/0_9.txt", b"planted", "file"),
-               ("jsb-chorales-quarter.json", b'{"train": [], "valid": [], "test": []}', "file")]
+    entries = [
+        ("toy/data.txt", GOOD, "file"),
+        ("aclImdb/train/pos/0_9.txt", b"planted", "file"),
+        ("jsb-chorales-quarter.json", b'{"train": [], "valid": [], "test": []}', "file"),
+    ]
     (make_zip if fmt == "zip" else make_tar)(mirror / f"toy.{fmt}", entries)
     _toy_source(monkeypatch, f"toy.{fmt}")
     monkeypatch.setenv("DATASETS_MIRROR", str(mirror))
@@ -176,7 +204,7 @@ def test_planted_data_sets_are_rejected_by_their_own_digest(data_dir):
             datafiles.fetch(name)
         message = str(err.value)
         assert "\n" not in message and f"is not the {name} data set" in message
-        assert f"python -m datafiles {name}" in message
+        assert f"python -m tutorials_common.datafiles {name}" in message
 
 
 def test_content_digest_of_a_folder(tmp_path):
@@ -184,7 +212,9 @@ def test_content_digest_of_a_folder(tmp_path):
     (root / "a").mkdir(parents=True)
     (root / "a" / "x.txt").write_bytes(b"x")
     (root / "y.txt").write_bytes(b"y")
-    listing = "".join(sorted(f"{p}\t{hashlib.sha256(c).hexdigest()}\n" for p, c in (("a/x.txt", b"x"), ("y.txt", b"y"))))
+    listing = "".join(
+        sorted(f"{p}\t{hashlib.sha256(c).hexdigest()}\n" for p, c in (("a/x.txt", b"x"), ("y.txt", b"y")))
+    )
     assert datafiles.content_digest(root) == hashlib.sha256(listing.encode()).hexdigest()
     (root / "a" / "x.txt").write_bytes(b"X")  # one changed byte changes the digest
     assert datafiles.content_digest(root) != hashlib.sha256(listing.encode()).hexdigest()
@@ -214,7 +244,9 @@ def test_symlinked_genuine_file_is_accepted(data_dir, tmp_path, monkeypatch):
     """A link to a genuine copy (e.g. into a shared mirror) passes: what counts is the content."""
     genuine = tmp_path / "shared.json"
     genuine.write_text("[1]")
-    src = datafiles.Source("toy.json", f"{UNREACHABLE}/toy.json", (hashlib.sha256(b"[1]").hexdigest(),), "toy.json")
+    src = datafiles.Source(
+        "toy.json", f"{UNREACHABLE}/toy.json", (hashlib.sha256(b"[1]").hexdigest(),), "toy.json"
+    )
     monkeypatch.setitem(datafiles.SOURCES, "toyjson", src)
     data_dir.mkdir()
     (data_dir / "toy.json").symlink_to(genuine)
@@ -223,4 +255,3 @@ def test_symlinked_genuine_file_is_accepted(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(datafiles, "_verified", set())
     with pytest.raises(datafiles.DataError, match="is not the toyjson data set"):
         datafiles.fetch("toyjson")
-

@@ -1,8 +1,9 @@
 """benchreport.py: the report files every benchmark writes."""
+
 import json
 import sys
 
-import benchreport
+from tutorials_common import benchreport
 
 
 def test_write_table_and_header(tmp_path, capsys, monkeypatch):
@@ -11,7 +12,11 @@ def test_write_table_and_header(tmp_path, capsys, monkeypatch):
     assert report["command"] == "python -m lstm bench" and report["figure"] == 1.5
     assert report["device"].startswith(("CPU: ", "GPU: ")) and len(report["date"]) == 10
     lines = benchreport.table([("speed, items/s", "3", "2", benchreport.ratio(1.5))])
-    assert lines == ["| figure | ours | baseline | ratio |", "|---|---|---|---|", "| speed, items/s | 3 | 2 | **1.50x** |"]
+    assert lines == [
+        "| figure | ours | baseline | ratio |",
+        "|---|---|---|---|",
+        "| speed, items/s | 3 | 2 | **1.50x** |",
+    ]
     markdown = "\n".join(lines) + "\n"
     out = benchreport.write(tmp_path / "bench", report, markdown)
     assert json.loads((out / "bench.json").read_text()) == report
@@ -22,4 +27,7 @@ def test_write_table_and_header(tmp_path, capsys, monkeypatch):
 
 def test_command_line_of_a_cli_run(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/repo/transformer/__main__.py", "bench", "--quick", "--out", "a b"])
-    assert benchreport.command_line("python -m transformer", ["bench"]) == "python -m transformer bench --quick --out 'a b'"
+    assert (
+        benchreport.command_line("python -m transformer", ["bench"])
+        == "python -m transformer bench --quick --out 'a b'"
+    )

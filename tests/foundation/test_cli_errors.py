@@ -2,6 +2,7 @@
 `error: ...` and no traceback. Each case runs `python -m PACKAGE ...` in a subprocess; argument
 errors are caught by argparse before TensorFlow is imported, so most cases take a fraction of a
 second."""
+
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import cliutil
+from tutorials_common import cliutil
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("transformer", "embeddings", "lstm")
@@ -68,10 +69,15 @@ def subcommands(package):
 
 
 def run(package, args, tmp_path):
-    env = {**os.environ, "CHECKPOINTS_DIR": str(tmp_path / "checkpoints"), "DATASETS_DIR": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "CHECKPOINTS_DIR": str(tmp_path / "checkpoints"),
+        "DATASETS_DIR": str(tmp_path / "data"),
+    }
     env.pop(cliutil.DEBUG_ENV, None)
-    return subprocess.run([sys.executable, "-m", package, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", package, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_error_line(proc, phrase):
@@ -84,7 +90,9 @@ def assert_one_error_line(proc, phrase):
     return errors[0]
 
 
-@pytest.mark.parametrize("package, args, phrase", BAD_ARGUMENTS, ids=[f"{p} {a}" for p, a, _ in BAD_ARGUMENTS])
+@pytest.mark.parametrize(
+    "package, args, phrase", BAD_ARGUMENTS, ids=[f"{p} {a}" for p, a, _ in BAD_ARGUMENTS]
+)
 def test_bad_argument_is_one_error_line(package, args, phrase, tmp_path):
     proc = run(package, args.split(), tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
@@ -103,8 +111,12 @@ def test_every_numeric_flag_is_checked_by_a_cliutil_type(package):
     """Argument validation in one style: numbers go through cliutil's types (positive_int, ...),
     which name the flag and the allowed range, never through a bare int or float."""
     parser = __import__(f"{package}.__main__", fromlist=["build_parser"]).build_parser()
-    bare = [(p.prog, a.option_strings or a.dest) for p in cliutil.subcommand_parsers(parser) for a in p._actions
-            if a.type in (int, float)]
+    bare = [
+        (p.prog, a.option_strings or a.dest)
+        for p in cliutil.subcommand_parsers(parser)
+        for a in p._actions
+        if a.type in (int, float)
+    ]
     assert not bare, f"use a cliutil type (positive_int, nonnegative_int, probability, ...) for {bare}"
 
 
@@ -124,9 +136,11 @@ def test_bad_input_files_are_one_line_errors(tmp_path):
     """Failures past argument parsing (TensorFlow imported): missing runs and a binary data file."""
     junk = tmp_path / "junk.json"
     junk.write_bytes(bytes(range(256)) * 4)
-    for package, args in (("transformer", ["translate", "--checkpoint", str(tmp_path / "missing"), "Hi."]),
-                          ("embeddings", ["predict", "--checkpoint", str(tmp_path), "a great film"]),
-                          ("lstm", ["variants", "--data", str(junk), "--epochs", "1", "--seeds", "1"])):
+    for package, args in (
+        ("transformer", ["translate", "--checkpoint", str(tmp_path / "missing"), "Hi."]),
+        ("embeddings", ["predict", "--checkpoint", str(tmp_path), "a great film"]),
+        ("lstm", ["variants", "--data", str(junk), "--epochs", "1", "--seeds", "1"]),
+    ):
         proc = run(package, args, tmp_path)
         assert proc.returncode == 1, proc.stderr
         assert_one_error_line(proc, "")
@@ -141,8 +155,9 @@ def test_unexpected_exception_is_one_line_with_a_hint(capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         cliutil.run(broken, [])
     assert e.value.code == 1
-    assert capsys.readouterr().err == ("error: RuntimeError: deep inside a library "
-                                       "(rerun with --debug for the traceback)\n")
+    assert capsys.readouterr().err == (
+        "error: RuntimeError: deep inside a library (rerun with --debug for the traceback)\n"
+    )
     for argv, env in ((["--debug"], None), ([], "1")):
         if env:
             monkeypatch.setenv(cliutil.DEBUG_ENV, env)
@@ -152,21 +167,38 @@ def test_unexpected_exception_is_one_line_with_a_hint(capsys, monkeypatch):
         assert e.value.code == 1 and "Traceback" in err and "second line of detail" in err
 
 
-@pytest.mark.parametrize("kind, text, value", [
-    (cliutil.positive_int, "3", 3), (cliutil.nonnegative_int, "0", 0), (cliutil.int_range(2, 4), "4", 4),
-    (cliutil.positive_float, "1e-3", 1e-3), (cliutil.probability, "0", 0.0), (cliutil.unit_interval, "1", 1.0),
-    (cliutil.open_fraction, "0.2", 0.2), (cliutil.nonnegative_float, "0", 0.0),
-])
+@pytest.mark.parametrize(
+    "kind, text, value",
+    [
+        (cliutil.positive_int, "3", 3),
+        (cliutil.nonnegative_int, "0", 0),
+        (cliutil.int_range(2, 4), "4", 4),
+        (cliutil.positive_float, "1e-3", 1e-3),
+        (cliutil.probability, "0", 0.0),
+        (cliutil.unit_interval, "1", 1.0),
+        (cliutil.open_fraction, "0.2", 0.2),
+        (cliutil.nonnegative_float, "0", 0.0),
+    ],
+)
 def test_argument_types_accept(kind, text, value):
     assert kind(text) == value
 
 
-@pytest.mark.parametrize("kind, text", [
-    (cliutil.positive_int, "0"), (cliutil.positive_int, "1.5"), (cliutil.nonnegative_int, "-1"),
-    (cliutil.int_range(2, 4), "5"), (cliutil.positive_float, "0"), (cliutil.positive_float, "inf"),
-    (cliutil.probability, "1"), (cliutil.unit_interval, "1.01"), (cliutil.open_fraction, "0"),
-    (cliutil.nonnegative_float, "nan"),
-])
+@pytest.mark.parametrize(
+    "kind, text",
+    [
+        (cliutil.positive_int, "0"),
+        (cliutil.positive_int, "1.5"),
+        (cliutil.nonnegative_int, "-1"),
+        (cliutil.int_range(2, 4), "5"),
+        (cliutil.positive_float, "0"),
+        (cliutil.positive_float, "inf"),
+        (cliutil.probability, "1"),
+        (cliutil.unit_interval, "1.01"),
+        (cliutil.open_fraction, "0"),
+        (cliutil.nonnegative_float, "nan"),
+    ],
+)
 def test_argument_types_refuse(kind, text):
     import argparse
 

@@ -1,4 +1,5 @@
 """The shared data fetcher: mirror, checksum, extraction and the offline error path."""
+
 import dataclasses
 import hashlib
 import json
@@ -11,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import cliutil
-import datafiles
+from tutorials_common import cliutil, datafiles
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connection refused at once, no network needed
@@ -135,14 +135,16 @@ def test_plain_file_source_checked_by_checksum(data_dir, tmp_path, monkeypatch):
 def test_cli_offline_error_is_one_line_and_exit_1(tmp_path):
     """`make data` with neither mirror nor network: one line, non-zero exit, no traceback."""
     code = (
-        "import dataclasses, datafiles, cliutil\n"
+        "import dataclasses\nfrom tutorials_common import cliutil, datafiles\n"
         "for name, s in list(datafiles.SOURCES.items()):\n"
         f"    datafiles.SOURCES[name] = dataclasses.replace(s, url='{UNREACHABLE}/' + s.filename)\n"
         "cliutil.run(datafiles.main)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DATASETS_MIRROR"}
     env["DATASETS_DIR"] = str(tmp_path / "d")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

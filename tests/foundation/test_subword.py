@@ -1,5 +1,6 @@
 """subword.py: SentencePiece models trained here and BPEmb's pretrained ones behind one interface,
 checked against SentencePiece and the bpemb package themselves."""
+
 import json
 from pathlib import Path
 
@@ -9,22 +10,24 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import datafiles
-import subword
-from cliutil import UserError
-from subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from tutorials_common import datafiles, subword
+from tutorials_common.cliutil import UserError
+from tutorials_common.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BPEMB_MODEL = datafiles.mirror_file("bpemb/en.wiki.bpe.vs1000.model")
 BPEMB_EMB = datafiles.mirror_file("bpemb/en.wiki.bpe.vs1000.d25.w2v.bin")
-needs_bpemb = pytest.mark.skipif(not (BPEMB_MODEL and BPEMB_EMB),
-                                 reason="needs the BPEmb files of the mirror (set DATASETS_MIRROR)")
+needs_bpemb = pytest.mark.skipif(
+    not (BPEMB_MODEL and BPEMB_EMB), reason="needs the BPEmb files of the mirror (set DATASETS_MIRROR)"
+)
 
 
 @pytest.fixture(scope="module")
 def english():
     lines = (FIXTURES / "spa_small.txt").read_text(encoding="utf-8", errors="replace").splitlines()
-    return sorted({line.split("\t")[0].strip() for line in lines if "\t" in line and "\ufffd" not in line} - {""})
+    return sorted(
+        {line.split("\t")[0].strip() for line in lines if "\t" in line and "\ufffd" not in line} - {""}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +81,29 @@ def test_a_model_shared_by_both_languages_keeps_its_name(english, tmp_path):
     shared = subword.SentencePieceTokenizer.train(english, tmp_path / "tokenizer_shared", 300)
     for lang in ("en", "es"):
         subword.save_tokenizer(shared, tmp_path, lang)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer_en.json", "tokenizer_es.json",
-                                                          "tokenizer_shared.model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tokenizer_en.json",
+        "tokenizer_es.json",
+        "tokenizer_shared.model",
+    ]
     en, es = (subword.load_tokenizer(tmp_path, lang) for lang in ("en", "es"))
     assert en.model_file == es.model_file == tmp_path / "tokenizer_shared.model"
 
 
-@pytest.mark.parametrize("meta, message", [
-    ({"kind": "sentencepiece", "model_file": "../elsewhere.model"}, "file name inside"),
-    ({"kind": "sentencepiece", "model_file": "/etc/passwd"}, "file name inside"),
-    ({"kind": "sentencepiece", "model_file": "sub/x.model"}, "file name inside"),
-    ({"kind": "sentencepiece", "model_file": ".."}, "file name inside"),
-    ({"kind": "pickle", "model_file": "tokenizer_en.model"}, "unknown tokenizer kind"),
-    ({"kind": "sentencepiece"}, "not a tokenizer description"),
-    ([1, 2], "not a tokenizer description"),
-    ({"kind": "sentencepiece", "model_file": "missing.model"}, "missing"),
-    ({"kind": "sentencepiece", "model_file": "garbage.model"}, "not a SentencePiece model"),
-])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"kind": "sentencepiece", "model_file": "../elsewhere.model"}, "file name inside"),
+        ({"kind": "sentencepiece", "model_file": "/etc/passwd"}, "file name inside"),
+        ({"kind": "sentencepiece", "model_file": "sub/x.model"}, "file name inside"),
+        ({"kind": "sentencepiece", "model_file": ".."}, "file name inside"),
+        ({"kind": "pickle", "model_file": "tokenizer_en.model"}, "unknown tokenizer kind"),
+        ({"kind": "sentencepiece"}, "not a tokenizer description"),
+        ([1, 2], "not a tokenizer description"),
+        ({"kind": "sentencepiece", "model_file": "missing.model"}, "missing"),
+        ({"kind": "sentencepiece", "model_file": "garbage.model"}, "not a SentencePiece model"),
+    ],
+)
 def test_load_refuses_bad_descriptions(tmp_path, meta, message):
     (tmp_path / "garbage.model").write_bytes(b"\x00garbage" * 10)
     (tmp_path / "tokenizer_en.json").write_text(json.dumps(meta))
@@ -104,8 +113,9 @@ def test_load_refuses_bad_descriptions(tmp_path, meta, message):
 
 def test_case_folded_model_without_bos_eos(english, tmp_path):
     """The embeddings package's models: unigram, case-folded, pad 0 and unk 1 only."""
-    tok = subword.SentencePieceTokenizer.train(english, tmp_path / "subword", 200, model_type="unigram",
-                                               case_fold=True, bos_eos=False)
+    tok = subword.SentencePieceTokenizer.train(
+        english, tmp_path / "subword", 200, model_type="unigram", case_fold=True, bos_eos=False
+    )
     assert tok.tokens[:2] == ["<pad>", "<unk>"] and tok.vocab_size <= 200
     assert tok.encode("GO HOME.") == tok.encode("go home.") and min(tok.encode("go home.")) >= 1
 

@@ -1,4 +1,5 @@
 """Hand-written BPTT (lstm.bptt) against TensorFlow autodiff and central differences, every variant."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """The Keras cell: equals keras.layers.LSTM (vanilla, no peepholes, masking), and every variant flag
 changes the computation the way Greff et al. define it."""
+
 import keras
 import numpy as np
 import pytest
@@ -61,11 +62,15 @@ def test_config_round_trip_gives_same_layer():
 def test_initialisation():
     layer = LSTM(3, variant="V", forget_bias=1.5)
     layer.build((None, None, 2))
-    np.testing.assert_array_equal(np.asarray(layer.cell.bias), [0] * 3 + [1.5] * 3 + [0] * 6)  # in, for, z, out
+    np.testing.assert_array_equal(
+        np.asarray(layer.cell.bias), [0] * 3 + [1.5] * 3 + [0] * 6
+    )  # in, for, z, out
     # the extensions start switched off: peepholes and the gate recurrence are zero
     fgr = LSTM(3, variant="FGR")
     fgr.build((None, None, 2))
-    assert not np.any(np.asarray(fgr.cell.gate_recurrent_kernel)) and not np.any(np.asarray(fgr.cell.peephole["out"]))
+    assert not np.any(np.asarray(fgr.cell.gate_recurrent_kernel)) and not np.any(
+        np.asarray(fgr.cell.peephole["out"])
+    )
 
 
 def test_variants_have_the_weights_they_should():

@@ -1,4 +1,5 @@
 """Smoke runs of every `python -m lstm` command on tiny settings: they write their CSV/PNG and print numbers."""
+
 import csv
 import json
 import subprocess
@@ -21,7 +22,9 @@ def run(argv):
 
 
 def cli(*argv):
-    return subprocess.run([sys.executable, "-m", "lstm", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lstm", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_commands_without_tensorflow():
@@ -49,14 +52,35 @@ def test_gradcheck_passes_and_fails_on_tolerance(capsys):
 
 
 def test_variants_smoke_and_resume(tmp_path, capsys):
-    argv = ["variants", "--data", str(FIXTURE), "--variants", "V", "nfg", "--seeds", "2", "--epochs", "1",
-            "--units", "4", "--out", str(tmp_path)]
+    argv = [
+        "variants",
+        "--data",
+        str(FIXTURE),
+        "--variants",
+        "V",
+        "nfg",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
     assert run(argv) == 0
     out = capsys.readouterr()
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["variant"], r["seed"]) for r in rows) == [("NFG", "0"), ("NFG", "1"), ("V", "0"), ("V", "1")]
-    table = {line.split()[0]: line.split() for line in out.out.splitlines() if line.split()[:1] in (["V"], ["NFG"])}
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [
+        ("NFG", "0"),
+        ("NFG", "1"),
+        ("V", "0"),
+        ("V", "1"),
+    ]
+    table = {
+        line.split()[0]: line.split() for line in out.out.splitlines() if line.split()[:1] in (["V"], ["NFG"])
+    }
     v_tests = [float(r["test_nll"]) for r in rows if r["variant"] == "V"]
     assert float(table["V"][5]) == pytest.approx(np.mean(v_tests), abs=1e-3)
     assert float(table["V"][7]) == pytest.approx(min(v_tests), abs=1e-3)
@@ -92,7 +116,9 @@ def test_clipping_smoke(tmp_path, capsys):
 def test_clipping_verdict_follows_the_numbers():
     diverged = {"final_loss": float("nan"), "max_norm": float("inf"), "big_steps": 9, "diverged_at": 3}
     fine = {"final_loss": 0.2, "max_norm": 5.0, "big_steps": 0, "diverged_at": None}
-    assert "helped" in clipping.verdict(fine, diverged, 1.0) and "step 3" in clipping.verdict(fine, diverged, 1.0)
+    assert "helped" in clipping.verdict(fine, diverged, 1.0) and "step 3" in clipping.verdict(
+        fine, diverged, 1.0
+    )
     assert "no clear difference" in clipping.verdict(fine, dict(fine, final_loss=0.21), 1.0)
     assert "hurt" in clipping.verdict(dict(fine, final_loss=0.5), fine, 1.0)
     losses = np.array([1.0, 2.0, np.nan, np.nan])

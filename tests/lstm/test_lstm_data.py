@@ -1,4 +1,5 @@
 """Piano rolls from the JSB JSON format, and the NLL metric on hand-computed cases."""
+
 import json
 import math
 import os
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cliutil import UserError
 from lstm import data, variants
+from tutorials_common.cliutil import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "jsb_small.json"
 
@@ -45,7 +46,7 @@ def test_pad_and_batches():
     rolls = [np.ones((3, 88), np.float32), np.ones((5, 88), np.float32)]
     padded, lengths = data.pad(rolls)
     assert padded.shape == (2, 5, 88) and list(lengths) == [3, 5] and padded[0, 3:].sum() == 0
-    (x, target, mask), = list(variants.batches(rolls, 8))
+    ((x, target, mask),) = list(variants.batches(rolls, 8))
     assert x.shape == target.shape == (2, 4, 88)
     assert mask.tolist() == [[True, True, False, False], [True] * 4]  # T-1 predictions per roll
 
@@ -65,7 +66,7 @@ def test_nll_per_time_step_hand_computed():
 
 @pytest.mark.skipif(not os.environ.get("DATASETS_MIRROR"), reason="needs DATASETS_MIRROR (full JSB Chorales)")
 def test_full_jsb_split(monkeypatch, tmp_path):
-    import datafiles
+    from tutorials_common import datafiles
 
     monkeypatch.setattr(datafiles, "DATA_DIR", tmp_path)
     splits = data.load("jsb")
@@ -75,19 +76,34 @@ def test_full_jsb_split(monkeypatch, tmp_path):
     assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s]))
 
 
-@pytest.mark.parametrize("content, message", [
-    (bytes(range(256)) * 4, "is not a JSON text file (byte 128 is not UTF-8)"),
-    (b"", "is not valid JSON"),
-    (b"[1, 2]", "must hold a JSON object"),
-    (b'"train valid test"', "must hold a JSON object"),
-    (b'{"train": 5, "valid": [], "test": []}', "the train split must be a list of chorales"),
-    (b'{"train": [[[60], [62]]], "valid": [[[60], 7]], "test": []}', "valid chorale 0: step 1 must be a list"),
-    (b'{"train": [[["C4"], [62]]], "valid": [], "test": []}', "train chorale 0: pitch 'C4' at step 0 is not an integer"),
-    (b'{"train": [[[60.5]]], "valid": [], "test": []}', "pitch 60.5 at step 0 is not an integer"),
-    (b'{"train": [[[true]]], "valid": [], "test": []}', "pitch True at step 0 is not an integer"),
-    (b'{"train": [[[60], [200]]], "valid": [], "test": []}', "train chorale 0: pitch 200 at step 1 is outside"),
-    (b'{"train": [[[60], [62]]], "valid": [[[60]]], "test": [[[60], [61]]]}', "the valid split has no sequence"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 4, "is not a JSON text file (byte 128 is not UTF-8)"),
+        (b"", "is not valid JSON"),
+        (b"[1, 2]", "must hold a JSON object"),
+        (b'"train valid test"', "must hold a JSON object"),
+        (b'{"train": 5, "valid": [], "test": []}', "the train split must be a list of chorales"),
+        (
+            b'{"train": [[[60], [62]]], "valid": [[[60], 7]], "test": []}',
+            "valid chorale 0: step 1 must be a list",
+        ),
+        (
+            b'{"train": [[["C4"], [62]]], "valid": [], "test": []}',
+            "train chorale 0: pitch 'C4' at step 0 is not an integer",
+        ),
+        (b'{"train": [[[60.5]]], "valid": [], "test": []}', "pitch 60.5 at step 0 is not an integer"),
+        (b'{"train": [[[true]]], "valid": [], "test": []}', "pitch True at step 0 is not an integer"),
+        (
+            b'{"train": [[[60], [200]]], "valid": [], "test": []}',
+            "train chorale 0: pitch 200 at step 1 is outside",
+        ),
+        (
+            b'{"train": [[[60], [62]]], "valid": [[[60]]], "test": [[[60], [61]]]}',
+            "the valid split has no sequence",
+        ),
+    ],
+)
 def test_damaged_json_is_one_user_error_naming_file_and_place(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -123,8 +139,13 @@ def test_variants_on_a_binary_file_is_one_error_line(tmp_path):
 
     junk = tmp_path / "junk.json"
     junk.write_bytes(bytes(range(256)) * 4)
-    proc = subprocess.run([sys.executable, "-m", "lstm", "variants", "--data", str(junk), "--out", str(tmp_path)],
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lstm", "variants", "--data", str(junk), "--out", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {junk} is not a JSON text file (byte 128 is not UTF-8)"]

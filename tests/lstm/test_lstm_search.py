@@ -1,4 +1,5 @@
 """The random search of `variants --budget full`: its draws, its results file, --jobs, and its report."""
+
 import json
 import math
 from pathlib import Path
@@ -25,7 +26,9 @@ def test_draws_follow_greff_et_al_scales():
         values = np.array([d[name] for d in draws], dtype=float)
         if scale == "1-log":
             values = 1 - values
-        assert values.min() >= low - 0.5 * (name == "units") and values.max() <= high + 0.5 * (name == "units")
+        assert values.min() >= low - 0.5 * (name == "units") and values.max() <= high + 0.5 * (
+            name == "units"
+        )
         middle = math.sqrt(low * high) if scale != "linear" else (low + high) / 2
         # log-uniform: half the draws below the geometric mean; uniform: below the arithmetic mean
         assert np.mean(values < middle) == pytest.approx(0.5, abs=0.03), name
@@ -33,9 +36,18 @@ def test_draws_follow_greff_et_al_scales():
 
 def test_plan_is_trial_major_with_draws_per_variant():
     tasks = search.plan(["V", "NP"], 3, max_epochs=4, patience=2, batch_size=8)
-    assert [(t["trial"], t["variant"]) for t in tasks] == [(0, "V"), (0, "NP"), (1, "V"), (1, "NP"), (2, "V"), (2, "NP")]
+    assert [(t["trial"], t["variant"]) for t in tasks] == [
+        (0, "V"),
+        (0, "NP"),
+        (1, "V"),
+        (1, "NP"),
+        (2, "V"),
+        (2, "NP"),
+    ]
     for t in tasks:
-        assert {k: t[k] for k in search.SPACE} == search.draw(t["trial"], t["variant"]) and t["seed"] == t["trial"]
+        assert {k: t[k] for k in search.SPACE} == search.draw(t["trial"], t["variant"]) and t["seed"] == t[
+            "trial"
+        ]
     assert search.plan(["V"], 1, 4, 2, 8, fixed={"units": 16})[0]["units"] == 16
 
 
@@ -67,8 +79,16 @@ def _synthetic_rows(trials=24):
     rows = []
     for task in search.plan(["V", "NP"], trials, 30, 5, 8):
         nll = 8.3 + (math.log10(task["lr"]) + 2) ** 2 + 0.1 * (task["variant"] == "NP")
-        rows.append({**task, "best_epoch": 10, "epochs_run": 15, "valid_nll": nll - 0.05, "test_nll": nll,
-                     "seconds": 1.0})
+        rows.append(
+            {
+                **task,
+                "best_epoch": 10,
+                "epochs_run": 15,
+                "valid_nll": nll - 0.05,
+                "test_nll": nll,
+                "seconds": 1.0,
+            }
+        )
     rows[0] = {**rows[0], "valid_nll": math.nan, "test_nll": math.nan}  # one diverged trial
     return rows
 
@@ -81,8 +101,11 @@ def test_report_picks_best_validation_trial_and_finds_the_learning_rate(tmp_path
         search.append_result(path, r)
     assert search_report.report(path, tmp_path / "out") == 0
     text = capsys.readouterr().out
-    table = {line.split("|")[1].strip(): line.split("|") for line in text.splitlines() if line.startswith("| V ")
-             or line.startswith("| NP ")}
+    table = {
+        line.split("|")[1].strip(): line.split("|")
+        for line in text.splitlines()
+        if line.startswith("| V ") or line.startswith("| NP ")
+    }
     assert table["NP"][4].strip() == "**9.900**"
     v_rows = [r for r in rows if r["variant"] == "V" and math.isfinite(r["test_nll"])]
     assert float(table["V"][4].strip("* ")) == pytest.approx(min(r["test_nll"] for r in v_rows), abs=1e-3)
@@ -95,7 +118,7 @@ def test_report_picks_best_validation_trial_and_finds_the_learning_rate(tmp_path
 
 
 def test_report_without_results_is_one_line_error(tmp_path, capsys):
-    from cliutil import UserError
+    from tutorials_common.cliutil import UserError
 
     with pytest.raises(UserError, match="no results file"):
         run(["variants-report", "--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)])
@@ -108,10 +131,29 @@ def test_report_without_results_is_one_line_error(tmp_path, capsys):
 
 def test_jobs_2_writes_the_same_results_as_jobs_1_and_resumes(tmp_path, capsys):
     """Tiny budget: 2 variants x 2 trials x 2 epochs on the 3-chorale fixture."""
+
     def results(jobs):
         out = tmp_path / f"jobs{jobs}"
-        argv = ["variants", "--budget", "full", "--data", str(FIXTURE), "--variants", "V", "CIFG", "--trials", "2",
-                "--epochs", "2", "--patience", "1", "--jobs", str(jobs), "--out", str(out)]
+        argv = [
+            "variants",
+            "--budget",
+            "full",
+            "--data",
+            str(FIXTURE),
+            "--variants",
+            "V",
+            "CIFG",
+            "--trials",
+            "2",
+            "--epochs",
+            "2",
+            "--patience",
+            "1",
+            "--jobs",
+            str(jobs),
+            "--out",
+            str(out),
+        ]
         assert run(argv) == 0
         lines = (out / "search.jsonl").read_text().splitlines()
         return argv, [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
@@ -128,8 +170,14 @@ def test_jobs_2_writes_the_same_results_as_jobs_1_and_resumes(tmp_path, capsys):
 
 def _refined(task, valid, test, best_epoch=40, epochs_run=50):
     """A finished refined trial: the task of refine_plan plus made-up results."""
-    return {**task, "best_epoch": best_epoch, "epochs_run": epochs_run, "valid_nll": valid, "test_nll": test,
-            "seconds": 1.0}
+    return {
+        **task,
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "valid_nll": valid,
+        "test_nll": test,
+        "seconds": 1.0,
+    }
 
 
 def test_refine_plan_picks_the_k_best_by_validation_per_variant():
@@ -139,30 +187,50 @@ def test_refine_plan_picks_the_k_best_by_validation_per_variant():
     refined = _refined({**rows[4], "max_epochs": 200, "patience": 10, "stage": 2}, valid=0.1, test=0.2)
     rows += [other_budget, refined]  # not first-stage trials: never picked, however good
     tasks = search.refine_plan(rows, ["V", "NP"], 2, max_epochs=200, patience=10)
-    best = {v: sorted((r for r in rows[:12] if r["variant"] == v and math.isfinite(r["valid_nll"])),
-                      key=lambda r: r["valid_nll"])[:2] for v in ("V", "NP")}
-    assert [(t["variant"], t["trial"]) for t in tasks] == [(v, best[v][rank]["trial"]) for rank in (0, 1)
-                                                           for v in ("V", "NP")]  # rank-major
+    best = {
+        v: sorted(
+            (r for r in rows[:12] if r["variant"] == v and math.isfinite(r["valid_nll"])),
+            key=lambda r: r["valid_nll"],
+        )[:2]
+        for v in ("V", "NP")
+    }
+    assert [(t["variant"], t["trial"]) for t in tasks] == [
+        (v, best[v][rank]["trial"]) for rank in (0, 1) for v in ("V", "NP")
+    ]  # rank-major
     sources = {(r["variant"], r["trial"]): r for r in rows[:12]}
     for t in tasks:
         source = sources[(t["variant"], t["trial"])]
-        assert {k: t[k] for k in (*search.SPACE, "seed", "batch_size")} == \
-            {k: source[k] for k in (*search.SPACE, "seed", "batch_size")}
+        assert {k: t[k] for k in (*search.SPACE, "seed", "batch_size")} == {
+            k: source[k] for k in (*search.SPACE, "seed", "batch_size")
+        }
         assert (t["max_epochs"], t["patience"], t["stage"]) == (200, 10, 2) and "valid_nll" not in t
-    assert len(search.refine_plan(rows, ["V"], 100, 200, 10)) == 5  # every finished V trial, not the diverged one
+    assert (
+        len(search.refine_plan(rows, ["V"], 100, 200, 10)) == 5
+    )  # every finished V trial, not the diverged one
     assert search.refine_plan(rows, ["CIFG"], 3, 200, 10) == []
 
 
 def test_refine_skips_finished_trials_on_restart_and_errors(tmp_path, capsys):
     """No training: every trial the command asks for is already in the results file."""
-    from cliutil import UserError
+    from tutorials_common.cliutil import UserError
 
     path = tmp_path / "search.jsonl"
     rows = _synthetic_rows(6)
     rows += [_refined(t, valid=8.0, test=8.1) for t in search.refine_plan(rows, ["V", "NP"], 1, 200, 10)]
     for r in rows:
         search.append_result(path, r)
-    argv = ["variants", "--budget", "full", "--data", str(FIXTURE), "--variants", "V", "NP", "--out", str(tmp_path)]
+    argv = [
+        "variants",
+        "--budget",
+        "full",
+        "--data",
+        str(FIXTURE),
+        "--variants",
+        "V",
+        "NP",
+        "--out",
+        str(tmp_path),
+    ]
     assert run([*argv, "--refine", "1", "--epochs", "200", "--patience", "10"]) == 0
     assert "0 trials to refine (2 of 2 already in" in capsys.readouterr().err
     assert run([*argv, "--trials", "6"]) == 0  # the first stage's restart is not confused by refined rows
@@ -178,28 +246,43 @@ def test_report_with_both_stages(tmp_path, capsys):
     rows = _synthetic_rows(8)
     first = list(rows)
     tasks = search.refine_plan(rows, ["V", "NP"], 2, 200, 10)
-    best_v = min((r for r in first if r["variant"] == "V" and math.isfinite(r["valid_nll"])),
-                 key=lambda r: r["valid_nll"])
-    rows += [_refined(t, valid=best_v["valid_nll"] - 1 + k, test=7.5 + k, best_epoch=45, epochs_run=55)
-             for k, t in enumerate(tasks) if t["variant"] == "V"]  # V's first refined trial beats its search
+    best_v = min(
+        (r for r in first if r["variant"] == "V" and math.isfinite(r["valid_nll"])),
+        key=lambda r: r["valid_nll"],
+    )
+    rows += [
+        _refined(t, valid=best_v["valid_nll"] - 1 + k, test=7.5 + k, best_epoch=45, epochs_run=55)
+        for k, t in enumerate(tasks)
+        if t["variant"] == "V"
+    ]  # V's first refined trial beats its search
     rows += [_refined(t, valid=20.0, test=6.0) for t in tasks if t["variant"] == "NP"]  # NP's does not
     table = search_report.summarize(rows)
     assert search.stage(table["V"]["best"]) == 2 and table["V"]["best"]["test_nll"] == 7.5
-    assert table["NP"]["best"] is min((r for r in first if r["variant"] == "NP"), key=lambda r: r["valid_nll"])
+    assert table["NP"]["best"] is min(
+        (r for r in first if r["variant"] == "NP"), key=lambda r: r["valid_nll"]
+    )
     only_first = search_report.summarize(first)
     for v in ("V", "NP"):  # counts and medians are the random search's
-        assert [table[v][k] for k in ("trials", "diverged", "median_test")] == \
-            [only_first[v][k] for k in ("trials", "diverged", "median_test")]
+        assert [table[v][k] for k in ("trials", "diverged", "median_test")] == [
+            only_first[v][k] for k in ("trials", "diverged", "median_test")
+        ]
     path = tmp_path / "search.jsonl"
     for r in rows:
         search.append_result(path, r)
     assert search_report.report(path, tmp_path / "out") == 0
     text = capsys.readouterr().out
     assert "(16 random-search trials, 4 refined)" in text and "15 finished random-search trials" in text
-    headline = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")] for line in text.splitlines()
-                if line.startswith(("| V | 8 ", "| NP | 8 "))}
+    headline = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")]
+        for line in text.splitlines()
+        if line.startswith(("| V | 8 ", "| NP | 8 "))
+    }
     assert headline["V"][4:7] == ["**7.500**", f"{best_v['valid_nll'] - 1:.3f}", "refined"]
     assert headline["V"][12] == "45/55 (of 200)" and headline["NP"][6] == "search"
     refined_lines = [line for line in text.splitlines() if line.startswith("| V | ") and "| 10 |" in line]
-    assert len(refined_lines) == 2 and f"| {best_v['valid_nll']:.3f} | {best_v['test_nll']:.3f} | " \
-        f"{best_v['valid_nll'] - 1:.3f} | 7.500 | 45/55 (of 200) | 10 |" in refined_lines[0]
+    assert (
+        len(refined_lines) == 2
+        and f"| {best_v['valid_nll']:.3f} | {best_v['test_nll']:.3f} | "
+        f"{best_v['valid_nll'] - 1:.3f} | 7.500 | 45/55 (of 200) | 10 |"
+        in refined_lines[0]
+    )

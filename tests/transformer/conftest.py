@@ -1,5 +1,6 @@
 """Shared fixtures of the Transformer tests: the spa.txt fixture and `tiny_run`, a `tiny`
 model trained for a few seconds on it (a real run directory that `load_run` can load)."""
+
 import contextlib
 import sys
 from pathlib import Path
@@ -21,9 +22,12 @@ def train_tiny(run_dir, **overrides):
     dtype policy that training sets is restored afterwards."""
     import keras
 
-    from transformer import runs, train
+    from transformer import runs
+    from transformer.training import loop as train
 
-    config = runs.make_config("tiny", direction="en-es", data=str(FIXTURE), **{"precision": "float32", **overrides})
+    config = runs.make_config(
+        "tiny", direction="en-es", data=str(FIXTURE), **{"precision": "float32", **overrides}
+    )
     config["_explicit"] = set(overrides)
     policy = keras.mixed_precision.global_policy()
     try:

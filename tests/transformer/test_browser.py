@@ -9,11 +9,12 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 (`pytest -s` shows it).
 
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
-shipped `pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
+shipped `transformer/pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
 screenshot of the page while a target token of the last layer's cross-attention is
 hovered. EXPLORER_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing browser an error
 instead of a skip.
 """
+
 import json
 import os
 import shutil
@@ -29,8 +30,10 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     if os.environ.get("EXPLORER_REQUIRE_BROWSER"):  # set by .ci/run: CI must run this test
         raise RuntimeError(f"EXPLORER_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing")
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -38,12 +41,14 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from transformer import serve  # noqa: E402
 from transformer.runs import load_run  # noqa: E402
+from transformer.serve import app as serve  # noqa: E402
 
-SENTENCES_15_WORDS = ["My brother and I went to the market yesterday to buy some fruit and bread.",
-                      "The old teacher told the children a long story about the war and the sea.",
-                      "We could not find the keys to the car after the long party last night."]
+SENTENCES_15_WORDS = [
+    "My brother and I went to the market yesterday to buy some fruit and bread.",
+    "The old teacher told the children a long story about the war and the sea.",
+    "We could not find the keys to the car after the long party last night.",
+]
 TIMEOUT = 60
 
 
@@ -69,16 +74,28 @@ def server(run_dir):
 def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1300",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1300",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     downloads = tmp_path_factory.mktemp("downloads")
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     driver.set_page_load_timeout(TIMEOUT)
     driver.downloads = downloads
     yield driver
@@ -86,18 +103,25 @@ def browser(tmp_path_factory):
 
 
 def api(base, text, direction):
-    request = Request(f"{base}/api/translate", json.dumps({"text": text, "direction": direction}).encode(),
-                      {"Content-Type": "application/json"})
+    request = Request(
+        f"{base}/api/translate",
+        json.dumps({"text": text, "direction": direction}).encode(),
+        {"Content-Type": "application/json"},
+    )
     with urlopen(request, timeout=TIMEOUT) as response:
         return json.loads(response.read())
 
 
 def wait_for_drawing(driver, count):
     WebDriverWait(driver, TIMEOUT).until(
-        lambda d: d.execute_script("return window.explorer && window.explorer.draws") == count
-        or d.find_element(By.ID, "status").get_attribute("class") == "error")
-    assert "error" not in driver.find_element(By.ID, "status").get_attribute("class"), \
-        driver.find_element(By.ID, "status").text
+        lambda d: (
+            d.execute_script("return window.explorer && window.explorer.draws") == count
+            or d.find_element(By.ID, "status").get_attribute("class") == "error"
+        )
+    )
+    assert "error" not in driver.find_element(By.ID, "status").get_attribute("class"), driver.find_element(
+        By.ID, "status"
+    ).text
 
 
 def view_of(url):
@@ -110,7 +134,8 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     layers, heads = run.config["num_layers"], run.config["num_heads"]
     browser.get(base + "/")
     WebDriverWait(browser, TIMEOUT).until(
-        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0)
+        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0
+    )
     box = browser.find_element(By.ID, "text")
     clicks = []
     for count, sentence in enumerate(SENTENCES_15_WORDS, 1):  # a new sentence each time, as a user would
@@ -121,12 +146,19 @@ def test_translate_draw_switch_hover_and_share(server, browser):
         wait_for_drawing(browser, count)
         clicks.append(browser.execute_script("return window.explorer.timings"))
     measured = browser.execute_script(
-        "return performance.getEntriesByName('explorer-click-to-drawing').map(e => e.duration)")
+        "return performance.getEntriesByName('explorer-click-to-drawing').map(e => e.duration)"
+    )
     assert len(measured) == 3 and all(abs(m - t["clickToDrawingMs"]) < 5 for m, t in zip(measured, clicks))
     median = sorted(t["clickToDrawingMs"] for t in clicks)[1]
-    print(f"\nclick to drawing, three new 15-word sentences, {run.run_dir}: median {median:.0f} ms; "
-          + "; ".join(f"{t['clickToDrawingMs']:.0f} ms (request {t['requestMs']:.0f}, model "
-                      f"{t['serverSeconds'] * 1000:.0f}, drawing {t['drawMs']:.0f})" for t in clicks), file=sys.stderr)
+    print(
+        f"\nclick to drawing, three new 15-word sentences, {run.run_dir}: median {median:.0f} ms; "
+        + "; ".join(
+            f"{t['clickToDrawingMs']:.0f} ms (request {t['requestMs']:.0f}, model "
+            f"{t['serverSeconds'] * 1000:.0f}, drawing {t['drawMs']:.0f})"
+            for t in clicks
+        ),
+        file=sys.stderr,
+    )
 
     # the translation shown is the API's
     expected = api(base, sentence, run.direction)
@@ -144,16 +176,26 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     title = browser.find_element(By.ID, "detail-title").text
     assert title == f"decoder-encoder (cross) attention, layer {layers}, head {heads}"
     selected = browser.find_element(By.CSS_SELECTOR, "#model-view canvas.selected")
-    assert (selected.get_attribute("data-layer"), selected.get_attribute("data-head")) == (str(layers - 1),
-                                                                                             str(heads - 1))
-    assert view_of(browser.current_url) == {"text": sentence, "direction": run.direction,
-                                            "kind": "cross", "layer": str(layers), "head": str(heads)}
+    assert (selected.get_attribute("data-layer"), selected.get_attribute("data-head")) == (
+        str(layers - 1),
+        str(heads - 1),
+    )
+    assert view_of(browser.current_url) == {
+        "text": sentence,
+        "direction": run.direction,
+        "kind": "cross",
+        "layer": str(layers),
+        "head": str(heads),
+    }
     # clicking a small heat map picks its layer and head
     browser.find_element(By.CSS_SELECTOR, '#model-view canvas[data-layer="0"][data-head="0"]').click()
     assert view_of(browser.current_url)["layer"] == "1" and view_of(browser.current_url)["head"] == "1"
-    browser.find_element(By.CSS_SELECTOR, f'#model-view canvas[data-layer="{layers - 1}"][data-head="{heads - 1}"]'
-                         ).send_keys(Keys.ENTER)  # ... and so does Enter on a focused one
-    assert view_of(browser.current_url)["layer"] == str(layers) and view_of(browser.current_url)["head"] == str(heads)
+    browser.find_element(
+        By.CSS_SELECTOR, f'#model-view canvas[data-layer="{layers - 1}"][data-head="{heads - 1}"]'
+    ).send_keys(Keys.ENTER)  # ... and so does Enter on a focused one
+    assert view_of(browser.current_url)["layer"] == str(layers) and view_of(browser.current_url)[
+        "head"
+    ] == str(heads)
     browser.switch_to.active_element.send_keys(Keys.ARROW_LEFT)  # arrow keys move through the grid
     assert view_of(browser.current_url)["head"] == str(heads - 1)
     browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
@@ -171,7 +213,9 @@ def test_translate_draw_switch_hover_and_share(server, browser):
         browser.save_screenshot(os.environ["EXPLORER_SCREENSHOT"])
     # hovering a source token shows what attends to it, on the other side
     key = 0
-    ActionChains(browser).move_to_element(browser.find_elements(By.CSS_SELECTOR, "#right-tokens .token")[key]).perform()
+    ActionChains(browser).move_to_element(
+        browser.find_elements(By.CSS_SELECTOR, "#right-tokens .token")[key]
+    ).perform()
     weights = [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#left-tokens .token .weight")]
     column = [r[key] for r in expected["attention"]["cross"][layers - 1][heads - 1]]
     assert weights == [f"{w:.3f}" for w in column]
@@ -195,7 +239,10 @@ def test_translate_draw_switch_hover_and_share(server, browser):
     box.clear()
     box.send_keys("Tom is happy.", Keys.ENTER)
     wait_for_drawing(browser, 2)
-    assert browser.find_element(By.ID, "translation").text == api(base, "Tom is happy.", run.direction)["translation"]
+    assert (
+        browser.find_element(By.ID, "translation").text
+        == api(base, "Tom is happy.", run.direction)["translation"]
+    )
     assert view_of(browser.current_url)["text"] == "Tom is happy."
 
 
@@ -204,9 +251,13 @@ def test_downloads(server, browser):
     attention as JSON."""
     base, run = server
     heads = run.config["num_heads"]
-    browser.get(f"{base}/?text=Tom+is+happy.&direction={run.direction}&kind=encoder_self&layer=1&head={heads}")
+    browser.get(
+        f"{base}/?text=Tom+is+happy.&direction={run.direction}&kind=encoder_self&layer=1&head={heads}"
+    )
     wait_for_drawing(browser, 1)
-    assert browser.find_element(By.ID, "detail-title").text == f"encoder self-attention, layer 1, head {heads}"
+    assert (
+        browser.find_element(By.ID, "detail-title").text == f"encoder self-attention, layer 1, head {heads}"
+    )
     browser.find_element(By.ID, "download-png").click()
     browser.find_element(By.ID, "download-json").click()
     png = browser.downloads / f"tom-is-happy_encoder_self_layer1_head{heads}.png"
@@ -225,12 +276,17 @@ def test_errors_are_shown_not_thrown(server, browser):
     base, run = server
     browser.get(base + "/")
     WebDriverWait(browser, TIMEOUT).until(
-        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0)
+        lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0
+    )
     browser.find_element(By.ID, "text").send_keys(" ".join(["zqx"] * 100))
     browser.find_element(By.ID, "translate").click()
     WebDriverWait(browser, TIMEOUT).until(
-        lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+        lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error"
+    )
     assert "this model reads at most" in browser.find_element(By.ID, "status").text
-    logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
-            and "413" not in entry["message"]]
+    logs = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "413" not in entry["message"]
+    ]
     assert logs == []

@@ -1,5 +1,6 @@
 """SavedModel export: a reload in a fresh process that cannot import this project
 translates exactly as `translate` does; bad inputs fail cleanly."""
+
 import json
 import subprocess
 import sys
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cliutil import UserError
-from transformer import export
+from transformer.inference import export
+from transformer.inference.translate import translate
 from transformer.runs import load_run
-from transformer.translate import translate
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = ["Go.", "", "I'm hungry.", "  ", "\x00\x01", "The cat " * 40]  # empty, blank, control, too long
@@ -19,7 +20,7 @@ RELOAD = r"""
 import importlib.abc, json, sys
 class NoProject(importlib.abc.MetaPathFinder):  # the reload must not need this project's code
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("transformer", "subword", "cliutil", "datafiles", "embeddings", "lstm"):
+        if name.split(".")[0] in ("transformer", "tutorials_common", "embeddings", "lstm"):
             raise ImportError(f"project module {name} imported")
 sys.meta_path.insert(0, NoProject())
 import tensorflow as tf
@@ -43,8 +44,12 @@ def exported(tiny_run, tmp_path_factory):
 def test_reloaded_savedmodel_translates_like_translate(tiny_run, exported):
     path, out = exported
     assert path == out / "1" and (path / "saved_model.pb").is_file()
-    r = subprocess.run([sys.executable, "-c", RELOAD, str(path), json.dumps(SENTENCES)], capture_output=True,
-                       text=True, cwd="/")
+    r = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(path), json.dumps(SENTENCES)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout)
     assert result["translations"] == translate(load_run(tiny_run), SENTENCES, warn=False)
@@ -82,7 +87,22 @@ def test_bad_checkpoints_are_one_line_errors(tiny_run, tmp_path, damage):
         for f in tiny_run.iterdir():
             if f.is_file() and not f.name.startswith("tokenizer_"):
                 (run_dir / f.name).write_bytes(f.read_bytes())
-    r = subprocess.run([sys.executable, "-m", "transformer", "export", "--checkpoint", str(run_dir),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 1 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "transformer",
+            "export",
+            "--checkpoint",
+            str(run_dir),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, (
+        r.stderr
+    )
     assert not (tmp_path / "out").exists()

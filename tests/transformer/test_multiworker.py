@@ -13,6 +13,7 @@ only difference by construction would be dropout (masks drawn per worker), so dr
 0; what remains is float summation order (measured: 5e-8 relative), and the tolerance is
 1e-5 relative on every logged loss.
 """
+
 import hashlib
 import io
 import json
@@ -32,16 +33,43 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "spa_small.txt"
 LAUNCHER = ROOT / "tools" / "multiworker.py"
 # float32: the 1e-5 agreement below is below bfloat16's rounding (the default on CPUs with bf16 units)
-TRAIN = ["--profile", "tiny", "--data", str(FIXTURE), "--dropout", "0", "--seed", "3", "--precision", "float32"]
+TRAIN = [
+    "--profile",
+    "tiny",
+    "--data",
+    str(FIXTURE),
+    "--dropout",
+    "0",
+    "--seed",
+    "3",
+    "--precision",
+    "float32",
+]
 TIMEOUT = 240  # per command: a hung collective fails the test instead of the CI job
-READ = re.compile(r"^\[worker (\d)\] worker \1 of 2 read ([\d,]+) sentences, ([\d,]+) target tokens of epoch (\d+) "
-                  r"\(shard digest ([0-9a-f]{16})\)$", re.M)
+READ = re.compile(
+    r"^\[worker (\d)\] worker \1 of 2 read ([\d,]+) sentences, ([\d,]+) target tokens of epoch (\d+) "
+    r"\(shard digest ([0-9a-f]{16})\)$",
+    re.M,
+)
 
 
 def launch(run, *flags, checkpoints):
     """tools/multiworker.py --workers 2 -- TRAIN flags; returns the completed process."""
-    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--timeout", str(TIMEOUT), "--",
-           *TRAIN, "--run", run, "--checkpoints-dir", str(checkpoints), *flags]
+    cmd = [
+        sys.executable,
+        str(LAUNCHER),
+        "--workers",
+        "2",
+        "--timeout",
+        str(TIMEOUT),
+        "--",
+        *TRAIN,
+        "--run",
+        run,
+        "--checkpoints-dir",
+        str(checkpoints),
+        *flags,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT + 60)
 
 
@@ -52,8 +80,8 @@ def log(run_dir):
 def training_targets(run_dir):
     """The target ids of every training pair, computed here from the run's tokenizers and
     the data split (independently of the training code's pipeline)."""
-    import subword
     from transformer import data
+    from tutorials_common import subword
 
     config = json.loads((run_dir / "config.json").read_text())
     src, tgt = (subword.load_tokenizer(run_dir, lang) for lang in ("en", "es"))
@@ -73,9 +101,24 @@ def digest(sentences):
 
 def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
     steps = ["--steps", "24", "--epochs", "3"]  # epochs 1 and 2 whole (10 steps each), 4 steps of epoch 3
-    one = subprocess.run([sys.executable, "-m", "transformer", "train", *TRAIN, "--run", "one",
-                          "--checkpoints-dir", str(tmp_path), *steps], cwd=ROOT, capture_output=True, text=True,
-                         timeout=TIMEOUT)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "transformer",
+            "train",
+            *TRAIN,
+            "--run",
+            "one",
+            "--checkpoints-dir",
+            str(tmp_path),
+            *steps,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = launch("two", *steps, checkpoints=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -92,8 +135,10 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
     # each worker read its own part of every global batch: in a whole epoch the two parts
     # are disjoint and together hold every training sentence exactly once
-    reads = {(int(w), int(e)): (int(n.replace(",", "")), int(t.replace(",", "")), int(d, 16))
-             for w, n, t, e, d in READ.findall(two.stderr)}
+    reads = {
+        (int(w), int(e)): (int(n.replace(",", "")), int(t.replace(",", "")), int(d, 16))
+        for w, n, t, e, d in READ.findall(two.stderr)
+    }
     targets = training_targets(tmp_path / "two")
     for epoch in (1, 2):
         (n0, t0, d0), (n1, t1, d1) = reads[0, epoch], reads[1, epoch]
@@ -104,8 +149,10 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
     # only the chief wrote: checkpoints, best/, logs; worker 1's directory is gone
     run_dir = tmp_path / "two"
-    assert f"[worker 1] worker 1 of 2: the workers agree on the config and start at step 0; worker 0 writes the " \
-           f"run, this one only {run_dir / '.worker-1'}" in two.stderr
+    assert (
+        f"[worker 1] worker 1 of 2: the workers agree on the config and start at step 0; worker 0 writes the "
+        f"run, this one only {run_dir / '.worker-1'}" in two.stderr
+    )
     assert (run_dir / "ckpt" / "ckpt-24.index").is_file() and (run_dir / "best").is_dir()
     assert (run_dir / "logs").is_dir() and not list(run_dir.glob(".worker-*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
@@ -113,8 +160,24 @@ def test_two_workers_give_one_process_loss_curve_on_disjoint_shards(tmp_path):
 
 
 def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
-    cmd = [sys.executable, str(LAUNCHER), "--workers", "2", "--grace", "120", "--timeout", str(TIMEOUT), "--",
-           *TRAIN, "--run", "r", "--checkpoints-dir", str(tmp_path), "--epochs", "50"]
+    cmd = [
+        sys.executable,
+        str(LAUNCHER),
+        "--workers",
+        "2",
+        "--grace",
+        "120",
+        "--timeout",
+        str(TIMEOUT),
+        "--",
+        *TRAIN,
+        "--run",
+        "r",
+        "--checkpoints-dir",
+        str(tmp_path),
+        "--epochs",
+        "50",
+    ]
     launcher = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in launcher.stderr:  # Ctrl-C once the workers train
@@ -127,7 +190,9 @@ def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
     stderr = "".join(lines)
     assert status == 128 + signal.SIGINT, stderr[-3000:]
     assert "error: interrupted by SIGINT: the workers stopped after the same step" in stderr
-    stopped = re.search(r"^\[worker 0\] stopped by SIGINT: checkpoint \S+/ckpt-(\d+) \(step (\d+)\)", stderr, re.M)
+    stopped = re.search(
+        r"^\[worker 0\] stopped by SIGINT: checkpoint \S+/ckpt-(\d+) \(step (\d+)\)", stderr, re.M
+    )
     assert stopped and stopped[1] == stopped[2], stderr[-3000:]
     step = int(stopped[1])
     assert step >= 1 and not list((tmp_path / "r").glob(".worker-*"))
@@ -135,7 +200,9 @@ def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
     again = launch("r", "--epochs", "50", "--steps", str(step + 3), checkpoints=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     for worker in (0, 1):  # both restore the chief's last checkpoint and go on from its step
-        assert re.search(rf"^\[worker {worker}\] resuming from \S+/ckpt-{step} at step {step},", again.stderr, re.M)
+        assert re.search(
+            rf"^\[worker {worker}\] resuming from \S+/ckpt-{step} at step {step},", again.stderr, re.M
+        )
         assert f"[worker {worker}] training finished at step {step + 3};" in again.stderr
     assert log(tmp_path / "r")[-1]["step"] == step + 3
     assert not list((tmp_path / "r").glob(".worker-*"))
@@ -144,10 +211,30 @@ def test_stop_both_and_restart_resumes_from_the_chiefs_checkpoint(tmp_path):
 def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
     multiworker = _launcher_module()
     ports = multiworker.free_ports(2)
-    procs = [subprocess.Popen([sys.executable, "-m", "transformer", "train", *TRAIN, "--run", "k",
-                               "--checkpoints-dir", str(tmp_path), "--epochs", "50", "--strategy", "multiworker"],
-                              cwd=ROOT, env={**os.environ, "TF_CONFIG": multiworker.tf_config(ports, i)},
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "transformer",
+                "train",
+                *TRAIN,
+                "--run",
+                "k",
+                "--checkpoints-dir",
+                str(tmp_path),
+                "--epochs",
+                "50",
+                "--strategy",
+                "multiworker",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "TF_CONFIG": multiworker.tf_config(ports, i)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [[], []]
     training = threading.Event()
 
@@ -163,8 +250,9 @@ def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
     try:
         deadline = time.monotonic() + TIMEOUT
         while not training.wait(timeout=1):  # until the workers train (failing early if one exits)
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
-                "".join(outputs[0] + outputs[1])[-3000:]
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "".join(
+                outputs[0] + outputs[1]
+            )[-3000:]
         procs[1].kill()
         killed = time.monotonic()
         status = procs[0].wait(timeout=120)
@@ -179,8 +267,11 @@ def test_a_killed_worker_stops_the_other_with_one_error_line(tmp_path):
     assert seconds < 60, seconds  # measured about 5 s: the coordination service's heartbeat timeout
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert errors == [stderr.strip().splitlines()[-1]], stderr[-3000:]  # one error line, the last one
-    assert re.match(r"error: a worker stopped sending heartbeats \(it crashed or was killed\); stopped this "
-                    r"worker 0\. Restart every worker", errors[0]), errors[0]
+    assert re.match(
+        r"error: a worker stopped sending heartbeats \(it crashed or was killed\); stopped this "
+        r"worker 0\. Restart every worker",
+        errors[0],
+    ), errors[0]
     assert "Traceback" not in stderr
 
 
@@ -235,15 +326,19 @@ def test_tf_config_names_every_worker_and_its_own_index():
 
 
 def test_multiworker_without_a_usable_tf_config_is_one_clear_error(monkeypatch):
-    from cliutil import UserError
-    from transformer.distributed import make_strategy
+    from transformer.training.distributed import make_strategy
+    from tutorials_common.cliutil import UserError
 
-    bad = {None: "--strategy multiworker needs TF_CONFIG=",
-           "not json": "--strategy multiworker needs TF_CONFIG=",
-           json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}):
-               'TF_CONFIG: give only "worker" tasks (worker 0 is the chief)',
-           json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}):
-               "TF_CONFIG: task index 2 is not one of the 2 workers"}
+    bad = {
+        None: "--strategy multiworker needs TF_CONFIG=",
+        "not json": "--strategy multiworker needs TF_CONFIG=",
+        json.dumps(
+            {"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}
+        ): 'TF_CONFIG: give only "worker" tasks (worker 0 is the chief)',
+        json.dumps(
+            {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}
+        ): "TF_CONFIG: task index 2 is not one of the 2 workers",
+    }
     for tf_config, message in bad.items():
         if tf_config is None:
             monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -1,5 +1,6 @@
-"""The shipped models in pretrained/: checksums, a regression floor on the test split,
+"""The shipped models in transformer/pretrained/: checksums, a regression floor on the test split,
 names and numbers that survive translation, and the loaders' refusals."""
+
 import shutil
 import subprocess
 import sys
@@ -8,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cliutil import UserError
 from transformer import data
+from transformer.inference.translate import evaluate, translate
 from transformer.runs import PRETRAINED_ROOT, load_run, verify_sums
-from transformer.translate import evaluate, translate
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -20,8 +21,14 @@ from names_report import read_set, survival  # noqa: E402
 # greedy BLEU of the first 300 test sources, measured from the shipped files (2026-11-26):
 # en-es 50.38, es-en 58.07; the floors sit three points below.
 FLOORS = {"en-es": 47.0, "es-en": 55.0}
-ARTICLE = {"en-es": ("Anthony Hopkins admired Michael Bay as a great director.", "Anthony Hopkins", "Michael Bay"),
-           "es-en": ("Anthony Hopkins admiraba a Michael Bay como un gran director.", "Anthony Hopkins", "Michael Bay")}
+ARTICLE = {
+    "en-es": ("Anthony Hopkins admired Michael Bay as a great director.", "Anthony Hopkins", "Michael Bay"),
+    "es-en": (
+        "Anthony Hopkins admiraba a Michael Bay como un gran director.",
+        "Anthony Hopkins",
+        "Michael Bay",
+    ),
+}
 
 
 @pytest.fixture(scope="module", params=["en-es", "es-en"])
@@ -69,8 +76,12 @@ def test_a_corrupted_file_is_named(tmp_path):
     (copy / "weights.npz").write_bytes(bytes(blob))
     with pytest.raises(UserError, match=r"weights\.npz is corrupted"):
         load_run(copy)
-    result = subprocess.run([sys.executable, "-m", "transformer", "translate", "--checkpoint", str(copy), "Hi."],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "transformer", "translate", "--checkpoint", str(copy), "Hi."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "weights.npz is corrupted" in lines[0] and "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
 """Input from outside never breaks the translator: undecodable bytes and control
 characters, damaged run folders, damaged checkpoint state, and kills at any moment."""
+
 import io
 import json
 import os
@@ -17,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cliutil import UserError
+from transformer.inference.translate import read_lines, translate
 from transformer.runs import load_run
-from transformer.translate import read_lines, translate
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -31,8 +32,14 @@ def run(tiny_run):
 
 
 def _cli(*args, stdin=None, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "transformer", *args], input=stdin, capture_output=True,
-                          cwd=cwd, env=QUIET, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "transformer", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=QUIET,
+        timeout=600,
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,8 +51,11 @@ def test_any_unicode_gives_one_line_per_line(run, lines):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.binary(max_size=60).filter(lambda b: b"\n" not in b and b"\r" not in b), min_size=1,
-                max_size=6))
+@given(
+    st.lists(
+        st.binary(max_size=60).filter(lambda b: b"\n" not in b and b"\r" not in b), min_size=1, max_size=6
+    )
+)
 def test_any_bytes_on_stdin_give_one_line_per_line(run, monkeypatch, lines):
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"\n".join(lines) + b"\n")))
     text = read_lines(types.SimpleNamespace(sentences=[]))
@@ -71,8 +81,9 @@ def _copy(tiny_run, tmp_path):
     return copy
 
 
-@pytest.mark.parametrize("damage", ["truncated-data", "garbage-index", "config-mismatch", "config-not-object",
-                                    "config-empty"])
+@pytest.mark.parametrize(
+    "damage", ["truncated-data", "garbage-index", "config-mismatch", "config-not-object", "config-empty"]
+)
 def test_damaged_run_folders_are_one_line_errors(tiny_run, tmp_path, damage):
     copy = _copy(tiny_run, tmp_path)
     for sub in ("best", "ckpt"):
@@ -112,8 +123,18 @@ def test_a_planted_pickle_is_never_loaded(tiny_run, tmp_path, monkeypatch):
 
 
 def _train(run_dir, *extra, spa):
-    return _cli("train", "--profile", "tiny", "--data", str(spa), "--checkpoints-dir", str(run_dir.parent),
-                "--run", run_dir.name, *extra)
+    return _cli(
+        "train",
+        "--profile",
+        "tiny",
+        "--data",
+        str(spa),
+        "--checkpoints-dir",
+        str(run_dir.parent),
+        "--run",
+        run_dir.name,
+        *extra,
+    )
 
 
 def test_unreadable_checkpoint_state_stops_training_and_keeps_best(tiny_run, tmp_path, spa_fixture):
@@ -133,8 +154,24 @@ def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
     the run ends with one log line per epoch, no temporary folders, and best/ holding the
     lowest validation loss of the log."""
     run_dir, epochs, rng = tmp_path / "killed", 5, random.Random(0)
-    cmd = [sys.executable, "-m", "transformer", "train", "--profile", "tiny", "--data", str(spa_fixture),
-           "--checkpoints-dir", str(tmp_path), "--run", "killed", "--epochs", str(epochs), "--patience", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transformer",
+        "train",
+        "--profile",
+        "tiny",
+        "--data",
+        str(spa_fixture),
+        "--checkpoints-dir",
+        str(tmp_path),
+        "--run",
+        "killed",
+        "--epochs",
+        str(epochs),
+        "--patience",
+        "0",
+    ]
     for attempt in range(5):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=QUIET, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 240
@@ -143,8 +180,11 @@ def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
                 break
         if attempt == 4:  # kill while a save is in progress, if one shows up in time
             until = time.time() + 20
-            while time.time() < until and not any((run_dir / d).glob("*_temp*") for d in ("ckpt", "best.new")) \
-                    and not (run_dir / "best.new").exists():
+            while (
+                time.time() < until
+                and not any((run_dir / d).glob("*_temp*") for d in ("ckpt", "best.new"))
+                and not (run_dir / "best.new").exists()
+            ):
                 time.sleep(0.002)
         else:
             time.sleep(rng.uniform(0.0, 3.0))

@@ -1,6 +1,7 @@
 """The attention explorer's JSON API (transformer/serve.py) through Flask's test client,
 over the session's `tiny` run: shapes, normalisation, agreement with `translate`, and
 every bad input answered with a one-line JSON error."""
+
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -9,11 +10,11 @@ from urllib.request import Request, urlopen
 import numpy as np
 import pytest
 
-import cliutil
-from transformer import serve
 from transformer.__main__ import main
+from transformer.inference.translate import translate
 from transformer.runs import load_run
-from transformer.translate import translate
+from transformer.serve import app as serve
+from tutorials_common import cliutil
 
 SENTENCE = "He admired her as a great director."
 KINDS = ("encoder_self", "decoder_self", "cross")
@@ -49,16 +50,25 @@ def answer(app):
 def test_shapes_per_kind(answer, run):
     layers, heads = run.config["num_layers"], run.config["num_heads"]
     src, tgt = len(answer["source_tokens"]), len(answer["target_tokens"])
-    expected = {"encoder_self": (layers, heads, src, src), "decoder_self": (layers, heads, tgt, tgt),
-                "cross": (layers, heads, tgt, src)}
+    expected = {
+        "encoder_self": (layers, heads, src, src),
+        "decoder_self": (layers, heads, tgt, tgt),
+        "cross": (layers, heads, tgt, src),
+    }
     assert set(answer["attention"]) == set(KINDS)
     for kind in KINDS:
         array = np.array(answer["attention"][kind])
         assert array.shape == expected[kind]
         assert tuple(answer["shapes"][kind]) == expected[kind]
     assert answer["source_tokens"][-1] == "</s>" or len(answer["source_tokens"]) >= 2
-    assert answer["model"] == {"direction": "en-es", "run": str(run.run_dir), "layers": layers, "heads": heads,
-                               "d_model": run.config["d_model"], "max_tokens": run.config["max_length"] - 1}
+    assert answer["model"] == {
+        "direction": "en-es",
+        "run": str(run.run_dir),
+        "layers": layers,
+        "heads": heads,
+        "d_model": run.config["d_model"],
+        "max_tokens": run.config["max_length"] - 1,
+    }
 
 
 def test_rows_sum_to_one_and_causal(answer):
@@ -96,7 +106,9 @@ def test_summary_matches_the_returned_weights(answer):
                 w = array[layer, head]
                 entropy = np.mean([-sum(p * math.log(p) for p in row if p > 0) for row in w])
                 slope = (keys - 1) / max(queries - 1, 1) if kind == "cross" else 1.0
-                distance = np.mean([sum(p * abs(j - i * slope) for j, p in enumerate(row)) for i, row in enumerate(w)])
+                distance = np.mean(
+                    [sum(p * abs(j - i * slope) for j, p in enumerate(row)) for i, row in enumerate(w)]
+                )
                 r = rows[(kind, layer + 1, head + 1)]
                 assert r["entropy"] == pytest.approx(entropy, abs=0.02)
                 assert r["distance"] == pytest.approx(distance, abs=0.02)
@@ -117,24 +129,27 @@ def test_models_and_page(client):
     assert b"http://" not in page.data and b"https://" not in page.data
 
 
-@pytest.mark.parametrize("body,status,message", [
-    ({"text": ""}, 400, "empty"),
-    ({"text": "   \n"}, 400, "empty"),
-    ({"text": "\u200b\x00\x1b"}, 400, "empty"),
-    ({"direction": "en-es"}, 400, '"text" must be a string'),
-    ({"text": 42}, 400, '"text" must be a string'),
-    ({"text": "x" * (serve.MAX_TEXT_CHARS + 1)}, 413, "the limit is 500"),
-    ({"text": "Hi.", "direction": "fr-de"}, 400, "unknown direction 'fr-de'"),
-    ({"text": "Hi.", "beam": 0}, 400, '"beam" must be an integer'),
-    ({"text": "Hi.", "beam": 99}, 400, '"beam" must be an integer'),
-    ({"text": "Hi.", "beam": "2"}, 400, '"beam" must be an integer'),
-    ({"text": "Hi.", "beam": True}, 400, '"beam" must be an integer'),
-    ('{"text": "Hi.",', 400, "not valid JSON"),
-    ("", 400, "not valid JSON"),
-    ('["Hi."]', 400, "must be a JSON object"),
-    ('{"text": "caf\xe9"}'.encode("latin-1"), 400, "not UTF-8"),
-    (json.dumps({"text": "Hi.", "pad": "x" * 20000}), 413, "over 16384 bytes"),
-])
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        ({"text": ""}, 400, "empty"),
+        ({"text": "   \n"}, 400, "empty"),
+        ({"text": "\u200b\x00\x1b"}, 400, "empty"),
+        ({"direction": "en-es"}, 400, '"text" must be a string'),
+        ({"text": 42}, 400, '"text" must be a string'),
+        ({"text": "x" * (serve.MAX_TEXT_CHARS + 1)}, 413, "the limit is 500"),
+        ({"text": "Hi.", "direction": "fr-de"}, 400, "unknown direction 'fr-de'"),
+        ({"text": "Hi.", "beam": 0}, 400, '"beam" must be an integer'),
+        ({"text": "Hi.", "beam": 99}, 400, '"beam" must be an integer'),
+        ({"text": "Hi.", "beam": "2"}, 400, '"beam" must be an integer'),
+        ({"text": "Hi.", "beam": True}, 400, '"beam" must be an integer'),
+        ('{"text": "Hi.",', 400, "not valid JSON"),
+        ("", 400, "not valid JSON"),
+        ('["Hi."]', 400, "must be a JSON object"),
+        ('{"text": "caf\xe9"}'.encode("latin-1"), 400, "not UTF-8"),
+        (json.dumps({"text": "Hi.", "pad": "x" * 20000}), 413, "over 16384 bytes"),
+    ],
+)
 def test_bad_input(client, body, status, message):
     response = post(client, body)
     assert response.status_code == status
@@ -152,8 +167,11 @@ def test_too_many_tokens_is_413(client, run):
 
 
 def test_other_http_errors_are_json(client):
-    for response, status in [(client.get("/api/translate"), 405), (client.get("/nothing-here"), 404),
-                             (client.get("/static/../serve.py"), 404)]:
+    for response, status in [
+        (client.get("/api/translate"), 405),
+        (client.get("/nothing-here"), 404),
+        (client.get("/static/../serve.py"), 404),
+    ]:
         assert response.status_code == status and response.is_json and response.get_json()["error"]
 
 
@@ -162,7 +180,7 @@ def test_exception_in_a_request_is_a_500_and_the_server_lives_on(client, monkeyp
         raise RuntimeError("boom")
 
     with monkeypatch.context() as m:
-        m.setattr(serve.plot, "sentence_attention", broken)
+        m.setattr(serve.attention_maps, "sentence_attention", broken)
         response = post(client, {"text": SENTENCE})
     assert response.status_code == 500 and response.is_json
     assert "internal error (RuntimeError)" in response.get_json()["error"]
@@ -173,8 +191,16 @@ def test_exception_in_a_request_is_a_500_and_the_server_lives_on(client, monkeyp
 
 def test_concurrent_requests_on_a_threaded_server(app, run):
     """Eight clients at once on a real threaded server get the answers they would get alone."""
-    sentences = ["Hello.", "I am tired.", SENTENCE, "Where is the station?", "Tom runs.", "We eat bread.",
-                 "It is cold today.", "Thank you very much."]
+    sentences = [
+        "Hello.",
+        "I am tired.",
+        SENTENCE,
+        "Where is the station?",
+        "Tom runs.",
+        "We eat bread.",
+        "It is cold today.",
+        "Thank you very much.",
+    ]
     expected = translate(run, sentences, keep_names=True)
     server = serve.serve_in_thread(app)
     try:

@@ -1,10 +1,11 @@
 """Attention against independent references: keras.layers.MultiHeadAttention with the
 same weights, a NumPy softmax(QK^T/sqrt(d))V, and the article's worked example."""
+
 import keras
 import numpy as np
 import pytest
 
-from transformer.attention import (
+from transformer.model.attention import (
     MultiHeadAttention,
     decoder_self_attention_mask,
     look_ahead_mask,
@@ -28,7 +29,9 @@ def test_scaled_dot_product_attention_matches_numpy():
     mask = rng.random((2, 1, 12, 9)) > 0.3
     mask[..., 0] = True  # at least one key per row
     for m in (None, mask):
-        out, w = scaled_dot_product_attention(q.astype("float32"), k.astype("float32"), v.astype("float32"), m)
+        out, w = scaled_dot_product_attention(
+            q.astype("float32"), k.astype("float32"), v.astype("float32"), m
+        )
         ref_out, ref_w = numpy_attention(q, k, v, m)
         np.testing.assert_allclose(np.asarray(w), ref_w, atol=1e-5)
         np.testing.assert_allclose(np.asarray(out), ref_out, atol=1e-5)
@@ -59,7 +62,11 @@ def test_masks():
 def copy_weights_from_keras(ours, theirs, d_model):
     """keras MHA stores (d_model, heads, depth) kernels; ours are (d_model, heads*depth) Dense kernels
     whose column h*depth + i is feature i of head h (what split_heads assumes)."""
-    for mine, dense in ((ours.wq, theirs._query_dense), (ours.wk, theirs._key_dense), (ours.wv, theirs._value_dense)):
+    for mine, dense in (
+        (ours.wq, theirs._query_dense),
+        (ours.wk, theirs._key_dense),
+        (ours.wv, theirs._value_dense),
+    ):
         kernel, bias = (np.asarray(w) for w in dense.weights)
         mine.set_weights([kernel.reshape(kernel.shape[0], d_model), bias.reshape(d_model)])
     kernel, bias = (np.asarray(w) for w in theirs._output_dense.weights)

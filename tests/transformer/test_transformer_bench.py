@@ -1,14 +1,15 @@
 """`python -m transformer bench --quick` at tiny sizes: it runs, and its report holds every
 figure as a positive, finite number (plus the FLOP accounting against a hand count)."""
+
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-import cliutil
 from transformer.__main__ import main
-from transformer.optimizer import PRECISIONS, default_precision
+from transformer.training.optimizer import PRECISIONS, default_precision
+from tutorials_common import cliutil
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
 
@@ -18,7 +19,7 @@ def positive(x):
 
 
 def test_training_flops_hand_count():
-    from transformer.trainspeed import training_flops
+    from transformer.bench.train_step_timing import training_flops
 
     config = dict(d_model=2, dff=3, num_layers=1, tgt_vocab_size=5)
     # batch 1, source 1 token, target 1 token; forward multiply-adds:
@@ -29,8 +30,25 @@ def test_training_flops_hand_count():
 
 def test_bench_quick(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cliutil.run(main, ["bench", "--quick", "--profile", "tiny", "--seconds", "0.3", "--rounds", "1",
-                           "--pairs", "300", "--data", str(FIXTURE), "--out", str(tmp_path)])
+        cliutil.run(
+            main,
+            [
+                "bench",
+                "--quick",
+                "--profile",
+                "tiny",
+                "--seconds",
+                "0.3",
+                "--rounds",
+                "1",
+                "--pairs",
+                "300",
+                "--data",
+                str(FIXTURE),
+                "--out",
+                str(tmp_path),
+            ],
+        )
     out, err = capsys.readouterr()
     assert exit_info.value.code == 0, err[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -45,15 +63,23 @@ def test_bench_quick(tmp_path, capsys):
         assert 0 < training[base]["padding_efficiency"] <= 1
     decoding = report["decoding"]
     assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
-    for key in ("cached_speedup", "cached_latency_speedup", "cached_latency_speedup_min", "xla_speedup",
-                "xla_latency_speedup", "xla_latency_speedup_min", "beam4_over_greedy_time"):
+    for key in (
+        "cached_speedup",
+        "cached_latency_speedup",
+        "cached_latency_speedup_min",
+        "xla_speedup",
+        "xla_latency_speedup",
+        "xla_latency_speedup_min",
+        "beam4_over_greedy_time",
+    ):
         assert positive(decoding[key])
     assert all(positive(v) for v in decoding["sentences_per_second"].values())
     assert all(positive(v) for v in decoding["latency_ms"].values())
     assert {training["precision"], training["other_precision"]} <= set(PRECISIONS)
     assert training["precision"] != training["other_precision"]
     assert training["precision_speedup"] == pytest.approx(
-        training["ours"]["tokens_per_second"] / training["ours_other_precision"]["tokens_per_second"])
+        training["ours"]["tokens_per_second"] / training["ours_other_precision"]["tokens_per_second"]
+    )
     efficiency = report["efficiency"]
     assert "float32" in efficiency["matmul_peak_gflops"]  # the baseline's dtype, always measured
     assert set(efficiency["dtype"]) == {"ours", "ours_other_precision", *training["baselines"]}
@@ -70,49 +96,89 @@ def test_bench_quick(tmp_path, capsys):
 
 def test_recorded_quality_rows(tmp_path):
     """The two full-training figures are read from the results files and put in the table."""
-    from transformer.bench import quality_rows, recorded_quality
+    from transformer.bench.benchmark import quality_rows, recorded_quality
 
     assert recorded_quality(tmp_path) == {"time_to_quality": None, "bfloat16_quality": None}
     assert quality_rows(recorded_quality(tmp_path)) == []
-    epochs = [{"epoch": 1, "elapsed_seconds": 400.0, "test_bleu_beam4": 20.0},
-              {"epoch": 2, "elapsed_seconds": 800.0, "test_bleu_beam4": 45.5}]
-    (tmp_path / "time-to-quality.json").write_text(json.dumps(
-        {"date": "2026-11-26", "machine": "2-core CPU", "command": "make quality DIRECTION=es-en", "goal_bleu": 45,
-         "goal_minutes": 30, "wall_seconds": 900.0, "epochs": epochs, "final": {"bleu": 45.5}}))
-    (tmp_path / "bfloat16-quality.json").write_text(json.dumps(
-        {"date": "2026-11-26", "recipe": "base es-en", "float32": {"bleu_beam4": 56.0},
-         "mixed_bfloat16": {"bleu_beam4": 55.75}}))
+    epochs = [
+        {"epoch": 1, "elapsed_seconds": 400.0, "test_bleu_beam4": 20.0},
+        {"epoch": 2, "elapsed_seconds": 800.0, "test_bleu_beam4": 45.5},
+    ]
+    (tmp_path / "time-to-quality.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-11-26",
+                "machine": "2-core CPU",
+                "command": "make quality DIRECTION=es-en",
+                "goal_bleu": 45,
+                "goal_minutes": 30,
+                "wall_seconds": 900.0,
+                "epochs": epochs,
+                "final": {"bleu": 45.5},
+            }
+        )
+    )
+    (tmp_path / "bfloat16-quality.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-11-26",
+                "recipe": "base es-en",
+                "float32": {"bleu_beam4": 56.0},
+                "mixed_bfloat16": {"bleu_beam4": 55.75},
+            }
+        )
+    )
     rows = quality_rows(recorded_quality(tmp_path))
     assert rows[0][1] == "13.3 min (epoch 2)"  # the first epoch at or above the goal
     assert rows[1][1] == "15.0 min; BLEU 45.50"
     assert rows[2][1:] == ("55.75", "56.00", "-0.25 BLEU")
     epochs[1]["test_bleu_beam4"] = 44.9
-    (tmp_path / "time-to-quality.json").write_text(json.dumps(
-        {"date": "2026-11-26", "machine": "2-core CPU", "command": "make quality", "goal_bleu": 45,
-         "goal_minutes": 30, "wall_seconds": 900.0, "epochs": epochs, "final": {"bleu": 44.9}}))
+    (tmp_path / "time-to-quality.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-11-26",
+                "machine": "2-core CPU",
+                "command": "make quality",
+                "goal_bleu": 45,
+                "goal_minutes": 30,
+                "wall_seconds": 900.0,
+                "epochs": epochs,
+                "final": {"bleu": 44.9},
+            }
+        )
+    )
     assert quality_rows(recorded_quality(tmp_path))[0][1] == "not reached"
 
 
 def test_measure_jit_tiny():
-    from transformer.trainspeed import measure_jit
+    from transformer.bench.train_step_timing import measure_jit
 
     result = measure_jit("tiny", shapes=((4, 6),), rounds=2, steps=1)
     assert result["profile"] == "tiny" and result["shapes"] == [[4, 6]]
     assert positive(result["ms_per_step_jit_off"]) and positive(result["ms_per_step_jit_on"])
-    assert result["jit_speedup"] == pytest.approx(result["ms_per_step_jit_off"] / result["ms_per_step_jit_on"], rel=0.05)
+    assert result["jit_speedup"] == pytest.approx(
+        result["ms_per_step_jit_off"] / result["ms_per_step_jit_on"], rel=0.05
+    )
 
 
 def test_baseline_has_our_dimensions():
     """The stock-Keras baseline computes what ours computes: the same number of weights in
     every matrix of the encoder and decoder blocks (it adds learned position embeddings)."""
-    from transformer.baseline import build_baseline
-    from transformer.model import build_model
+    from transformer.bench.keras_baseline import build_baseline
+    from transformer.model.encoder_decoder import build_model
     from transformer.runs import make_config
 
     config = make_config("tiny", src_vocab_size=50, tgt_vocab_size=50, share_embeddings=False)
     ours = build_model(config)
-    theirs = build_baseline(config["num_layers"], config["d_model"], config["num_heads"], config["dff"],
-                            config["tgt_vocab_size"], 21, config["dropout_rate"])
+    theirs = build_baseline(
+        config["num_layers"],
+        config["d_model"],
+        config["num_heads"],
+        config["dff"],
+        config["tgt_vocab_size"],
+        21,
+        config["dropout_rate"],
+    )
     positions = 2 * 21 * config["d_model"]
     assert theirs.count_params() - positions == ours.count_params()
 

@@ -1,4 +1,5 @@
 """spa.txt parsing, the split by source sentence, data-stats and the bucketed tf.data pipeline."""
+
 import os
 import subprocess
 import sys
@@ -50,8 +51,11 @@ def test_split_is_disjoint_by_source_and_keeps_every_reference(spa_fixture, dire
     assert len(sources["train"]) == round(0.9 * n) and len(sources["validation"]) == round(0.05 * n)
     # every reference of a test source, from the raw pairs
     for source, refs in splits["test"]:
-        expected = {(s if direction == "en-es" else e) for e, s in pairs
-                    if (e if direction == "en-es" else s) == source}
+        expected = {
+            (s if direction == "en-es" else e)
+            for e, s in pairs
+            if (e if direction == "en-es" else s) == source
+        }
         assert set(refs) == expected and len(refs) == len(expected)
     # pairs are neither lost nor duplicated (apart from exact duplicate lines)
     assert sum(len(refs) for groups in splits.values() for _, refs in groups) == len(set(pairs))
@@ -71,8 +75,14 @@ def test_grouping_collects_consecutive_translations():
 
 
 def _cli(*args, **env):
-    return subprocess.run([sys.executable, "-m", "transformer", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "transformer", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def test_data_stats_cli_on_fixture(spa_fixture):
@@ -83,9 +93,11 @@ def test_data_stats_cli_on_fixture(spa_fixture):
     assert r.stdout.count("source overlap: train/validation 0, train/test 0, validation/test 0") == 2
 
 
-@pytest.mark.skipif(not os.environ.get("DATASETS_MIRROR"), reason="needs the full spa.txt (set DATASETS_MIRROR)")
+@pytest.mark.skipif(
+    not os.environ.get("DATASETS_MIRROR"), reason="needs the full spa.txt (set DATASETS_MIRROR)"
+)
 def test_data_stats_full_data():
-    import datafiles
+    from tutorials_common import datafiles
 
     s = data.stats(datafiles.fetch("spa-eng"))
     assert s["pairs"] == 118_964 and s["malformed_lines"] == 0
@@ -108,7 +120,9 @@ def test_bucketed_batches_respect_the_token_budget():
         assert t_in.shape == t_out.shape == (s.shape[0], width)
         assert width % data.BUCKET_WIDTH == 0 and s.shape[0] * width <= budget  # padded to the bucket bound
         assert (t_in[:, 0] == data.BOS_ID).all()
-        np.testing.assert_array_equal(t_in[:, 1:], np.where(t_out[:, :-1] == data.EOS_ID, 0, t_out[:, :-1]))  # bos + target without eos
+        np.testing.assert_array_equal(
+            t_in[:, 1:], np.where(t_out[:, :-1] == data.EOS_ID, 0, t_out[:, :-1])
+        )  # bos + target without eos
         for row_s, row_t in zip(s, t_out):
             seen.append((tuple(row_s[row_s != 0]), tuple(row_t[row_t != 0])))
             n = int((row_t != 0).sum())

@@ -1,6 +1,7 @@
 """Decoding: the cached path gives exactly the ids of the recompute-everything path,
 beam search with one beam is greedy, and beam search is checked against exhaustive
 search on a vocabulary small enough to enumerate every output."""
+
 import itertools
 
 import keras
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import log_softmax
 
-from transformer.decode import (
+from transformer.inference.decoding import (
     EOS,
     beam_search,
     gnmt_length_penalty,
@@ -17,19 +18,32 @@ from transformer.decode import (
     greedy_decode_recompute,
     greedy_decode_xla,
 )
-from transformer.model import Transformer
+from transformer.model.encoder_decoder import Transformer
 
 
 def random_model(target_vocab=12, pre_norm=False, seed=0, scale=0.3):
     """A randomly initialised tiny model. Weights are drawn with a larger spread than
     Glorot so that its outputs vary from sentence to sentence and step to step."""
     keras.utils.set_random_seed(seed)
-    model = Transformer(num_layers=2, d_model=32, num_heads=4, dff=64, input_vocab_size=40,
-                        target_vocab_size=target_vocab, dropout_rate=0.1, pre_norm=pre_norm, max_length=24)
+    model = Transformer(
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        dff=64,
+        input_vocab_size=40,
+        target_vocab_size=target_vocab,
+        dropout_rate=0.1,
+        pre_norm=pre_norm,
+        max_length=24,
+    )
     model.build(((None, None), (None, None)))
     rng = np.random.default_rng(seed)
-    model.set_weights([w if w.ndim == 1 and "norm" in p else rng.normal(0, scale, w.shape)
-                       for w, p in zip(model.get_weights(), (v.path for v in model.weights))])
+    model.set_weights(
+        [
+            w if w.ndim == 1 and "norm" in p else rng.normal(0, scale, w.shape)
+            for w, p in zip(model.get_weights(), (v.path for v in model.weights))
+        ]
+    )
     return model
 
 
@@ -80,24 +94,31 @@ def test_cached_equals_recompute(model, src):
     assert len({tuple(row) for row in cached}) > 3, "degenerate test model: outputs all alike"
     per_sentence = tf.constant([1, 2, 3, 5, 8, 13, 20, 4])
     cached = np.asarray(greedy_decode(model, src, max_length=per_sentence))
-    np.testing.assert_array_equal(cached, np.asarray(greedy_decode_recompute(model, src, max_length=per_sentence)))
+    np.testing.assert_array_equal(
+        cached, np.asarray(greedy_decode_recompute(model, src, max_length=per_sentence))
+    )
     assert (np.count_nonzero(cached, axis=1) <= per_sentence.numpy()).all()
 
 
 def test_xla_equals_cached(model, src):
     """The XLA-compiled loop (fixed cache length, source padded to a multiple of 8) gives the
     ids of the cached loop, for one bound and for one bound per sentence."""
-    np.testing.assert_array_equal(np.asarray(greedy_decode_xla(model, src, max_length=20)),
-                                  np.asarray(greedy_decode(model, src, max_length=20)))
+    np.testing.assert_array_equal(
+        np.asarray(greedy_decode_xla(model, src, max_length=20)),
+        np.asarray(greedy_decode(model, src, max_length=20)),
+    )
     per_sentence = tf.constant([1, 2, 3, 5, 8, 13, 20, 4])  # same shapes: no second compilation
-    np.testing.assert_array_equal(np.asarray(greedy_decode_xla(model, src, max_length=per_sentence)),
-                                  np.asarray(greedy_decode(model, src, max_length=per_sentence)))
+    np.testing.assert_array_equal(
+        np.asarray(greedy_decode_xla(model, src, max_length=per_sentence)),
+        np.asarray(greedy_decode(model, src, max_length=per_sentence)),
+    )
 
 
 def test_padding_does_not_change_translations(model, src):
     padded = np.pad(src, [(0, 0), (0, 5)])
-    np.testing.assert_array_equal(np.asarray(greedy_decode(model, padded, 20)),
-                                  np.asarray(greedy_decode(model, src, 20)))
+    np.testing.assert_array_equal(
+        np.asarray(greedy_decode(model, padded, 20)), np.asarray(greedy_decode(model, src, 20))
+    )
 
 
 def test_beam_of_one_is_greedy(model, src):
@@ -140,4 +161,6 @@ def test_mixed_float16_decoding(src):
     assert model.compute_dtype == "float16"
     cached = np.asarray(greedy_decode(model, src, max_length=12))
     np.testing.assert_array_equal(cached, np.asarray(greedy_decode_recompute(model, src, max_length=12)))
-    assert cached.shape[0] == len(src) and np.asarray(beam_search(model, src, 2, max_length=12)).shape[0] == len(src)
+    assert cached.shape[0] == len(src) and np.asarray(beam_search(model, src, 2, max_length=12)).shape[
+        0
+    ] == len(src)

@@ -1,6 +1,7 @@
 """tf.distribute: a MirroredStrategy over two logical CPU devices gives the same losses and
 weights as one device with the same global batch. Runs in a subprocess because logical
 devices must be configured before TensorFlow initialises."""
+
 import json
 import subprocess
 import sys
@@ -11,14 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    import cliutil  # quiet TensorFlow
+    from tutorials_common import cliutil  # quiet TensorFlow
     import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from transformer import runs, train
-    from transformer.model import build_model
+    from transformer import runs
+    from transformer.training import loop as train
+    from transformer.model.encoder_decoder import build_model
 
     config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=10)
     rng = np.random.default_rng(0)
@@ -62,7 +64,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(*args):
-    r = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
 

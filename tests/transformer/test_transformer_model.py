@@ -1,15 +1,30 @@
 """The Transformer model: positional encoding, shapes and names, causality, padding
 invariance, serialization and mixed precision."""
+
 import keras
 import numpy as np
 import pytest
 
-from transformer.layers import (DecoderLayer, EncoderLayer, FeedForward, PositionalEmbedding, ResidualNorm,
-                                positional_encoding)
-from transformer.model import Decoder, Encoder, Transformer
+from transformer.model.encoder_decoder import Decoder, Encoder, Transformer
+from transformer.model.layers import (
+    DecoderLayer,
+    EncoderLayer,
+    FeedForward,
+    PositionalEmbedding,
+    ResidualNorm,
+    positional_encoding,
+)
 
-TINY = dict(num_layers=2, d_model=32, num_heads=4, dff=64, input_vocab_size=40, target_vocab_size=30,
-            dropout_rate=0.1, max_length=32)
+TINY = dict(
+    num_layers=2,
+    d_model=32,
+    num_heads=4,
+    dff=64,
+    input_vocab_size=40,
+    target_vocab_size=30,
+    dropout_rate=0.1,
+    max_length=32,
+)
 
 
 def tiny_model(pre_norm=False, seed=0, **overrides):
@@ -19,11 +34,16 @@ def tiny_model(pre_norm=False, seed=0, **overrides):
     return model
 
 
-@pytest.fixture(scope="module", params=[(False, False), (True, False), (False, True)],
-                ids=["post_norm", "pre_norm", "shared_embeddings"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, False), (True, False), (False, True)],
+    ids=["post_norm", "pre_norm", "shared_embeddings"],
+)
 def model(request):
     pre_norm, shared = request.param
-    return tiny_model(pre_norm=pre_norm, **(dict(share_embeddings=True, target_vocab_size=40) if shared else {}))
+    return tiny_model(
+        pre_norm=pre_norm, **(dict(share_embeddings=True, target_vocab_size=40) if shared else {})
+    )
 
 
 def batch(seed=0):
@@ -43,7 +63,7 @@ def test_positional_encoding_formula():
     np.testing.assert_allclose(pe[1, :2], [np.sin(1.0), np.cos(1.0)], atol=1e-6)
     pos, i = 37, 3  # PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(same)
     angle = pos / 10000 ** (2 * i / 16)
-    np.testing.assert_allclose(pe[pos, 2 * i: 2 * i + 2], [np.sin(angle), np.cos(angle)], atol=1e-6)
+    np.testing.assert_allclose(pe[pos, 2 * i : 2 * i + 2], [np.sin(angle), np.cos(angle)], atol=1e-6)
 
 
 def test_shapes_and_attention_names(model):
@@ -70,10 +90,10 @@ def test_causality(model):
     logits, _ = model((src, tgt))
     t = 5
     changed = tgt.copy()
-    changed[:, t + 1:] = np.random.default_rng(9).integers(3, 30, changed[:, t + 1:].shape)
+    changed[:, t + 1 :] = np.random.default_rng(9).integers(3, 30, changed[:, t + 1 :].shape)
     logits2, _ = model((src, changed))
     np.testing.assert_allclose(np.asarray(logits2)[:, : t + 1], np.asarray(logits)[:, : t + 1], atol=1e-5)
-    assert np.abs(np.asarray(logits2)[:, t + 1:] - np.asarray(logits)[:, t + 1:]).max() > 1e-3
+    assert np.abs(np.asarray(logits2)[:, t + 1 :] - np.asarray(logits)[:, t + 1 :]).max() > 1e-3
 
 
 def test_padding_invariance_of_encoder_and_logits(model):
@@ -83,7 +103,9 @@ def test_padding_invariance_of_encoder_and_logits(model):
     enc_padded, _ = model.encode(padded)
     real = src != 0
     np.testing.assert_allclose(np.asarray(enc_padded)[:, :9][real], np.asarray(enc)[real], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(model((padded, tgt))[0]), np.asarray(model((src, tgt))[0]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(model((padded, tgt))[0]), np.asarray(model((src, tgt))[0]), atol=1e-5
+    )
 
 
 def test_dropout_only_in_training(model):
@@ -94,15 +116,19 @@ def test_dropout_only_in_training(model):
     assert np.abs(np.asarray(c) - np.asarray(a)).max() > 1e-4
 
 
-@pytest.mark.parametrize("layer", [
-    EncoderLayer(32, 4, 64, 0.1, pre_norm=True),
-    DecoderLayer(32, 4, 64, 0.2),
-    Encoder(2, 32, 4, 64),
-    Decoder(1, 32, 4, 64, pre_norm=True),
-    PositionalEmbedding(50, 32, max_length=20),
-    FeedForward(32, 64),
-    ResidualNorm(0.1, pre_norm=True),
-], ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        EncoderLayer(32, 4, 64, 0.1, pre_norm=True),
+        DecoderLayer(32, 4, 64, 0.2),
+        Encoder(2, 32, 4, 64),
+        Decoder(1, 32, 4, 64, pre_norm=True),
+        PositionalEmbedding(50, 32, max_length=20),
+        FeedForward(32, 64),
+        ResidualNorm(0.1, pre_norm=True),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
 def test_layer_get_config_round_trip(layer):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
@@ -147,8 +173,12 @@ def test_tf_checkpoint_restores_every_weight(model, tmp_path):
 
     src, tgt = batch()
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
-    fresh = tiny_model(pre_norm=model.pre_norm, seed=123, share_embeddings=model.share_embeddings,
-                       target_vocab_size=model.target_vocab_size)
+    fresh = tiny_model(
+        pre_norm=model.pre_norm,
+        seed=123,
+        share_embeddings=model.share_embeddings,
+        target_vocab_size=model.target_vocab_size,
+    )
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     saved = set(tf.train.load_checkpoint(path).get_variable_to_shape_map())
     assert sum(name.startswith("model/") for name in saved) == len(model.weights)
@@ -167,8 +197,11 @@ def test_shared_embeddings_tie_source_target_and_output():
     src, tgt = batch()
     logits, _ = shared((src, tgt))
     enc, _ = shared.encode(src)
-    from transformer.attention import decoder_self_attention_mask, padding_mask
-    dec, _ = shared.decoder(shared.target_embedding(tgt), enc, decoder_self_attention_mask(tgt), padding_mask(src))
+    from transformer.model.attention import decoder_self_attention_mask, padding_mask
+
+    dec, _ = shared.decoder(
+        shared.target_embedding(tgt), enc, decoder_self_attention_mask(tgt), padding_mask(src)
+    )
     expected = np.asarray(dec) @ np.asarray(embeddings[0]).T
     np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="one vocabulary"):
@@ -180,5 +213,9 @@ def test_positional_embedding_is_scaled_embedding_plus_codes():
     ids = np.array([[3, 5, 7]])
     out = np.asarray(layer(ids))
     table = np.asarray(layer.embedding.embeddings)
-    np.testing.assert_allclose(out[0], table[[3, 5, 7]] * np.sqrt(8) + positional_encoding(10, 8)[:3], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(layer(ids[:, 1:2], positions=np.array([1])))[0, 0], out[0, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        out[0], table[[3, 5, 7]] * np.sqrt(8) + positional_encoding(10, 8)[:3], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(layer(ids[:, 1:2], positions=np.array([1])))[0, 0], out[0, 1], atol=1e-6
+    )

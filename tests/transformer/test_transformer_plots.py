@@ -1,4 +1,5 @@
 """Heat maps from a trained `tiny` checkpoint, and the article's demos, through the CLI."""
+
 import math
 import struct
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cliutil
 from transformer.__main__ import main
+from tutorials_common import cliutil
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spa_small.txt"
 
@@ -19,7 +20,7 @@ def run_dir(request, tmp_path_factory):
     try:
         return Path(request.getfixturevalue("tiny_run"))
     except pytest.FixtureLookupError:
-        from transformer.train import make_config, train
+        from transformer.training.loop import make_config, train
 
         config = make_config("tiny", data=str(FIXTURE), steps=3, num_layers=2, vocab_size=200)
         path = tmp_path_factory.mktemp("runs") / "en-es-tiny"
@@ -43,7 +44,7 @@ def png_size(path):
 
 @pytest.fixture(scope="module")
 def heatmaps(run_dir, tmp_path_factory):
-    from transformer.plot import write_heatmaps
+    from transformer.figures.heatmaps import write_heatmaps
     from transformer.runs import load_run
 
     run = load_run(run_dir)
@@ -74,20 +75,23 @@ def test_entropy_table(heatmaps):
     for kind in ("encoder_self", "decoder_self", "cross"):
         kind_rows = [r for r in rows if r["kind"] == kind]
         assert sorted((r["layer"], r["head"]) for r in kind_rows) == [
-            (layer, head) for layer in range(1, layers + 1) for head in range(1, heads + 1)]
+            (layer, head) for layer in range(1, layers + 1) for head in range(1, heads + 1)
+        ]
     for r in rows:
         assert 0.0 <= r["entropy"] <= r["max_entropy"] + 1e-6
         assert r["distance"] >= 0.0
 
 
 def test_summary_against_hand_computed_maps():
-    from transformer.plot import attention_summary
+    from transformer.inference.attention_maps import attention_summary
 
     one_hot = np.eye(4)[None, None]  # every query attends to itself only
     uniform = np.full((1, 1, 4, 4), 0.25)
     rows = attention_summary({"encoder_self": np.concatenate([one_hot, uniform], axis=1)})
     assert rows[0]["entropy"] == pytest.approx(0.0) and rows[0]["distance"] == pytest.approx(0.0)
-    assert rows[1]["entropy"] == pytest.approx(math.log(4)) and rows[1]["max_entropy"] == pytest.approx(math.log(4))
+    assert rows[1]["entropy"] == pytest.approx(math.log(4)) and rows[1]["max_entropy"] == pytest.approx(
+        math.log(4)
+    )
     assert rows[1]["distance"] == pytest.approx(np.mean([1.5, 1.0, 1.0, 1.5]))
     # cross-attention, 3 queries over 5 keys: the diagonal runs through keys 0, 2, 4
     on_diagonal, on_first = np.eye(5)[[0, 2, 4]], np.eye(5)[[0, 0, 0]]
@@ -97,18 +101,22 @@ def test_summary_against_hand_computed_maps():
 
 
 def test_heatmaps_cli(run_dir, tmp_path, capsys):
-    code, out, err = run_cli(["heatmaps", "--checkpoint", str(run_dir), "--sentence", "Hello.",
-                              "--out", str(tmp_path)], capsys)
+    code, out, err = run_cli(
+        ["heatmaps", "--checkpoint", str(run_dir), "--sentence", "Hello.", "--out", str(tmp_path)], capsys
+    )
     assert code == 0
     assert out.startswith("source:      Hello.\ntranslation: ")
     assert "entropy" in out and "mean over heads" in out
     assert len(list(tmp_path.glob("hello_*.png"))) > 0
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--checkpoint", "/nonexistent/run", "--sentence", "Hi."], "no run directory"),
-    (["--sentence", "  "], "empty"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--checkpoint", "/nonexistent/run", "--sentence", "Hi."], "no run directory"),
+        (["--sentence", "  "], "empty"),
+    ],
+)
 def test_heatmaps_errors(run_dir, tmp_path, capsys, argv, message):
     if "--checkpoint" not in argv:
         argv = ["--checkpoint", str(run_dir)] + argv
@@ -118,13 +126,24 @@ def test_heatmaps_errors(run_dir, tmp_path, capsys, argv, message):
     assert not list(tmp_path.glob("*.png"))
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("split-heads", ["(1, 9, 512)", "(1, 8, 9, 64)", "head 0, token 0: 1..64", "head 7, token 8: 4545..4608",
-                     "(1, 8, 9, 9)"]),
-    ("mantra", ["0.99", "1.000000", "largest difference to the hand-made sum"]),
-    ("cross-attention", ["(1, 12, 512)", "(1, 9, 512)", "(1, 8, 12, 9)", "(1, 12, 512)"]),
-    ("masks", ["[[1 1 1 1 0 0]", "[1 1 1 1 1 1]]"]),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        (
+            "split-heads",
+            [
+                "(1, 9, 512)",
+                "(1, 8, 9, 64)",
+                "head 0, token 0: 1..64",
+                "head 7, token 8: 4545..4608",
+                "(1, 8, 9, 9)",
+            ],
+        ),
+        ("mantra", ["0.99", "1.000000", "largest difference to the hand-made sum"]),
+        ("cross-attention", ["(1, 12, 512)", "(1, 9, 512)", "(1, 8, 12, 9)", "(1, 12, 512)"]),
+        ("masks", ["[[1 1 1 1 0 0]", "[1 1 1 1 1 1]]"]),
+    ],
+)
 def test_demos(name, expected, tmp_path, capsys):
     code, out, err = run_cli(["demo", name, "--out", str(tmp_path)], capsys)
     assert code == 0
@@ -167,15 +186,30 @@ def test_plot_run(run_dir, tmp_path, capsys):
     code, out, err = run_cli(["plot-run", "--checkpoint", str(run_dir), "--out", str(tmp_path)], capsys)
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["epoch", "step", "lr", "train", "loss", "train", "acc", "val", "loss", "val", "ppl"]
+    assert lines[0].split() == [
+        "epoch",
+        "step",
+        "lr",
+        "train",
+        "loss",
+        "train",
+        "acc",
+        "val",
+        "loss",
+        "val",
+        "ppl",
+    ]
     assert len(lines) == 1 + len(records)
     for line, record in zip(lines[1:], records):
         epoch, step, lr, train_loss, train_acc, val_loss, val_ppl = (float(x) for x in line.split())
         assert step == record["step"]
         # the paper's schedule (eq. 3) at the run's last optimizer step, computed here
         s = record["step"]  # the optimizer's iterations counter was s - 1 for the last step
-        expected = config.get("lr_scale", 1.0) * config["d_model"] ** -0.5 * min(
-            s ** -0.5, s * config["warmup_steps"] ** -1.5)
+        expected = (
+            config.get("lr_scale", 1.0)
+            * config["d_model"] ** -0.5
+            * min(s**-0.5, s * config["warmup_steps"] ** -1.5)
+        )
         assert lr == pytest.approx(expected, rel=1e-2)
         assert train_loss == pytest.approx(record["train_loss"], abs=1e-4)
         assert val_ppl == pytest.approx(record["val_perplexity"], abs=0.01)
@@ -209,8 +243,9 @@ def test_data_stats_plot(run_dir, tmp_path, capsys):
     assert int(en_row[5]) == max(en_words)
     assert png_size(png)[0] > 600
 
-    code, out, err = run_cli(["data-stats", "--data", str(FIXTURE), "--plot", str(png), "--checkpoint",
-                              str(run_dir)], capsys)
+    code, out, err = run_cli(
+        ["data-stats", "--data", str(FIXTURE), "--plot", str(png), "--checkpoint", str(run_dir)], capsys
+    )
     assert code == 0 and "sentence lengths in subword tokens incl. eos:" in out
     import json
 

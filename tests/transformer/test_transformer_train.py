@@ -1,5 +1,6 @@
 """Loss, schedule, the training loop's run directory, resuming, signals and non-finite losses,
 mixed precision and XLA numerics."""
+
 import json
 import math
 import signal
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cliutil import UserError
-from transformer import losses, runs, train
-from transformer import optimizer as recipe
-from transformer.model import build_model
+from transformer import runs
+from transformer.model.encoder_decoder import build_model
+from transformer.training import loop as train
+from transformer.training import losses
+from transformer.training import optimizer as recipe
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,8 +29,9 @@ def test_token_losses_match_keras_label_smoothing():
     logits = rng.normal(size=(3, 5, 11)).astype("float32")
     labels = rng.integers(0, 11, size=(3, 5))
     for eps in (0.0, 0.1):
-        reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps, reduction=None)(
-            keras.ops.one_hot(labels, 11), logits)
+        reference = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=eps, reduction=None
+        )(keras.ops.one_hot(labels, 11), logits)
         np.testing.assert_allclose(losses.token_losses(labels, logits, eps), reference, rtol=1e-5, atol=1e-6)
 
 
@@ -39,7 +43,9 @@ def test_masked_loss_and_accuracy_ignore_padding():
     noisy = logits.copy()
     noisy[0, 3:] = np.random.default_rng(1).normal(size=(2, 8)) * 50  # garbage at padding positions
     assert float(losses.masked_loss(labels, noisy)) == pytest.approx(base_loss, rel=1e-6)
-    per_token = -np.log(np.exp(logits[0, :3]) / np.exp(logits[0, :3]).sum(-1, keepdims=True))[[0, 1, 2], [5, 6, 2]]
+    per_token = -np.log(np.exp(logits[0, :3]) / np.exp(logits[0, :3]).sum(-1, keepdims=True))[
+        [0, 1, 2], [5, 6, 2]
+    ]
     assert base_loss == pytest.approx(per_token.mean(), rel=1e-5)
     assert float(losses.masked_accuracy(labels, noisy)) == pytest.approx(2 / 3)
 
@@ -47,8 +53,10 @@ def test_masked_loss_and_accuracy_ignore_padding():
 def test_warmup_schedule_follows_the_paper():
     schedule = recipe.WarmupSchedule(128, warmup_steps=4000)
     for step in (1, 100, 4000, 10000):
-        expected = 128 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
-        assert float(schedule(step - 1)) == pytest.approx(expected, rel=1e-5)  # optimizer.iterations is 0-based
+        expected = 128**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        assert float(schedule(step - 1)) == pytest.approx(
+            expected, rel=1e-5
+        )  # optimizer.iterations is 0-based
     assert float(recipe.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
     optimizer = recipe.make_optimizer(runs.make_config("tiny"))
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
@@ -56,8 +64,13 @@ def test_warmup_schedule_follows_the_paper():
 
 def test_profiles_and_overrides():
     base = runs.make_config("base")
-    assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == \
-        (4, 128, 512, 8, 0.1)
+    assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == (
+        4,
+        128,
+        512,
+        8,
+        0.1,
+    )
     assert base["vocab_size"] == 8000 and base["label_smoothing"] == 0.1
     assert runs.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
     with pytest.raises(UserError, match="divisible"):
@@ -68,8 +81,16 @@ def test_profiles_and_overrides():
 
 def test_tiny_run_directory_holds_everything(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"config.json", "tokenizer_shared.model", "tokenizer_en.json", "tokenizer_es.json", "ckpt", "best", "logs",
-            "train_log.jsonl"} <= names
+    assert {
+        "config.json",
+        "tokenizer_shared.model",
+        "tokenizer_en.json",
+        "tokenizer_es.json",
+        "ckpt",
+        "best",
+        "logs",
+        "train_log.jsonl",
+    } <= names
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["profile"] == "tiny" and config["direction"] == "en-es"
     log = [json.loads(line) for line in (tiny_run / "train_log.jsonl").read_text().splitlines()]
@@ -93,7 +114,11 @@ def test_rerun_resumes_at_the_same_step_with_optimizer_state(tiny_trainer, tmp_p
     assert tiny_trainer(run_dir, steps=4, epochs=5) == 0
     step, reader = _iterations(run_dir)
     assert step == 4
-    moments = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/_variables/")}
+    moments = {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        if k.startswith("optimizer/_variables/")
+    }
     assert any(np.abs(v).sum() > 0 for v in moments.values())  # Adam state saved
     capsys.readouterr()
     assert tiny_trainer(run_dir, steps=7, epochs=5) == 0
@@ -116,8 +141,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_trainer, 
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(spa_fixture, tmp_path):
-    cmd = [sys.executable, "-m", "transformer", "train", "--profile", "tiny", "--data", str(spa_fixture),
-           "--checkpoints-dir", str(tmp_path), "--run", "r", "--epochs", "1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transformer",
+        "train",
+        "--profile",
+        "tiny",
+        "--data",
+        str(spa_fixture),
+        "--checkpoints-dir",
+        str(tmp_path),
+        "--run",
+        "r",
+        "--epochs",
+        "1000",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err = []
     deadline = time.time() + 120
@@ -158,7 +197,9 @@ def _two_steps(config, weights):
 
 
 def test_mixed_precision_matches_float32():
-    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1)
+    config = runs.make_config(
+        "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
+    )
     keras.utils.set_random_seed(0)
     weights = build_model(config).get_weights()
     loss32, after32, tokens = _two_steps(config, weights)
@@ -186,7 +227,7 @@ def _train_losses(config, weights, batches, steps):
     optimizer.build(model.trainable_variables)
     step = train.make_train_step(model, optimizer, config)
     losses_ = [float(step(*batches[i % len(batches)])[0]) for i in range(steps)]
-    return np.mean(losses_[:len(batches)]), np.mean(losses_[-len(batches):]), model
+    return np.mean(losses_[: len(batches)]), np.mean(losses_[-len(batches) :]), model
 
 
 def test_bfloat16_training_matches_float32():
@@ -194,8 +235,15 @@ def test_bfloat16_training_matches_float32():
     150 steps of the tiny model take the loss from about 4.4 to about 1.1 in both (measured:
     float32 1.156, bfloat16 1.091); the first losses agree within 1%, the last within 10%
     (bfloat16 keeps 8 bits of mantissa; variables, softmax and loss stay float32)."""
-    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60,
-                              share_embeddings=False, warmup_steps=10, precision="float32")
+    config = runs.make_config(
+        "tiny",
+        dropout_rate=0.0,
+        src_vocab_size=50,
+        tgt_vocab_size=60,
+        share_embeddings=False,
+        warmup_steps=10,
+        precision="float32",
+    )
     keras.utils.set_random_seed(0)
     weights = build_model(config).get_weights()
     rng = np.random.default_rng(1)
@@ -215,7 +263,9 @@ def test_bfloat16_training_matches_float32():
 
 
 def test_jit_compiled_step_matches_plain_step():
-    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1)
+    config = runs.make_config(
+        "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
+    )
     keras.utils.set_random_seed(0)
     weights = build_model(config).get_weights()
     loss, after, _ = _two_steps({**config, "jit_compile": False}, weights)

@@ -1,5 +1,6 @@
 """load_run, translation (batching, bad input), evaluation (BLEU/chrF with every reference,
 per-token perplexity) and the translate/evaluate command lines."""
+
 import json
 import math
 import re
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cliutil import UserError
-from transformer import data, runs, translate
+from transformer import data, runs
+from transformer.inference import translate
+from tutorials_common.cliutil import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +75,9 @@ def test_bleu_uses_every_reference(run, monkeypatch, spa_fixture):
     assert any(len(refs) > 1 for _, refs in groups)
     by_source = dict(groups)
     # a "model" that always outputs the LAST reference scores 100 only if all references count
-    monkeypatch.setattr(translate, "translate", lambda r, sources, *a, **k: [by_source[s][-1] for s in sources])
+    monkeypatch.setattr(
+        translate, "translate", lambda r, sources, *a, **k: [by_source[s][-1] for s in sources]
+    )
     report = translate.evaluate(run, "test")
     assert report["bleu"] == pytest.approx(100.0) and report["chrf"] == pytest.approx(100.0)
     assert report["sources"] == len(groups) and report["references"] == sum(len(r) for _, r in groups)
@@ -81,8 +85,14 @@ def test_bleu_uses_every_reference(run, monkeypatch, spa_fixture):
 
 
 def _cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "transformer", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "transformer", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_translate_cli_prints_only_translations_in_order(tiny_run, run):

@@ -9,6 +9,7 @@ run directory (layout in `transformer/runs.py`).
 `train()` reads as its steps: the data, the model and optimizer, the checkpoints, then one
 epoch at a time (train, validate, log, save).
 """
+
 import contextlib
 import math
 import shutil
@@ -22,15 +23,32 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from cliutil import UserError, checkpoints_dir
 from transformer import data
-from transformer.checkpoints import Checkpoints, StopOnSignal, restart
-from transformer.distributed import (AgreedStop, ShardTally, check_workers_agree, gather_from_workers, is_chief,
-                                     is_multiworker, lost_worker, make_strategy, run_fingerprint, worker_dir)
-from transformer.losses import evaluate_loss, make_eval_step, masked_accuracy, masked_loss, target_mask
-from transformer.model import build_model
-from transformer.optimizer import make_optimizer, precision
+from transformer.model.encoder_decoder import build_model
 from transformer.runs import make_config, prepare_run
+from transformer.training.checkpoints import Checkpoints, StopOnSignal, restart
+from transformer.training.distributed import (
+    AgreedStop,
+    ShardTally,
+    check_workers_agree,
+    gather_from_workers,
+    is_chief,
+    is_multiworker,
+    lost_worker,
+    make_strategy,
+    run_fingerprint,
+    worker_dir,
+)
+from transformer.training.losses import (
+    evaluate_loss,
+    make_eval_step,
+    masked_accuracy,
+    masked_loss,
+    target_mask,
+)
+from transformer.training.optimizer import make_optimizer, precision
+from tutorials_common.cliutil import UserError, checkpoints_dir
+
 
 def make_train_step(model, optimizer, config, strategy=None):
     """A compiled step `(inputs, labels) -> (loss, accuracy, target_tokens)`.
@@ -69,30 +87,46 @@ def make_train_step(model, optimizer, config, strategy=None):
 def init_bpemb_embeddings(model, src_tokenizer, tgt_tokenizer):
     """Copy the BPEmb vectors into the source and target token embeddings
     (`--init-embeddings bpemb`); their dimension must equal d_model."""
-    for embedding, tokenizer in ((model.source_embedding.embedding, src_tokenizer),
-                                 (model.target_embedding.embedding, tgt_tokenizer)):
+    for embedding, tokenizer in (
+        (model.source_embedding.embedding, src_tokenizer),
+        (model.target_embedding.embedding, tgt_tokenizer),
+    ):
         matrix = tokenizer.embedding_matrix()
         if tuple(embedding.embeddings.shape) != matrix.shape:
-            raise UserError(f"BPEmb vectors are {matrix.shape} but the embedding is "
-                            f"{tuple(embedding.embeddings.shape)}: set --d-model to --bpemb-dim")
+            raise UserError(
+                f"BPEmb vectors are {matrix.shape} but the embedding is "
+                f"{tuple(embedding.embeddings.shape)}: set --d-model to --bpemb-dim"
+            )
         embedding.embeddings.assign(matrix)
 
 
 def load_data(config, src_tok, tgt_tok, splits, replicas):
     """(epoch_dataset(number), validation dataset): token-budget batches bucketed by length."""
-    train_src, train_tgt, dropped = data.encode_pairs(data.flatten(splits["train"]), src_tok, tgt_tok,
-                                                      config["max_length"])
-    val_src, val_tgt, _ = data.encode_pairs(data.flatten(splits["validation"]), src_tok, tgt_tok,
-                                            config["max_length"])
-    print(f"{config['direction']}: {len(train_src):,} training pairs ({dropped:,} longer than "
-          f"{config['max_length']} tokens left out), {len(val_src):,} validation pairs, "
-          f"{replicas} replica(s)", file=sys.stderr)
+    train_src, train_tgt, dropped = data.encode_pairs(
+        data.flatten(splits["train"]), src_tok, tgt_tok, config["max_length"]
+    )
+    val_src, val_tgt, _ = data.encode_pairs(
+        data.flatten(splits["validation"]), src_tok, tgt_tok, config["max_length"]
+    )
+    print(
+        f"{config['direction']}: {len(train_src):,} training pairs ({dropped:,} longer than "
+        f"{config['max_length']} tokens left out), {len(val_src):,} validation pairs, "
+        f"{replicas} replica(s)",
+        file=sys.stderr,
+    )
 
     def epoch_dataset(number):
         """Epoch `number`'s batches, shuffled with seed + number: the same order whether or
         not the run was interrupted and resumed."""
-        return data.make_dataset(train_src, train_tgt, config["token_budget"], config["max_length"], shuffle=True,
-                                 seed=config["seed"] + number, drop_remainder=config["jit_compile"])
+        return data.make_dataset(
+            train_src,
+            train_tgt,
+            config["token_budget"],
+            config["max_length"],
+            shuffle=True,
+            seed=config["seed"] + number,
+            drop_remainder=config["jit_compile"],
+        )
 
     return epoch_dataset, data.make_dataset(val_src, val_tgt, config["token_budget"], config["max_length"])
 
@@ -101,20 +135,34 @@ def run_epoch(train_step, dataset, desc, stop, max_steps, current_step):
     """Train on `dataset` until it ends, a signal arrives or `max_steps` is reached; returns
     the epoch's mean loss and accuracy, target tokens, steps and seconds."""
     start, tokens, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0.0, 0
-    with tqdm(desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True,
-              mininterval=1.0 if sys.stderr.isatty() else 60.0) as bar:
+    with tqdm(
+        desc=desc,
+        unit="step",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 60.0,
+    ) as bar:
         for inputs, labels in dataset:
             loss, acc, ntok = (float(x) for x in train_step(inputs, labels))
             if not math.isfinite(loss):
                 raise FloatingPointError(loss)
             tokens, loss_sum, acc_sum, n = tokens + ntok, loss_sum + loss, acc_sum + acc, n + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}",
-                            tok_s=f"{tokens / (time.perf_counter() - start):,.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{loss:.3f}",
+                acc=f"{acc:.3f}",
+                tok_s=f"{tokens / (time.perf_counter() - start):,.0f}",
+                refresh=False,
+            )
             if stop.signum is not None or (max_steps and current_step() >= max_steps):
                 break
-    return dict(train_loss=loss_sum / max(n, 1), train_accuracy=acc_sum / max(n, 1), tokens=tokens, steps=n,
-                seconds=time.perf_counter() - start)
+    return dict(
+        train_loss=loss_sum / max(n, 1),
+        train_accuracy=acc_sum / max(n, 1),
+        tokens=tokens,
+        steps=n,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def train(config, run_dir, restart_run=False):
@@ -132,8 +180,12 @@ def train(config, run_dir, restart_run=False):
         if is_multiworker(strategy):  # leave together: one that exits first looks crashed to the chief
             gather_from_workers(strategy, [status])
         return status
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as e:
+    except (
+        tf.errors.UnavailableError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+        tf.errors.DeadlineExceededError,
+    ) as e:
         if not is_multiworker(strategy):
             raise
         raise lost_worker(e, strategy) from None
@@ -155,8 +207,11 @@ def _train(config, run_dir, restart_run, strategy, chief):
     epoch_dataset, val_ds = load_data(config, src_tok, tgt_tok, splits, replicas)
     options = tf.data.Options()  # each worker takes its own part of every global batch
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    distribute = ((lambda ds: strategy.experimental_distribute_dataset(ds.with_options(options)))
-                  if replicas > 1 or multiworker else (lambda ds: ds))
+    distribute = (
+        (lambda ds: strategy.experimental_distribute_dataset(ds.with_options(options)))
+        if replicas > 1 or multiworker
+        else (lambda ds: ds)
+    )
 
     with strategy.scope():
         model = build_model(config)
@@ -173,12 +228,23 @@ def _train(config, run_dir, restart_run, strategy, chief):
     if not chief and not restart_run and (run_dir / "ckpt").is_dir():  # resume from the chief's checkpoints
         shutil.rmtree(root / "ckpt", ignore_errors=True)
         shutil.copytree(run_dir / "ckpt", root / "ckpt", ignore=shutil.ignore_patterns("*_temp*"))
-    ckpts = Checkpoints(root, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
-                                                  best_val_loss=best_val, epochs_without_improvement=stale),
-                        config["keep_checkpoints"])
+    ckpts = Checkpoints(
+        root,
+        tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            epoch=epoch,
+            best_val_loss=best_val,
+            epochs_without_improvement=stale,
+        ),
+        config["keep_checkpoints"],
+    )
     if ckpts.restore():
-        print(f"resuming from {ckpts.latest.latest_checkpoint} at step {current_step()}, "
-              f"epoch {int(epoch) + 1}", file=sys.stderr)
+        print(
+            f"resuming from {ckpts.latest.latest_checkpoint} at step {current_step()}, "
+            f"epoch {int(epoch) + 1}",
+            file=sys.stderr,
+        )
     elif config["init_embeddings"] == "bpemb":
         init_bpemb_embeddings(model, src_tok, tgt_tok)
     seconds = ckpts.trim_log(current_step()) if chief else 0.0
@@ -186,14 +252,18 @@ def _train(config, run_dir, restart_run, strategy, chief):
     if multiworker:
         check_workers_agree(strategy, run_fingerprint(config, (src_tok, tgt_tok)), current_step(), int(epoch))
         resolver = strategy.cluster_resolver
-        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')}: the workers agree on the "
-              f"config and start at step {current_step()}; "
-              + (f"this one writes {run_dir}" if chief else f"worker 0 writes the run, this one only {root}"),
-              file=sys.stderr)
+        print(
+            f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')}: the workers agree on the "
+            f"config and start at step {current_step()}; "
+            + (f"this one writes {run_dir}" if chief else f"worker 0 writes the run, this one only {root}"),
+            file=sys.stderr,
+        )
 
     train_step = make_train_step(model, optimizer, config, strategy)
     eval_step = make_eval_step(model, strategy)
-    writer = tf.summary.create_file_writer(str(run_dir / "logs")) if chief else tf.summary.create_noop_writer()
+    writer = (
+        tf.summary.create_file_writer(str(run_dir / "logs")) if chief else tf.summary.create_noop_writer()
+    )
     max_steps = config["steps"] or None
     with StopOnSignal() as own_stop, writer.as_default():
         stop = AgreedStop(own_stop, strategy) if multiworker else own_stop
@@ -212,7 +282,8 @@ def _train(config, run_dir, restart_run, strategy, chief):
                 raise UserError(
                     f"the training loss became {e} at step {current_step()}; stopped without saving. The last "
                     f"good checkpoint is {ckpts.latest.latest_checkpoint or 'none (none was written yet)'}; "
-                    "lower the learning rate (--lr-scale) or the token budget and rerun") from None
+                    "lower the learning rate (--lr-scale) or the token budget and rerun"
+                ) from None
             seconds += result["seconds"]
             if multiworker:
                 tally.report(int(epoch) + 1)
@@ -220,45 +291,74 @@ def _train(config, run_dir, restart_run, strategy, chief):
             if signum is not None:
                 if chief:
                     path = ckpts.save(current_step())
-                    print(f"stopped by {signal.Signals(signum).name}: checkpoint {path} (step {current_step()})"
-                          "; rerun the same command to resume", file=sys.stderr)
+                    print(
+                        f"stopped by {signal.Signals(signum).name}: checkpoint {path} (step {current_step()})"
+                        "; rerun the same command to resume",
+                        file=sys.stderr,
+                    )
                 return 128 + signum
             finished = not (max_steps and current_step() >= max_steps)
             if finished:
                 epoch.assign_add(1)
-            improved = end_of_epoch(ckpts, config, epoch, finished, result, seconds,
-                                    evaluate_loss(eval_step, distribute(val_ds)), best_val, current_step(), optimizer,
-                                    chief)
+            improved = end_of_epoch(
+                ckpts,
+                config,
+                epoch,
+                finished,
+                result,
+                seconds,
+                evaluate_loss(eval_step, distribute(val_ds)),
+                best_val,
+                current_step(),
+                optimizer,
+                chief,
+            )
             stale.assign(0 if improved else int(stale) + int(finished))
-    print(f"training finished at step {current_step()}; best validation loss "
-          f"{float(best_val):.4f} (perplexity {math.exp(min(float(best_val), 700.0)):.2f}); run: {run_dir}",
-          file=sys.stderr)
+    print(
+        f"training finished at step {current_step()}; best validation loss "
+        f"{float(best_val):.4f} (perplexity {math.exp(min(float(best_val), 700.0)):.2f}); run: {run_dir}",
+        file=sys.stderr,
+    )
     return 0
 
 
-def end_of_epoch(ckpts, config, epoch, finished, result, seconds, validation, best_val, step, optimizer, chief):
+def end_of_epoch(
+    ckpts, config, epoch, finished, result, seconds, validation, best_val, step, optimizer, chief
+):
     """Log the epoch (stderr, TensorBoard, train_log.jsonl), save a checkpoint, and replace
     best/ when the validation loss improved (returned). The log line is written first and the
     checkpoint last, so the log never lacks an epoch the checkpoint has."""
     val_loss, val_ppl = validation
-    record = {"epoch": int(epoch), "epoch_finished": finished, "step": step,
-              "train_loss": result["train_loss"], "train_accuracy": result["train_accuracy"],
-              "val_loss": val_loss, "val_perplexity": val_ppl,
-              "learning_rate": float(optimizer.learning_rate.numpy()),
-              "target_tokens_per_second": result["tokens"] / max(result["seconds"], 1e-9),
-              "epoch_seconds": result["seconds"], "train_seconds": seconds}
+    record = {
+        "epoch": int(epoch),
+        "epoch_finished": finished,
+        "step": step,
+        "train_loss": result["train_loss"],
+        "train_accuracy": result["train_accuracy"],
+        "val_loss": val_loss,
+        "val_perplexity": val_ppl,
+        "learning_rate": float(optimizer.learning_rate.numpy()),
+        "target_tokens_per_second": result["tokens"] / max(result["seconds"], 1e-9),
+        "epoch_seconds": result["seconds"],
+        "train_seconds": seconds,
+    }
     for name in ("train_loss", "train_accuracy", "target_tokens_per_second", "learning_rate"):
         tf.summary.scalar(f"train/{name}", record[name], step)
     tf.summary.scalar("validation/loss", val_loss, step)
     tf.summary.scalar("validation/perplexity", val_ppl, step)
     label = f"epoch {int(epoch)}" if finished else f"epoch {int(epoch) + 1} (part)"
-    print(f"{label} step {step}: train loss {record['train_loss']:.4f} accuracy {record['train_accuracy']:.4f} | "
-          f"validation loss {val_loss:.4f} perplexity {val_ppl:.2f} | "
-          f"{record['target_tokens_per_second']:,.0f} target tokens/s", file=sys.stderr)
+    print(
+        f"{label} step {step}: train loss {record['train_loss']:.4f} accuracy {record['train_accuracy']:.4f} | "
+        f"validation loss {val_loss:.4f} perplexity {val_ppl:.2f} | "
+        f"{record['target_tokens_per_second']:,.0f} target tokens/s",
+        file=sys.stderr,
+    )
     improved = val_loss < float(best_val)
     if improved:
         best_val.assign(val_loss)
-    if chief:  # a kill between these steps redoes the epoch on resume (log lines past the checkpoint are dropped)
+    if (
+        chief
+    ):  # a kill between these steps redoes the epoch on resume (log lines past the checkpoint are dropped)
         ckpts.log(record)
         if improved:
             ckpts.save_best(step, val_loss)
@@ -278,11 +378,38 @@ def _key_values(items, flag):
     return result or None
 
 
-CONFIG_FLAGS = ("direction", "epochs", "steps", "tokenizer", "vocab_size", "bpemb_vs", "bpemb_dim",
-                "init_embeddings", "num_layers", "d_model", "num_heads", "dff", "dropout_rate",
-                "pre_norm", "share_embeddings", "max_length", "max_positions", "token_budget", "warmup_steps",
-                "lr_scale", "label_smoothing", "keep_checkpoints", "seed", "split_seed", "data", "jit_compile",
-                "precision", "strategy", "log_every", "patience")
+CONFIG_FLAGS = (
+    "direction",
+    "epochs",
+    "steps",
+    "tokenizer",
+    "vocab_size",
+    "bpemb_vs",
+    "bpemb_dim",
+    "init_embeddings",
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "dff",
+    "dropout_rate",
+    "pre_norm",
+    "share_embeddings",
+    "max_length",
+    "max_positions",
+    "token_budget",
+    "warmup_steps",
+    "lr_scale",
+    "label_smoothing",
+    "keep_checkpoints",
+    "seed",
+    "split_seed",
+    "data",
+    "jit_compile",
+    "precision",
+    "strategy",
+    "log_every",
+    "patience",
+)
 
 
 def main(args):

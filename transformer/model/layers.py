@@ -8,13 +8,14 @@
 
 `transformer/model.py` stacks them into the encoder-decoder.
 """
+
 import math
 
 import keras
 import numpy as np
 from keras import ops
 
-from transformer.attention import MultiHeadAttention
+from transformer.model.attention import MultiHeadAttention
 
 register = keras.saving.register_keras_serializable(package="transformer")
 
@@ -43,8 +44,12 @@ class PositionalEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.max_length = vocab_size, d_model, max_length
         self.embedding = keras.layers.Embedding(
-            vocab_size, d_model, embeddings_initializer=keras.initializers.RandomNormal(stddev=d_model ** -0.5),
-            name="token_embedding", dtype=self.dtype_policy)
+            vocab_size,
+            d_model,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=d_model**-0.5),
+            name="token_embedding",
+            dtype=self.dtype_policy,
+        )
         self.pos_encoding = positional_encoding(max_length, d_model)
 
     def build(self, ids_shape):
@@ -92,7 +97,7 @@ class FeedForward(keras.layers.Layer):
 
 @register
 class ResidualNorm(keras.layers.Layer):
-    """"Add & Norm" around one sublayer (section 3.1), with dropout on the sublayer output.
+    """ "Add & Norm" around one sublayer (section 3.1), with dropout on the sublayer output.
 
     Post-norm: ``LayerNorm(x + Dropout(Sublayer(x)))``; pre-norm: ``x + Dropout(Sublayer(LayerNorm(x)))``.
     Use: ``h = wrap.sublayer_input(x)``, ``y = sublayer(h)``, ``x = wrap(x, y)``.
@@ -133,11 +138,15 @@ class _LayerConfig(keras.layers.Layer):
         policy = self.dtype_policy
         for name in names:
             setattr(self, name, MultiHeadAttention(self.d_model, self.num_heads, name=name, dtype=policy))
-            setattr(self, f"{name}_norm", ResidualNorm(self.dropout_rate, self.pre_norm, name=f"{name}_norm",
-                                                       dtype=policy))
+            setattr(
+                self,
+                f"{name}_norm",
+                ResidualNorm(self.dropout_rate, self.pre_norm, name=f"{name}_norm", dtype=policy),
+            )
         self.feed_forward = FeedForward(self.d_model, self.dff, name="feed_forward", dtype=policy)
-        self.feed_forward_norm = ResidualNorm(self.dropout_rate, self.pre_norm, name="feed_forward_norm",
-                                              dtype=policy)
+        self.feed_forward_norm = ResidualNorm(
+            self.dropout_rate, self.pre_norm, name="feed_forward_norm", dtype=policy
+        )
 
     def _feed_forward(self, x, training):
         h = self.feed_forward_norm.sublayer_input(x)
@@ -145,8 +154,13 @@ class _LayerConfig(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(d_model=self.d_model, num_heads=self.num_heads, dff=self.dff,
-                      dropout_rate=self.dropout_rate, pre_norm=self.pre_norm)
+        config.update(
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            dff=self.dff,
+            dropout_rate=self.dropout_rate,
+            pre_norm=self.pre_norm,
+        )
         return config
 
 
@@ -201,8 +215,9 @@ class DecoderLayer(_LayerConfig):
         h = self.self_attention_norm.sublayer_input(x)
         y, self_weights = self.self_attention(h, h, attention_mask=self_mask, training=training)
         x = self.self_attention_norm(x, y, training=training)
-        x, cross_weights = self._cross_attend(x, self.cross_attention.project_key_value(enc_output),
-                                              cross_mask, training)
+        x, cross_weights = self._cross_attend(
+            x, self.cross_attention.project_key_value(enc_output), cross_mask, training
+        )
         return self._feed_forward(x, training), self_weights, cross_weights
 
     def step(self, x, index, self_cache, enc_key_value, self_mask, cross_mask):

@@ -4,8 +4,9 @@
 `load_run(dir)` rebuilds the model from the run's `config.json`, restores the weights of
 its best checkpoint (lowest validation loss; the latest one when no best exists yet) and
 loads its tokenizers. `translate` batches sentences of similar length and decodes them
-with the incremental greedy decoder or beam search of `transformer.decode`.
+with the incremental greedy decoder or beam search of `transformer.inference.decoding`.
 """
+
 import datetime
 import json
 import math
@@ -17,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import sacrebleu
 
-from cliutil import UserError
-from transformer import data, names
-from transformer.decode import beam_search, greedy_decode
-from transformer.losses import evaluate_loss, make_eval_step
+from transformer import data
+from transformer.inference import names
+from transformer.inference.decoding import decode
 from transformer.runs import load_run, resolve_checkpoint
+from transformer.training.losses import evaluate_loss, make_eval_step
+from tutorials_common.cliutil import UserError
 
 
 def has_text(text):
@@ -37,9 +39,11 @@ def encode_source(run, text, line_number=None, warn=True):
     if len(ids) > limit:
         if warn:
             where = f"line {line_number}" if line_number is not None else "input"
-            print(f"warning: {where} has {len(ids)} tokens; only its first {limit - 1} are translated",
-                  file=sys.stderr)
-        ids = ids[:limit - 1] + [data.EOS_ID]
+            print(
+                f"warning: {where} has {len(ids)} tokens; only its first {limit - 1} are translated",
+                file=sys.stderr,
+            )
+        ids = ids[: limit - 1] + [data.EOS_ID]
     return ids
 
 
@@ -47,7 +51,7 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     """Translations of `sentences`, in order. Empty (or blank) inputs give ''.
 
     Sentences are sorted by length and decoded in batches; the output of a sentence with
-    n source tokens is bounded by 2 n + 10 tokens.
+    n source tokens is bounded by 2 n + 10 tokens (`decoding.output_bound`).
     """
     results = [""] * len(sentences)
     replacements = [[] for _ in sentences]
@@ -55,19 +59,17 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
         sentences = list(sentences)
         for i, s in enumerate(sentences):
             sentences[i], replacements[i] = names.protect(s, run.src_tokenizer)
-    encoded = [(i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)]
+    encoded = [
+        (i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)
+    ]
     encoded.sort(key=lambda item: len(item[1]))
     for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start:start + batch_size]
+        chunk = encoded[start : start + batch_size]
         width = max(len(ids) for _, ids in chunk)
         src = np.zeros((len(chunk), width), np.int32)
         for row, (_, ids) in enumerate(chunk):
-            src[row, :len(ids)] = ids
-        bounds = np.array([2 * len(ids) + 10 for _, ids in chunk], np.int32)
-        if beam > 1:
-            out = beam_search(run.model, src, beam_size=beam, length_penalty=length_penalty, max_length=bounds)
-        else:
-            out = greedy_decode(run.model, src, max_length=bounds)
+            src[row, : len(ids)] = ids
+        out = decode(run.model, src, beam=beam, length_penalty=length_penalty)
         for (i, _), ids in zip(chunk, np.asarray(out)):
             results[i] = names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i])
     return results
@@ -86,8 +88,9 @@ def perplexity(run, pairs, token_budget=4096):
     return ppl, sum(len(t) for t in tgt)
 
 
-def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None,
-             keep_names=False):
+def evaluate(
+    run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None, keep_names=False
+):
     """BLEU and chrF (sacrebleu, on detokenized output against every reference of each
     source) and per-token perplexity on `split`; returns the report dict."""
     path = data_path or run.config.get("data")
@@ -96,8 +99,15 @@ def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit
     if not groups:
         raise UserError(f"the {split} split is empty")
     start = time.perf_counter()
-    hyps = translate(run, [source for source, _ in groups], beam, length_penalty, batch_size, warn=False,
-                     keep_names=keep_names)
+    hyps = translate(
+        run,
+        [source for source, _ in groups],
+        beam,
+        length_penalty,
+        batch_size,
+        warn=False,
+        keep_names=keep_names,
+    )
     seconds = time.perf_counter() - start
     most = max(len(refs) for _, refs in groups)
     streams = [[refs[j] if j < len(refs) else None for _, refs in groups] for j in range(most)]
@@ -107,20 +117,29 @@ def evaluate(run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit
     chrf_score = chrf.corpus_score(hyps, streams)
     ppl, ppl_tokens = perplexity(run, data.flatten(groups))
     return {
-        "run": str(run.run_dir), "checkpoint": run.checkpoint, "direction": run.direction,
-        "split": split, "sources": len(groups), "references": sum(len(r) for _, r in groups),
+        "run": str(run.run_dir),
+        "checkpoint": run.checkpoint,
+        "direction": run.direction,
+        "split": split,
+        "sources": len(groups),
+        "references": sum(len(r) for _, r in groups),
         "decoding": f"beam {beam}, length penalty {length_penalty}" if beam > 1 else "greedy",
-        "bleu": round(bleu_score.score, 2), "chrf": round(chrf_score.score, 2),
-        "perplexity": round(ppl, 3) if math.isfinite(ppl) else None, "perplexity_tokens": ppl_tokens,
-        "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
+        "bleu": round(bleu_score.score, 2),
+        "chrf": round(chrf_score.score, 2),
+        "perplexity": round(ppl, 3) if math.isfinite(ppl) else None,
+        "perplexity_tokens": ppl_tokens,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
         "translation_seconds": round(seconds, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "examples": [{"source": s, "references": r, "translation": h}
-                     for (s, r), h in list(zip(groups, hyps))[:10]],
+        "examples": [
+            {"source": s, "references": r, "translation": h} for (s, r), h in list(zip(groups, hyps))[:10]
+        ],
     }
 
 
 # ----------------------------------------------------------------------------- CLI handlers
+
 
 def read_lines(args):
     """Sentences from the arguments, else stdin lines. Bytes that are not UTF-8 (in
@@ -133,7 +152,9 @@ def read_lines(args):
     for number, line in enumerate(raw, 1):
         text = line.decode("utf-8", errors="replace")
         if "\ufffd" in text and b"\xef\xbf\xbd" not in line:
-            print(f"warning: line {number} is not valid UTF-8; undecodable bytes were replaced", file=sys.stderr)
+            print(
+                f"warning: line {number} is not valid UTF-8; undecodable bytes were replaced", file=sys.stderr
+            )
         lines.append(text)
     return lines
 
@@ -142,8 +163,9 @@ def translate_main(args):
     """`python -m transformer translate`: translations only, one per line, on stdout."""
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     lines = read_lines(args)
-    for translation in translate(run, lines, args.beam, args.length_penalty, args.batch_size,
-                                 keep_names=args.keep_names):
+    for translation in translate(
+        run, lines, args.beam, args.length_penalty, args.batch_size, keep_names=args.keep_names
+    ):
         print(translation.replace("\n", " "))
 
 
@@ -151,18 +173,32 @@ def evaluate_main(args):
     """`python -m transformer evaluate`: scores on stdout, JSON report in the run directory
     (or in --out, for a shipped run whose folder is read-only)."""
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
-    report = evaluate(run, args.split, args.beam, args.length_penalty, args.batch_size, args.limit, args.data,
-                      args.keep_names)
+    report = evaluate(
+        run,
+        args.split,
+        args.beam,
+        args.length_penalty,
+        args.batch_size,
+        args.limit,
+        args.data,
+        args.keep_names,
+    )
     report["keep_names"] = args.keep_names
     report["command"] = "python -m transformer " + " ".join(sys.argv[1:])
-    name = (f"eval_{args.split}_beam{args.beam}" + (f"_limit{args.limit}" if args.limit else "")
-            + ("" if args.keep_names else "_raw") + ".json")
+    name = (
+        f"eval_{args.split}_beam{args.beam}"
+        + (f"_limit{args.limit}" if args.limit else "")
+        + ("" if args.keep_names else "_raw")
+        + ".json"
+    )
     out_dir = Path(args.out) if args.out else run.run_dir
     if not args.out and run.checkpoint.endswith(".npz"):  # a shipped run stays as shipped
         out_dir = Path("out") / "eval" / run.run_dir.name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"{report['direction']} {report['split']} split, {report['sources']:,} sources "
-          f"({report['references']:,} references), {report['decoding']}:")
+    print(
+        f"{report['direction']} {report['split']} split, {report['sources']:,} sources "
+        f"({report['references']:,} references), {report['decoding']}:"
+    )
     print(f"BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  perplexity {report['perplexity']}")
     print(f"report: {out_dir / name}", file=sys.stderr)

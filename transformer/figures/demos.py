@@ -12,12 +12,13 @@
 
 Each step prints one line of explanation; figures go to ``--out`` (PNG, Agg backend).
 """
+
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from transformer.plot import pyplot
+from tutorials_common.plotting import pyplot
 
 SENTENCE = "Anthony Hopkins admired Michael Bay as a great director.".split()
 MANTRA_WEIGHTS = [0.06, 0.09, 0.05, 0.25, 0.18, 0.06, 0.09, 0.06, 0.15]  # article 01, section 2
@@ -44,17 +45,23 @@ def sample_sentence():
 
 
 def split_heads_demo(out):
-    from transformer.attention import MultiHeadAttention, scaled_dot_product_attention
+    from transformer.model.attention import MultiHeadAttention, scaled_dot_product_attention
 
     x = sample_sentence()
     mha = MultiHeadAttention(d_model=512, num_heads=8)
     mha.build((1, 9, 512))
-    print(f"input x {_shape(x)}: 1 sentence, 9 tokens, 512 features; token 0 holds 1..512, token 8 holds 4097..4608")
+    print(
+        f"input x {_shape(x)}: 1 sentence, 9 tokens, 512 features; token 0 holds 1..512, token 8 holds 4097..4608"
+    )
     heads = np.asarray(mha.split_heads(x))
-    print(f"split_heads(x) {_shape(heads)}: reshape to (1, 9, 8, 64), then swap axes -> 8 heads of 9 x 64 matrices")
+    print(
+        f"split_heads(x) {_shape(heads)}: reshape to (1, 9, 8, 64), then swap axes -> 8 heads of 9 x 64 matrices"
+    )
     for h, t in [(0, 0), (1, 0), (7, 8)]:
         row = heads[0, h, t]
-        print(f"  head {h}, token {t}: {int(row[0])}..{int(row[-1])} (features {64 * h}..{64 * h + 63} of token {t})")
+        print(
+            f"  head {h}, token {t}: {int(row[0])}..{int(row[-1])} (features {64 * h}..{64 * h + 63} of token {t})"
+        )
     print("every head sees every token, but only its own 64 of the 512 features")
 
     rng = np.random.default_rng(0)
@@ -77,14 +84,16 @@ def split_heads_demo(out):
 
 
 def mantra_demo(out):
-    from transformer.attention import scaled_dot_product_attention
+    from transformer.model.attention import scaled_dot_product_attention
 
     w = np.array(MANTRA_WEIGHTS)
     print('query "Michael"; keys and values: the 9 tokens of "' + " ".join(SENTENCE) + '"')
     for token, weight in zip(SENTENCE, w):
         print(f"  {token:<10} {weight:.2f}")
-    print(f"sum of the article's weights: {w.sum():.2f} (they are rounded to two decimals; "
-          "a softmax row sums to exactly 1, so we use them divided by their sum)")
+    print(
+        f"sum of the article's weights: {w.sum():.2f} (they are rounded to two decimals; "
+        "a softmax row sums to exactly 1, so we use them divided by their sum)"
+    )
     w = w / w.sum()
     print(f"normalised weights sum to {w.sum():.6f}")
 
@@ -100,10 +109,13 @@ def mantra_demo(out):
     # the softmax of those scores is exactly w.
     keys = np.eye(9)
     query = np.sqrt(d) * np.log(w)
-    print(f"the same as one row of softmax(QK^T / sqrt(d_k)) V: q (1, {d}), K (9, {d}), V (9, 4), "
-          f"with q . k_j / sqrt({d}) = log w_j")
-    row, weights = scaled_dot_product_attention(query[None].astype("float32"), keys.astype("float32"),
-                                                values.astype("float32"))
+    print(
+        f"the same as one row of softmax(QK^T / sqrt(d_k)) V: q (1, {d}), K (9, {d}), V (9, 4), "
+        f"with q . k_j / sqrt({d}) = log w_j"
+    )
+    row, weights = scaled_dot_product_attention(
+        query[None].astype("float32"), keys.astype("float32"), values.astype("float32")
+    )
     row, weights = np.asarray(row)[0], np.asarray(weights)[0]
     print(f"  softmax(q K^T / sqrt(d_k)) = {np.array2string(weights, precision=3)}")
     print(f"  ... V = {np.array2string(row, precision=4)}")
@@ -122,7 +134,7 @@ def mantra_demo(out):
 
 
 def cross_attention_demo(out):
-    from transformer.attention import MultiHeadAttention
+    from transformer.model.attention import MultiHeadAttention
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=(1, 12, 512)).astype("float32")
@@ -150,7 +162,7 @@ def cross_attention_demo(out):
 
 
 def masks_demo(out):
-    from transformer.attention import decoder_self_attention_mask, look_ahead_mask, padding_mask
+    from transformer.model.attention import decoder_self_attention_mask, look_ahead_mask, padding_mask
 
     ids = np.array([[7, 6, 9, 2, 0, 0], [5, 8, 2, 0, 0, 0], [4, 3, 6, 8, 9, 2]])
     print("a batch of 3 token-id sequences padded with 0:")
@@ -167,9 +179,11 @@ def masks_demo(out):
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    for ax, matrix, title in [(axes[0], pad, "padding mask\n(rows: sentences, columns: keys)"),
-                              (axes[1], ahead, "look-ahead mask\n(rows: queries, columns: keys)"),
-                              (axes[2], combined[0], "decoder mask, sentence 0\n(look-ahead and padding)")]:
+    for ax, matrix, title in [
+        (axes[0], pad, "padding mask\n(rows: sentences, columns: keys)"),
+        (axes[1], ahead, "look-ahead mask\n(rows: queries, columns: keys)"),
+        (axes[2], combined[0], "decoder mask, sentence 0\n(look-ahead and padding)"),
+    ]:
         ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1.4)
         for (r, c), value in np.ndenumerate(matrix):
             ax.text(c, r, str(value), ha="center", va="center", color="white" if value else "black")
@@ -181,16 +195,22 @@ def masks_demo(out):
 
 
 def positional_encoding_demo(out, length=2048, depth=512):
-    from transformer.layers import positional_encoding
+    from transformer.model.layers import positional_encoding
 
     pe = positional_encoding(length, depth)
-    print(f"positional_encoding({length}, {depth}) {_shape(pe)}: PE[pos, 2i] = sin(pos / 10000^(2i/{depth})), "
-          f"PE[pos, 2i+1] = cos(pos / 10000^(2i/{depth}))")
-    print(f"values in [{pe.min():.3f}, {pe.max():.3f}]; every row has norm sqrt({depth // 2}) = "
-          f"{np.sqrt(depth / 2):.3f}: "
-          f"row 0 {np.linalg.norm(pe[0]):.3f}, row {length - 1} {np.linalg.norm(pe[-1]):.3f}")
-    print(f"wavelengths from 2 pi = {2 * np.pi:.2f} (dimension 0) to 2 pi * 10000^({depth - 2}/{depth}) = "
-          f"{2 * np.pi * 10000 ** ((depth - 2) / depth):,.0f} positions (dimension {depth - 2})")
+    print(
+        f"positional_encoding({length}, {depth}) {_shape(pe)}: PE[pos, 2i] = sin(pos / 10000^(2i/{depth})), "
+        f"PE[pos, 2i+1] = cos(pos / 10000^(2i/{depth}))"
+    )
+    print(
+        f"values in [{pe.min():.3f}, {pe.max():.3f}]; every row has norm sqrt({depth // 2}) = "
+        f"{np.sqrt(depth / 2):.3f}: "
+        f"row 0 {np.linalg.norm(pe[0]):.3f}, row {length - 1} {np.linalg.norm(pe[-1]):.3f}"
+    )
+    print(
+        f"wavelengths from 2 pi = {2 * np.pi:.2f} (dimension 0) to 2 pi * 10000^({depth - 2}/{depth}) = "
+        f"{2 * np.pi * 10000 ** ((depth - 2) / depth):,.0f} positions (dimension {depth - 2})"
+    )
     unit = pe / np.linalg.norm(pe, axis=1, keepdims=True)
     similarity = unit @ unit[1000]
     for other in (999, 1001, 1010, 1100, 0):
@@ -202,8 +222,10 @@ def positional_encoding_demo(out, length=2048, depth=512):
     rotated = np.empty_like(pe[:-shift])
     rotated[:, 0::2] = pe[:-shift, 0::2] * cos + pe[:-shift, 1::2] * sin
     rotated[:, 1::2] = pe[:-shift, 1::2] * cos - pe[:-shift, 0::2] * sin
-    print(f"PE(pos + {shift}) as a rotation of PE(pos), largest difference over all positions: "
-          f"{np.abs(rotated - pe[shift:]).max():.1e}")
+    print(
+        f"PE(pos + {shift}) as a rotation of PE(pos), largest difference over all positions: "
+        f"{np.abs(rotated - pe[shift:]).max():.1e}"
+    )
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -223,9 +245,13 @@ def positional_encoding_demo(out, length=2048, depth=512):
     _save(fig, out, "positional_encoding.png")
 
 
-DEMOS = {"split-heads": split_heads_demo, "mantra": mantra_demo,
-         "cross-attention": cross_attention_demo, "masks": masks_demo,
-         "positional-encoding": positional_encoding_demo}
+DEMOS = {
+    "split-heads": split_heads_demo,
+    "mantra": mantra_demo,
+    "cross-attention": cross_attention_demo,
+    "masks": masks_demo,
+    "positional-encoding": positional_encoding_demo,
+}
 
 
 def main(args):

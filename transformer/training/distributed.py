@@ -4,6 +4,7 @@ keeps N workers in step -- a fingerprint they compare before the first step, a s
 they agree on every step, a tally of the data shard each one read, and one clear line
 when a worker is lost.
 """
+
 import functools
 import hashlib
 import json
@@ -13,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 
 def make_strategy(name):
@@ -26,11 +27,13 @@ def make_strategy(name):
             cluster = json.loads(os.environ.get("TF_CONFIG") or "null")
             workers, index = cluster["cluster"]["worker"], cluster["task"]["index"]
         except (ValueError, TypeError, KeyError) as e:
-            raise UserError("--strategy multiworker needs TF_CONFIG='{\"cluster\": {\"worker\": [\"host:port\", "
-                            "...]}, \"task\": {\"type\": \"worker\", \"index\": I}}' (README, \"Training on several "
-                            f"machines\"; tools/multiworker.py starts local workers): {type(e).__name__} {e}") from None
+            raise UserError(
+                '--strategy multiworker needs TF_CONFIG=\'{"cluster": {"worker": ["host:port", '
+                '...]}, "task": {"type": "worker", "index": I}}\' (README, "Training on several '
+                f'machines"; tools/multiworker.py starts local workers): {type(e).__name__} {e}'
+            ) from None
         if set(cluster["cluster"]) != {"worker"} or cluster["task"].get("type") != "worker":
-            raise UserError("TF_CONFIG: give only \"worker\" tasks (worker 0 is the chief)")
+            raise UserError('TF_CONFIG: give only "worker" tasks (worker 0 is the chief)')
         if not (isinstance(index, int) and 0 <= index < len(workers)):
             raise UserError(f"TF_CONFIG: task index {index!r} is not one of the {len(workers)} workers")
         # A worker that dies stops sending heartbeats to the coordination service (on worker
@@ -67,6 +70,7 @@ def _gatherer(strategy):
     @tf.function(input_signature=[tf.TensorSpec([1, None], tf.float64)])
     def gather(local):
         return strategy.gather(strategy.run(tf.identity, args=(local,)), axis=0)
+
     return gather
 
 
@@ -74,8 +78,10 @@ def run_fingerprint(config, tokenizers):
     """A number that differs when two workers would train different models: the config
     (file locations aside) and both vocabularies."""
     keys = sorted(set(config) - {"data", "bpemb_model", "bpemb_emb", "strategy"})
-    text = json.dumps([[config[k] for k in keys], [[t.id_to_piece(i) for i in range(t.vocab_size)]
-                                                    for t in tokenizers]], default=str)
+    text = json.dumps(
+        [[config[k] for k in keys], [[t.id_to_piece(i) for i in range(t.vocab_size)] for t in tokenizers]],
+        default=str,
+    )
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big")  # exact in float64
 
 
@@ -83,12 +89,16 @@ def check_workers_agree(strategy, fingerprint, step, epoch):
     """Stop every worker with one clear line unless all built the same model and restored the same step."""
     rows = gather_from_workers(strategy, [fingerprint, step, epoch])
     if len({row[0] for row in rows}) > 1:
-        raise UserError("the workers disagree on the config or tokenizers: start every worker with the same "
-                        "flags and data")
+        raise UserError(
+            "the workers disagree on the config or tokenizers: start every worker with the same "
+            "flags and data"
+        )
     if len({tuple(row[1:]) for row in rows}) > 1:
         steps = ", ".join(f"worker {i} step {int(row[1])}" for i, row in enumerate(rows))
-        raise UserError(f"the workers restored different checkpoints ({steps}): every worker restores "
-                        "RUN/ckpt, so the run directory must be shared (or copied from the chief) when resuming")
+        raise UserError(
+            f"the workers restored different checkpoints ({steps}): every worker restores "
+            "RUN/ckpt, so the run directory must be shared (or copied from the chief) when resuming"
+        )
 
 
 class AgreedStop:
@@ -130,9 +140,12 @@ class ShardTally:
 
     def report(self, epoch):
         resolver = self.strategy.cluster_resolver
-        print(f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')} read "
-              f"{self.sentences:,} sentences, {self.tokens:,} target tokens of epoch {epoch} "
-              f"(shard digest {self.digest:016x})", file=sys.stderr)
+        print(
+            f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')} read "
+            f"{self.sentences:,} sentences, {self.tokens:,} target tokens of epoch {epoch} "
+            f"(shard digest {self.digest:016x})",
+            file=sys.stderr,
+        )
 
 
 def lost_worker(error, strategy):
@@ -142,5 +155,7 @@ def lost_worker(error, strategy):
         why = "a worker stopped sending heartbeats (it crashed or was killed)"
     else:
         why = f"lost the connection to another worker ({type(error).__name__})"
-    return UserError(f"{why}; stopped this worker {strategy.cluster_resolver.task_id}. Restart every worker to "
-                     "resume from the chief's last checkpoint")
+    return UserError(
+        f"{why}; stopped this worker {strategy.cluster_resolver.task_id}. Restart every worker to "
+        "resume from the chief's last checkpoint"
+    )

@@ -15,11 +15,12 @@ Attention maps are returned in a dict keyed ``"encoder/layer_1/self_attention"``
 ``"decoder/layer_1/self_attention"`` and ``"decoder/layer_1/cross_attention"``
 (layers counted from 1), each (batch, heads, query_len, key_len).
 """
+
 import keras
 from keras import ops
 
-from transformer.attention import decoder_self_attention_mask, padding_mask
-from transformer.layers import DecoderLayer, EncoderLayer, PositionalEmbedding, register
+from transformer.model.attention import decoder_self_attention_mask, padding_mask
+from transformer.model.layers import DecoderLayer, EncoderLayer, PositionalEmbedding, register
 
 
 class _Stack(keras.layers.Layer):
@@ -37,10 +38,16 @@ class _Stack(keras.layers.Layer):
         for i in range(num_layers):
             # one attribute per layer (not a list): tf.train.Checkpoint tracks attributes only
             name = f"layer_{i + 1}"
-            setattr(self, name, self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=name,
-                                                 dtype=policy))
-        self.final_norm = (keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=policy)
-                           if pre_norm else None)
+            setattr(
+                self,
+                name,
+                self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=name, dtype=policy),
+            )
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=policy)
+            if pre_norm
+            else None
+        )
 
     @property
     def blocks(self):
@@ -58,8 +65,14 @@ class _Stack(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_layers=self.num_layers, d_model=self.d_model, num_heads=self.num_heads,
-                      dff=self.dff, dropout_rate=self.dropout_rate, pre_norm=self.pre_norm)
+        config.update(
+            num_layers=self.num_layers,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            dff=self.dff,
+            dropout_rate=self.dropout_rate,
+            pre_norm=self.pre_norm,
+        )
         return config
 
 
@@ -74,7 +87,9 @@ class Encoder(_Stack):
         x = self.dropout(x, training=training)
         attention = {}
         for layer in self.blocks:
-            x, attention[f"{layer.name}/self_attention"] = layer(x, attention_mask=attention_mask, training=training)
+            x, attention[f"{layer.name}/self_attention"] = layer(
+                x, attention_mask=attention_mask, training=training
+            )
         return self.finish(x), attention
 
 
@@ -102,7 +117,9 @@ class Decoder(_Stack):
         self_mask = ops.less_equal(ops.arange(cache_length), index)[None, None, None, :]
         new_cache = []
         for layer, layer_cache in zip(self.blocks, cache):
-            x, self_cache = layer.step(x, index, layer_cache["self"], layer_cache["cross"], self_mask, cross_mask)
+            x, self_cache = layer.step(
+                x, index, layer_cache["self"], layer_cache["cross"], self_mask, cross_mask
+            )
             new_cache.append({"self": self_cache, "cross": layer_cache["cross"]})
         return self.finish(x), new_cache
 
@@ -117,8 +134,20 @@ class Transformer(keras.Model):
     cross-attention); the decoder input is ``bos + ids`` and self-attention is causal.
     """
 
-    def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size, target_vocab_size,
-                 dropout_rate=0.1, pre_norm=False, max_length=256, share_embeddings=False, **kwargs):
+    def __init__(
+        self,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        input_vocab_size,
+        target_vocab_size,
+        dropout_rate=0.1,
+        pre_norm=False,
+        max_length=256,
+        share_embeddings=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if share_embeddings and input_vocab_size != target_vocab_size:
             raise ValueError("shared embeddings need one vocabulary: input_vocab_size == target_vocab_size")
@@ -127,17 +156,32 @@ class Transformer(keras.Model):
         self.dropout_rate, self.pre_norm, self.max_length = dropout_rate, pre_norm, max_length
         self.share_embeddings = share_embeddings
         policy = self.dtype_policy
-        self.source_embedding = PositionalEmbedding(input_vocab_size, d_model, max_length,
-                                                    name="source_embedding", dtype=policy)
-        self.target_embedding = (self.source_embedding if share_embeddings else
-                                 PositionalEmbedding(target_vocab_size, d_model, max_length,
-                                                     name="target_embedding", dtype=policy))
-        stack = dict(num_layers=num_layers, d_model=d_model, num_heads=num_heads, dff=dff,
-                     dropout_rate=dropout_rate, pre_norm=pre_norm, dtype=policy)
+        self.source_embedding = PositionalEmbedding(
+            input_vocab_size, d_model, max_length, name="source_embedding", dtype=policy
+        )
+        self.target_embedding = (
+            self.source_embedding
+            if share_embeddings
+            else PositionalEmbedding(
+                target_vocab_size, d_model, max_length, name="target_embedding", dtype=policy
+            )
+        )
+        stack = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            dff=dff,
+            dropout_rate=dropout_rate,
+            pre_norm=pre_norm,
+            dtype=policy,
+        )
         self.encoder = Encoder(name="encoder", **stack)
         self.decoder = Decoder(name="decoder", **stack)
-        self.final_layer = (None if share_embeddings else
-                            keras.layers.Dense(target_vocab_size, name="final_layer", dtype="float32"))
+        self.final_layer = (
+            None
+            if share_embeddings
+            else keras.layers.Dense(target_vocab_size, name="final_layer", dtype="float32")
+        )
 
     def build(self, input_shape):
         src_shape, tgt_shape = input_shape
@@ -166,9 +210,13 @@ class Transformer(keras.Model):
     def call(self, inputs, training=False):
         src_ids, tgt_ids = inputs
         enc_output, attention = self.encode(src_ids, training=training)
-        dec_output, dec_attention = self.decoder(self.target_embedding(tgt_ids), enc_output,
-                                                 decoder_self_attention_mask(tgt_ids), padding_mask(src_ids),
-                                                 training=training)
+        dec_output, dec_attention = self.decoder(
+            self.target_embedding(tgt_ids),
+            enc_output,
+            decoder_self_attention_mask(tgt_ids),
+            padding_mask(src_ids),
+            training=training,
+        )
         attention.update({f"decoder/{k}": w for k, w in dec_attention.items()})
         return self.project(dec_output), attention
 
@@ -181,9 +229,13 @@ class Transformer(keras.Model):
         batch = ops.shape(enc_output)[0]
         depth = self.d_model // self.num_heads
         zeros = ops.zeros((batch, self.num_heads, cache_length, depth), dtype=self.compute_dtype)
-        return [{"self": {"key": zeros, "value": zeros},
-                 "cross": layer.cross_attention.project_key_value(enc_output)}
-                for layer in self.decoder.blocks]
+        return [
+            {
+                "self": {"key": zeros, "value": zeros},
+                "cross": layer.cross_attention.project_key_value(enc_output),
+            }
+            for layer in self.decoder.blocks
+        ]
 
     def decode_step(self, ids, index, cache, src_mask):
         """Logits (batch, target_vocab) for position ``index`` (an int or a scalar tensor)
@@ -196,20 +248,33 @@ class Transformer(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_layers=self.num_layers, d_model=self.d_model, num_heads=self.num_heads, dff=self.dff,
-                      input_vocab_size=self.input_vocab_size, target_vocab_size=self.target_vocab_size,
-                      dropout_rate=self.dropout_rate, pre_norm=self.pre_norm, max_length=self.max_length,
-                      share_embeddings=self.share_embeddings)
+        config.update(
+            num_layers=self.num_layers,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            dff=self.dff,
+            input_vocab_size=self.input_vocab_size,
+            target_vocab_size=self.target_vocab_size,
+            dropout_rate=self.dropout_rate,
+            pre_norm=self.pre_norm,
+            max_length=self.max_length,
+            share_embeddings=self.share_embeddings,
+        )
         return config
 
 
 def build_model(config):
     """The Transformer described by a run's `config` dict, with its weights created."""
     model = Transformer(
-        num_layers=config["num_layers"], d_model=config["d_model"], num_heads=config["num_heads"],
-        dff=config["dff"], input_vocab_size=config["src_vocab_size"],
-        target_vocab_size=config["tgt_vocab_size"], dropout_rate=config["dropout_rate"],
-        pre_norm=config["pre_norm"], max_length=config["max_positions"],
+        num_layers=config["num_layers"],
+        d_model=config["d_model"],
+        num_heads=config["num_heads"],
+        dff=config["dff"],
+        input_vocab_size=config["src_vocab_size"],
+        target_vocab_size=config["tgt_vocab_size"],
+        dropout_rate=config["dropout_rate"],
+        pre_norm=config["pre_norm"],
+        max_length=config["max_positions"],
         share_embeddings=config.get("share_embeddings", False),
     )
     dummy = ops.ones((1, 2), "int32")

@@ -2,10 +2,11 @@
 epsilon = 1e-9 on the warm-up learning-rate schedule of eq. 3, and the dtype policy a run
 trains in. Plain Keras, so the same recipe runs on any Keras backend.
 """
+
 import keras
 from keras import ops
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 # mixed precision policies: bfloat16 is what CPUs (avx512_bf16, AMX) and TPUs multiply fast
 # and needs no loss scaling; float16 is for GPUs and needs it.
@@ -34,7 +35,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32") + 1.0
-        return self.scale * self.d_model ** -0.5 * ops.minimum(step ** -0.5, step * self.warmup_steps ** -1.5)
+        return self.scale * self.d_model**-0.5 * ops.minimum(step**-0.5, step * self.warmup_steps**-1.5)
 
     def get_config(self):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps, "scale": self.scale}

@@ -1,18 +1,18 @@
 """The attention explorer: `python -m transformer serve [--checkpoint DIR ...]`.
 
-A local web page (transformer/static/: plain HTML, CSS and JavaScript, no build step, no
+A local web page (transformer/serve/static/: plain HTML, CSS and JavaScript, no build step, no
 CDN) plus a JSON API over one or more trained translators:
 
 * ``GET /`` the page; ``GET /api/models`` the loaded directions, their sizes and the limits;
 * ``POST /api/translate`` with ``{"text": ..., "direction": "en-es", "beam": 1}`` returns the
   translation, the source and target subword tokens, every attention map (kind -> layers x
   heads x queries x keys, rounded to 3 decimals), the entropy / diagonal-distance table of
-  :func:`transformer.plot.attention_summary` and the seconds taken.
+  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken.
 
-The translation is the one :func:`transformer.translate.translate` gives for the same run
+The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
 default (the surrogate pieces are labelled with the original text). The attention comes from one teacher-forced pass over (source, bos + that
-translation) (:func:`transformer.plot.sentence_attention`): for greedy decoding these are
+translation) (:func:`transformer.figures.heatmaps.sentence_attention`): for greedy decoding these are
 exactly the weights the decoder used; for beam > 1 they are the weights of the beam's
 output re-run with teacher forcing.
 
@@ -23,6 +23,7 @@ empty text, an unknown direction or a bad beam; 413 for a body or text over the 
 an exception inside a request is logged on stderr and answered with a 500, and the
 server keeps running.
 """
+
 import json
 import sys
 import threading
@@ -35,10 +36,10 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from cliutil import UserError
-from transformer import plot
+from transformer.inference import attention_maps
+from transformer.inference.translate import has_text
 from transformer.runs import PRETRAINED_ROOT, load_run
-from transformer.translate import has_text
+from tutorials_common.cliutil import UserError
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 16 * 1024  # whole request body
@@ -57,8 +58,14 @@ class ApiError(Exception):
 
 def _model_info(run):
     c = run.config
-    return {"direction": run.direction, "run": str(run.run_dir), "layers": c["num_layers"], "heads": c["num_heads"],
-            "d_model": c["d_model"], "max_tokens": c["max_length"] - 1}
+    return {
+        "direction": run.direction,
+        "run": str(run.run_dir),
+        "layers": c["num_layers"],
+        "heads": c["num_heads"],
+        "d_model": c["d_model"],
+        "max_tokens": c["max_length"] - 1,
+    }
 
 
 def parse_request(body, runs):
@@ -72,7 +79,9 @@ def parse_request(body, runs):
     except json.JSONDecodeError as e:
         raise ApiError(400, f"the request body is not valid JSON ({e.msg} at character {e.pos})") from None
     if not isinstance(payload, dict):
-        raise ApiError(400, 'the request body must be a JSON object like {"text": "...", "direction": "en-es"}')
+        raise ApiError(
+            400, 'the request body must be a JSON object like {"text": "...", "direction": "en-es"}'
+        )
     text = payload.get("text")
     if not isinstance(text, str):
         raise ApiError(400, '"text" must be a string')
@@ -96,18 +105,38 @@ def explain(run, text, beam=1):
     limit = run.config["max_length"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
-    translation, src_pieces, tgt_pieces, maps = plot.sentence_attention(run, text, beam=beam, keep_names=True)
+    translation, src_pieces, tgt_pieces, maps = attention_maps.sentence_attention(
+        run, text, beam=beam, keep_names=True
+    )
     seconds = time.perf_counter() - start
     attention = {kind: np.round(w.astype("float64"), DECIMALS).tolist() for kind, w in maps.items()}
-    summary = [{**r, "entropy": round(r["entropy"], 4), "max_entropy": round(r["max_entropy"], 4),
-                "distance": round(r["distance"], 4)} for r in plot.attention_summary(maps)]
+    summary = [
+        {
+            **r,
+            "entropy": round(r["entropy"], 4),
+            "max_entropy": round(r["max_entropy"], 4),
+            "distance": round(r["distance"], 4),
+        }
+        for r in attention_maps.attention_summary(maps)
+    ]
     return {
-        "direction": run.direction, "text": text, "beam": beam, "translation": translation,
-        "source_tokens": src_pieces, "target_tokens": tgt_pieces,
-        "attention": attention, "shapes": {kind: list(w.shape) for kind, w in maps.items()},
-        "attention_note": ("greedy decoding: the weights the decoder used" if beam == 1 else
-                           f"beam {beam}: the weights of the beam output re-run with teacher forcing"),
-        "decimals": DECIMALS, "summary": summary, "model": _model_info(run), "seconds": round(seconds, 4),
+        "direction": run.direction,
+        "text": text,
+        "beam": beam,
+        "translation": translation,
+        "source_tokens": src_pieces,
+        "target_tokens": tgt_pieces,
+        "attention": attention,
+        "shapes": {kind: list(w.shape) for kind, w in maps.items()},
+        "attention_note": (
+            "greedy decoding: the weights the decoder used"
+            if beam == 1
+            else f"beam {beam}: the weights of the beam output re-run with teacher forcing"
+        ),
+        "decimals": DECIMALS,
+        "summary": summary,
+        "model": _model_info(run),
+        "seconds": round(seconds, 4),
     }
 
 
@@ -131,8 +160,13 @@ def create_app(runs):
 
     @app.get("/api/models")
     def models():
-        return jsonify(models=[_model_info(run) for run in runs.values()], max_text_chars=MAX_TEXT_CHARS,
-                       max_body_bytes=MAX_BODY_BYTES, max_beam=MAX_BEAM, decimals=DECIMALS)
+        return jsonify(
+            models=[_model_info(run) for run in runs.values()],
+            max_text_chars=MAX_TEXT_CHARS,
+            max_body_bytes=MAX_BODY_BYTES,
+            max_beam=MAX_BEAM,
+            decimals=DECIMALS,
+        )
 
     @app.post("/api/translate")
     def translate_endpoint():
@@ -155,7 +189,9 @@ def create_app(runs):
     @app.errorhandler(Exception)
     def unexpected(e):
         traceback.print_exc(file=sys.stderr)
-        return jsonify(error=f"internal error ({type(e).__name__}); the server logged it and keeps running"), 500
+        return jsonify(
+            error=f"internal error ({type(e).__name__}); the server logged it and keeps running"
+        ), 500
 
     return app
 
@@ -171,12 +207,14 @@ def load_runs(directories):
 
 
 def default_checkpoints(root=None):
-    """The shipped runs, pretrained/en-es and pretrained/es-en, that exist."""
+    """The shipped runs, transformer/pretrained/en-es and es-en, that exist."""
     root = Path(root or PRETRAINED_ROOT)
     found = [root / direction for direction in ("en-es", "es-en") if (root / direction).is_dir()]
     if not found:
-        raise UserError(f"no shipped models in {root}; pass --checkpoint DIR (a run directory written by "
-                        "`python -m transformer train`)")
+        raise UserError(
+            f"no shipped models in {root}; pass --checkpoint DIR (a run directory written by "
+            "`python -m transformer train`)"
+        )
     return found
 
 
@@ -199,7 +237,9 @@ def main(args):
         server = make_server(args.host, args.port, app, threaded=True)
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
-    print(f"attention explorer on http://{args.host}:{server.server_port}/ (Ctrl-C stops it)", file=sys.stderr)
+    print(
+        f"attention explorer on http://{args.host}:{server.server_port}/ (Ctrl-C stops it)", file=sys.stderr
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ example has one of each), key_dim = embed_dim / num_heads (the example uses key_
 embed_dim, 8x the projection FLOPs), and dropout after every sublayer as ours has (the example
 only drops out before the output layer).
 """
+
 import keras
 from keras import layers, ops
 
@@ -38,8 +39,12 @@ class PositionalEmbedding(layers.Layer):
         return ops.not_equal(inputs, 0)
 
     def get_config(self):
-        return {**super().get_config(), "sequence_length": self.sequence_length, "vocab_size": self.vocab_size,
-                "embed_dim": self.embed_dim}
+        return {
+            **super().get_config(),
+            "sequence_length": self.sequence_length,
+            "vocab_size": self.vocab_size,
+            "embed_dim": self.embed_dim,
+        }
 
 
 class TransformerEncoder(layers.Layer):
@@ -51,7 +56,9 @@ class TransformerEncoder(layers.Layer):
         self.embed_dim, self.dense_dim, self.num_heads = embed_dim, dense_dim, num_heads
         self.dropout_rate = dropout_rate
         self.attention = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim // num_heads)
-        self.dense_proj = keras.Sequential([layers.Dense(dense_dim, activation="relu"), layers.Dense(embed_dim)])
+        self.dense_proj = keras.Sequential(
+            [layers.Dense(dense_dim, activation="relu"), layers.Dense(embed_dim)]
+        )
         self.layernorm_1 = layers.LayerNormalization()
         self.layernorm_2 = layers.LayerNormalization()
         self.dropout = layers.Dropout(dropout_rate)
@@ -65,8 +72,13 @@ class TransformerEncoder(layers.Layer):
         return self.layernorm_2(proj_input + self.dropout(proj_output))
 
     def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "dense_dim": self.dense_dim,
-                "num_heads": self.num_heads, "dropout_rate": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "dense_dim": self.dense_dim,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+        }
 
 
 class TransformerDecoder(layers.Layer):
@@ -79,7 +91,9 @@ class TransformerDecoder(layers.Layer):
         self.dropout_rate = dropout_rate
         self.attention_1 = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim // num_heads)
         self.attention_2 = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim // num_heads)
-        self.dense_proj = keras.Sequential([layers.Dense(latent_dim, activation="relu"), layers.Dense(embed_dim)])
+        self.dense_proj = keras.Sequential(
+            [layers.Dense(latent_dim, activation="relu"), layers.Dense(embed_dim)]
+        )
         self.layernorm_1 = layers.LayerNormalization()
         self.layernorm_2 = layers.LayerNormalization()
         self.layernorm_3 = layers.LayerNormalization()
@@ -95,8 +109,13 @@ class TransformerDecoder(layers.Layer):
         return self.layernorm_3(out_2 + self.dropout(proj_output))
 
     def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "latent_dim": self.latent_dim,
-                "num_heads": self.num_heads, "dropout_rate": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "latent_dim": self.latent_dim,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+        }
 
 
 def build_baseline(num_layers, embed_dim, num_heads, dense_dim, vocab_size, sequence_length, dropout_rate):

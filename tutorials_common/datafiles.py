@@ -13,6 +13,7 @@ as a whole. Every data set then verifies its own content (a SHA-256 of the file,
 of the listing of a folder's files and their SHA-256) wherever it came from: the
 network, the mirror, a file put in ``datasets/`` by hand, or an earlier extraction.
 """
+
 import contextlib
 import hashlib
 import os
@@ -27,9 +28,19 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
-DATA_DIR = Path(os.environ.get("DATASETS_DIR") or Path(__file__).resolve().parent / "datasets")
+
+def default_data_dir():
+    """`datasets/` of the checkout when running from one (editable install), else the user's cache."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "setup.cfg").is_file():
+        return checkout / "datasets"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "transformer-lstm-tutorials" / "datasets"
+
+
+DATA_DIR = Path(os.environ.get("DATASETS_DIR") or default_data_dir())
 
 
 @dataclass(frozen=True)
@@ -231,7 +242,9 @@ def _extract(src, archive, tmp):
 
 def _expected(src):
     """The accepted content digests of `src.target`."""
-    return (src.content_sha256,) if src.content_sha256 else src.checksums if src.filename == src.target else ()
+    return (
+        (src.content_sha256,) if src.content_sha256 else src.checksums if src.filename == src.target else ()
+    )
 
 
 _verified = set()  # targets checked in this process (the IMDb folder takes about 2 s to hash)
@@ -246,7 +259,7 @@ def verify(name):
     if content_digest(target) not in _expected(src):
         raise DataError(
             f"{target} is not the {name} data set (its content digest does not match); "
-            f"remove it and run `python -m datafiles {name}` to fetch the genuine one"
+            f"remove it and run `python -m tutorials_common.datafiles {name}` to fetch the genuine one"
         )
     _verified.add(target)
     return target
@@ -289,12 +302,13 @@ def fetch(name):
 
 
 def main(argv=None):
-    """`python -m datafiles [NAME ...]`: fetch the named data sets (default: the three main ones)."""
+    """`python -m tutorials_common.datafiles [NAME ...]`: fetch the named data sets (default: the three main ones)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m datafiles", description=main.__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"data sets to fetch, from: {', '.join(sorted(SOURCES))}")
+    parser = argparse.ArgumentParser(prog="python -m tutorials_common.datafiles", description=main.__doc__)
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"data sets to fetch, from: {', '.join(sorted(SOURCES))}"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(SOURCES))
     if unknown:
@@ -304,6 +318,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cliutil import run
+    from tutorials_common.cliutil import run
 
     run(main)

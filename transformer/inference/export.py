@@ -14,16 +14,17 @@ The directory is laid out as ``<out>/<version>/`` so that TF Serving loads it as
 loading needs TensorFlow and `import tensorflow_text` (which registers the ops), not this
 project.
 """
+
 import sys
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from cliutil import UserError
-from subword import BOS_ID, EOS_ID, PAD_ID
-from transformer.decode import _beam, _greedy
+from transformer.inference.decoding import decode_in_graph
 from transformer.runs import load_run, resolve_checkpoint, written_into_place
+from tutorials_common.cliutil import UserError
+from tutorials_common.subword import BOS_ID, EOS_ID, PAD_ID
 
 NO_TEXT = r"[\s\pC\pZ]*"  # lines made only of whitespace, control or format characters -> ""
 
@@ -31,8 +32,9 @@ NO_TEXT = r"[\s\pC\pZ]*"  # lines made only of whitespace, control or format cha
 def _sentencepiece(tokenizer):
     if tokenizer.kind != "sentencepiece":
         raise UserError(f"only SentencePiece runs can be exported (this run uses {tokenizer.kind})")
-    return tf_text.SentencepieceTokenizer(model=Path(tokenizer.model_file).read_bytes(), add_bos=False,
-                                          add_eos=False)
+    return tf_text.SentencepieceTokenizer(
+        model=Path(tokenizer.model_file).read_bytes(), add_bos=False, add_eos=False
+    )
 
 
 class ExportedTranslator(tf.Module):
@@ -48,16 +50,13 @@ class ExportedTranslator(tf.Module):
 
     def _source_ids(self, sentences):
         """Token ids + eos, truncated to the training length (as `translate` does), padded with 0."""
-        ids = self.src_tokenizer.tokenize(sentences)[:, :self.max_source - 1]
+        ids = self.src_tokenizer.tokenize(sentences)[:, : self.max_source - 1]
         eos = tf.fill([ids.nrows(), 1], tf.constant(EOS_ID, ids.dtype))
         ids = tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
         return tf.cast(ids.to_tensor(PAD_ID), tf.int32), tf.cast(ids.row_lengths(), tf.int32)
 
     def _decode(self, src, lengths, beam):
-        bounds = tf.clip_by_value(2 * lengths + 10, 1, self.model.max_length)
-        if beam > 1:
-            return _beam(self.model, src, bounds, beam, self.length_penalty)
-        return _greedy(self.model, src, bounds)
+        return decode_in_graph(self.model, src, lengths, beam, self.length_penalty)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def translate(self, sentences):
@@ -85,8 +84,11 @@ def export(run, out, version=1, beam=1, force=False):
     into place (a failure half-way leaves nothing under the final name)."""
     module = ExportedTranslator(run, beam)
     with written_into_place(out, force) as tmp:
-        tf.saved_model.save(module, str(tmp / str(version)),
-                            signatures={"serving_default": module.translate, "attention": module.attention})
+        tf.saved_model.save(
+            module,
+            str(tmp / str(version)),
+            signatures={"serving_default": module.translate, "attention": module.attention},
+        )
     return Path(out) / str(version)
 
 
@@ -95,5 +97,8 @@ def main(args):
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     path = export(run, args.out, args.version, args.beam, args.force)
     print(path)
-    print(f"serve with: docker run -p 8501:8501 -v {Path(args.out).resolve()}:/models/translator "
-          "-e MODEL_NAME=translator tensorflow/serving (see the README)", file=sys.stderr)
+    print(
+        f"serve with: docker run -p 8501:8501 -v {Path(args.out).resolve()}:/models/translator "
+        "-e MODEL_NAME=translator tensorflow/serving (see the README)",
+        file=sys.stderr,
+    )

@@ -4,11 +4,12 @@ Cross-entropy against label-smoothed targets (paper section 5.4), masked so that
 positions (label == PAD_ID) count for nothing, the masked accuracy, and the compiled
 evaluation step that turns a split into a per-token perplexity.
 """
+
 import math
 
 from keras import ops
 
-from subword import PAD_ID
+from tutorials_common.subword import PAD_ID
 
 
 def token_losses(labels, logits, label_smoothing=0.0):

@@ -1,4 +1,4 @@
-"""Turning a trained :class:`~transformer.model.Transformer` into translations.
+"""Turning a trained :class:`~transformer.model.encoder_decoder.Transformer` into translations.
 
 * :func:`greedy_decode`: pick the most likely next token, one position at a time.
   Incremental: the encoder runs once, the cross-attention keys/values are projected
@@ -14,18 +14,25 @@
   the source and the whole prefix at every step (the textbook loop of the TensorFlow
   tutorial; a speed baseline and a test reference that must give the same ids).
 
-All three are batched and compiled (``tf.function`` around a ``tf.while_loop``: no
+:func:`decode` is the entry point the user paths call (translate, evaluate, heat maps, the
+explorer, the SavedModel): it owns the output bound (``2 n + 10`` tokens for n source tokens)
+and the choice of decoder; :func:`decode_in_graph` is the same inside a traced function.
+
+All of them are batched and compiled (``tf.function`` around a ``tf.while_loop``: no
 Python runs per token) and return int32 ids (batch, out_len) without bos, cut at the
 first eos (which is dropped) and padded with 0. ``max_length`` is a scalar or one
 bound per sentence (e.g. ``2 * src_len + 10``), clipped to the model's ``max_length``.
 pad and bos are never generated.
 """
+
 import weakref
 
 import tensorflow as tf
 
-from subword import BOS_ID as BOS, EOS_ID as EOS, PAD_ID as PAD
-from transformer.attention import padding_mask
+from transformer.model.attention import padding_mask
+from tutorials_common.subword import BOS_ID as BOS
+from tutorials_common.subword import EOS_ID as EOS
+from tutorials_common.subword import PAD_ID as PAD
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
 
@@ -39,8 +46,11 @@ def _compiled_fn(model, kind, *options):
         impl = {"greedy": _greedy, "recompute": _greedy_recompute, "beam": _beam, "xla": _greedy_static}[kind]
         spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
-        functions[key] = tf.function(lambda src, lengths: impl(model_ref(), src, lengths, *options),
-                                     input_signature=spec, jit_compile=kind == "xla")
+        functions[key] = tf.function(
+            lambda src, lengths: impl(model_ref(), src, lengths, *options),
+            input_signature=spec,
+            jit_compile=kind == "xla",
+        )
     return functions[key]
 
 
@@ -76,7 +86,36 @@ def greedy_decode_recompute(model, src_ids, max_length=None):
 
 def beam_search(model, src_ids, beam_size=4, length_penalty=0.6, max_length=None):
     """Beam search with the GNMT length penalty (``length_penalty`` is alpha; 0 = plain log-prob)."""
-    return _compiled_fn(model, "beam", int(beam_size), float(length_penalty))(*_prepare(model, src_ids, max_length))
+    return _compiled_fn(model, "beam", int(beam_size), float(length_penalty))(
+        *_prepare(model, src_ids, max_length)
+    )
+
+
+def output_bound(src_lengths):
+    """The longest translation allowed for sources of ``src_lengths`` tokens (eos included): 2 n + 10."""
+    return 2 * src_lengths + 10
+
+
+def source_lengths(src_ids):
+    """Tokens per row of a padded (batch, width) id matrix, eos included."""
+    return tf.reduce_sum(tf.cast(tf.convert_to_tensor(src_ids, tf.int32) != PAD, tf.int32), axis=1)
+
+
+def decode(model, src_ids, beam=1, length_penalty=0.6):
+    """Translate a padded batch of source ids (each row ends in eos): greedy for ``beam`` 1, else
+    beam search with the GNMT length penalty; each output bounded by :func:`output_bound`."""
+    bounds = output_bound(source_lengths(src_ids))
+    if beam > 1:
+        return beam_search(model, src_ids, beam_size=beam, length_penalty=length_penalty, max_length=bounds)
+    return greedy_decode(model, src_ids, max_length=bounds)
+
+
+def decode_in_graph(model, src_ids, src_lengths, beam=1, length_penalty=0.6):
+    """:func:`decode` for use inside a ``tf.function`` that is being traced (the SavedModel)."""
+    bounds = tf.clip_by_value(output_bound(src_lengths), 1, model.max_length)
+    if beam > 1:
+        return _beam(model, src_ids, bounds, beam, length_penalty)
+    return _greedy(model, src_ids, bounds)
 
 
 def _next_token_log_probs(logits):
@@ -134,8 +173,13 @@ def _greedy_static(model, src_ids, max_lengths, cache_length):
     def not_done(t, ids, finished, cache, out):
         return (t < steps) & ~tf.reduce_all(finished)
 
-    start = (tf.constant(0), tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache,
-             tf.zeros([batch, cache_length], tf.int32))
+    start = (
+        tf.constant(0),
+        tf.fill([batch], BOS),
+        tf.zeros([batch], tf.bool),
+        cache,
+        tf.zeros([batch, cache_length], tf.int32),
+    )
     *_, out = tf.while_loop(not_done, step, start)
     return out
 
@@ -181,7 +225,9 @@ def _beam(model, src_ids, max_lengths, beam_size, alpha):
     K, neg_inf = beam_size, float("-inf")
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
     enc_output, _ = model.encode(src_ids)
-    enc_output = tf.repeat(enc_output, K, axis=0)  # (batch * K, src_len, d_model), beams of a sentence adjacent
+    enc_output = tf.repeat(
+        enc_output, K, axis=0
+    )  # (batch * K, src_len, d_model), beams of a sentence adjacent
     src_mask = padding_mask(tf.repeat(src_ids, K, axis=0))
     cache = model.init_cache(enc_output, steps)
     column = tf.range(steps)
@@ -209,18 +255,29 @@ def _beam(model, src_ids, max_lengths, beam_size, alpha):
         alive_seq = tf.gather(cand_seq, keep, batch_dims=1)
         ids = tf.reshape(tf.gather(cand_token, keep, batch_dims=1), [-1])
         parent = tf.reshape(tf.gather(cand_beam, keep, batch_dims=1) + tf.range(batch)[:, None] * K, [-1])
-        cache = [{"self": {name: tf.gather(kv, parent) for name, kv in layer["self"].items()},
-                  "cross": layer["cross"]} for layer in cache]
+        cache = [
+            {
+                "self": {name: tf.gather(kv, parent) for name, kv in layer["self"].items()},
+                "cross": layer["cross"],
+            }
+            for layer in cache
+        ]
         return t + 1, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache
 
     def not_done(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache):
         return (t < steps) & ~tf.reduce_all(done)
 
     first_beam_only = tf.where(tf.range(K) == 0, 0.0, neg_inf)  # all beams start equal: expand one
-    start = (0, tf.fill([batch * K], BOS),
-             tf.zeros([batch, K, steps], tf.int32), tf.tile(first_beam_only[None], [batch, 1]),
-             tf.zeros([batch, K, steps], tf.int32), tf.fill([batch, K], neg_inf),
-             tf.zeros([batch], tf.bool), cache)
+    start = (
+        0,
+        tf.fill([batch * K], BOS),
+        tf.zeros([batch, K, steps], tf.int32),
+        tf.tile(first_beam_only[None], [batch, 1]),
+        tf.zeros([batch, K, steps], tf.int32),
+        tf.fill([batch, K], neg_inf),
+        tf.zeros([batch], tf.bool),
+        cache,
+    )
     result = tf.while_loop(not_done, step, start)
     fin_seq, fin_score = result[4], result[5]
     best = tf.gather(fin_seq, tf.argmax(fin_score, axis=1, output_type=tf.int32), batch_dims=1)

@@ -18,6 +18,7 @@ followed by another capitalised word (a capitalised verb like "Pagué" is not a 
 `,`/`.` separators, or of two digits or more (the model writes single digits as it
 should, as digits or words). Sentences with more spans than surrogates keep the rest as they are.
 """
+
 import re
 
 # Surrogate names and the forms a translation may give them (Tatoeba translates "Tom"
@@ -46,13 +47,13 @@ def name_spans(text, tokenizer):
     def close():
         if run and any(_is_rare(m.group(), tokenizer) for m in run):
             first = run[0]
-            sentence_start = not re.search(r"\w", text[:first.start()])  # "¿Dónde ..." starts a sentence too
+            sentence_start = not re.search(r"\w", text[: first.start()])  # "¿Dónde ..." starts a sentence too
             if not sentence_start or len(run) > 1:
                 spans.append((run[0].start(), run[-1].end()))
         run.clear()
 
-    for i, m in enumerate(words):
-        adjacent = run and text[run[-1].end():m.start()].strip() == ""
+    for m in words:
+        adjacent = run and text[run[-1].end() : m.start()].strip() == ""
         if _is_capitalised(m.group()) and (not run or adjacent):
             run.append(m)
             continue
@@ -88,5 +89,5 @@ def restore(translation, replacements):
     """Put the originals back where the translation has their surrogates."""
     for forms, original in replacements:
         pattern = r"\b(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + r")\b"
-        translation = re.sub(pattern, lambda _: original, translation)
+        translation = re.sub(pattern, lambda _, original=original: original, translation)
     return translation

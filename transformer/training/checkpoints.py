@@ -6,6 +6,7 @@ into place, and `train_log.jsonl` one line per epoch, written before the checkpo
 kill between the two redoes the epoch instead of losing its line. A run whose checkpoints
 exist but cannot be read stops with an error rather than silently starting over.
 """
+
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from cliutil import UserError
+from tutorials_common.cliutil import UserError
 
 
 class StopOnSignal:
@@ -31,8 +32,11 @@ class StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
-              "(send it again to stop at once)", file=sys.stderr)
+        print(
+            f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+        )
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -63,10 +67,14 @@ class Checkpoints:
             (self.root / "best.old").rename(self.root / "best")
         shutil.rmtree(self.root / "best.new", ignore_errors=True)
         try:
-            self.latest = tf.train.CheckpointManager(self.checkpoint, self.root / "ckpt", max_to_keep=self.keep)
+            self.latest = tf.train.CheckpointManager(
+                self.checkpoint, self.root / "ckpt", max_to_keep=self.keep
+            )
         except Exception as e:  # noqa: BLE001  (UnicodeDecodeError, protobuf ParseError, ...): a damaged state file
-            raise UserError(f"{self.root / 'ckpt' / 'checkpoint'} is unreadable ({type(e).__name__}); "
-                            "rerun with --restart to start over") from None
+            raise UserError(
+                f"{self.root / 'ckpt' / 'checkpoint'} is unreadable ({type(e).__name__}); "
+                "rerun with --restart to start over"
+            ) from None
 
     def restore(self):
         """Restore the latest checkpoint; True if there was one. A run whose checkpoints
@@ -76,13 +84,16 @@ class Checkpoints:
         if path is None and not written:
             return False
         if path is None:
-            raise UserError(f"{self.root / 'ckpt'} holds checkpoints but its state file is unreadable; "
-                            "rerun with --restart to start over")
+            raise UserError(
+                f"{self.root / 'ckpt'} holds checkpoints but its state file is unreadable; "
+                "rerun with --restart to start over"
+            )
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
-            raise UserError(f"cannot restore {path} ({type(e).__name__}); rerun with --restart to start over") \
-                from None
+            raise UserError(
+                f"cannot restore {path} ({type(e).__name__}); rerun with --restart to start over"
+            ) from None
         return True
 
     def best_loss(self):

@@ -13,6 +13,7 @@ A transformer run directory holds `tokenizer_<lang>.json` naming the model file
 (`tokenizer_<lang>.model`, or one file shared by both languages), so a run loads without the
 training data or network: `save_tokenizer` / `load_tokenizer`.
 """
+
 import contextlib
 import json
 import re
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-import datafiles
-from cliutil import UserError
+from tutorials_common import datafiles
+from tutorials_common.cliutil import UserError
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 WORD_START = "\u2581"  # SentencePiece's "▁" marks a piece that starts a word
@@ -58,15 +59,24 @@ class SentencePieceTokenizer:
         adds NFKC + lower-casing to the model's normaliser; `bos_eos=False` reserves only
         pad 0 and unk 1.
         """
-        specials = (dict(pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID) if bos_eos
-                    else dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1))
+        specials = (
+            dict(pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID)
+            if bos_eos
+            else dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1)
+        )
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=(clean(s) for s in sentences), model_prefix=str(model_prefix),
-                vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
-                hard_vocab_limit=False, minloglevel=2, num_threads=2,
+                sentence_iterator=(clean(s) for s in sentences),
+                model_prefix=str(model_prefix),
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                hard_vocab_limit=False,
+                minloglevel=2,
+                num_threads=2,
                 max_sentence_length=1 << 16,  # an IMDb review is one "sentence"; keep the long ones
-                **({"normalization_rule_name": "nmt_nfkc_cf"} if case_fold else {}), **specials,
+                **({"normalization_rule_name": "nmt_nfkc_cf"} if case_fold else {}),
+                **specials,
             )
         except RuntimeError as e:  # e.g. fewer pieces than the text has distinct characters
             reason = str(e).split("] ", 1)[-1].splitlines()[0]
@@ -169,7 +179,9 @@ class BPEmbTokenizer:
         return [self._to_ours(i) for i in self.sp.encode(self.preprocess(text))]
 
     def encode_batch(self, texts):
-        return [[self._to_ours(i) for i in ids] for ids in self.sp.encode([self.preprocess(t) for t in texts])]
+        return [
+            [self._to_ours(i) for i in ids] for ids in self.sp.encode([self.preprocess(t) for t in texts])
+        ]
 
     def decode(self, ids):
         theirs = [self._to_bpemb(int(i)) for i in ids if int(i) != PAD_ID]
@@ -212,7 +224,8 @@ def save_tokenizer(tokenizer, run_dir, lang):
     if source.resolve() != target.resolve():
         shutil.copyfile(source, target)
     (run_dir / f"tokenizer_{lang}.json").write_text(
-        json.dumps({"kind": tokenizer.kind, "model_file": target.name, "lang": lang}, indent=2) + "\n")
+        json.dumps({"kind": tokenizer.kind, "model_file": target.name, "lang": lang}, indent=2) + "\n"
+    )
     return load_tokenizer(run_dir, lang)
 
 

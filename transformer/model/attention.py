@@ -9,6 +9,7 @@ broadcastable to ``(batch, heads, query_len, key_len)`` in which **1/True means
 "may attend"** and 0/False means "must not attend" (the same convention as
 ``keras.layers.MultiHeadAttention``'s ``attention_mask``).
 """
+
 import math
 
 import keras
@@ -97,8 +98,12 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = value_shape or query_shape
-        shapes = [(self.wq, query_shape), (self.wk, key_shape or value_shape), (self.wv, value_shape),
-                  (self.dense, tuple(query_shape[:-1]) + (self.d_model,))]
+        shapes = [
+            (self.wq, query_shape),
+            (self.wk, key_shape or value_shape),
+            (self.wv, value_shape),
+            (self.dense, tuple(query_shape[:-1]) + (self.d_model,)),
+        ]
         for dense, shape in shapes:
             if not dense.built:  # a sublayer may have been used on its own already
                 dense.build(shape)
@@ -128,8 +133,9 @@ class MultiHeadAttention(keras.layers.Layer):
         :meth:`project_key_value` or a cache), combine the heads: ``(output, weights)``."""
         q = self.split_heads(self.wq(query))
         dropout = (lambda w: self.dropout(w, training=True)) if training and self.dropout_rate else None
-        output, weights = scaled_dot_product_attention(q, key_value["key"], key_value["value"],
-                                                       attention_mask, dropout)
+        output, weights = scaled_dot_product_attention(
+            q, key_value["key"], key_value["value"], attention_mask, dropout
+        )
         return self.dense(self.combine_heads(output)), weights
 
     def append_to_cache(self, x, cache, index):
@@ -137,8 +143,10 @@ class MultiHeadAttention(keras.layers.Layer):
         positions written at position ``index`` onwards (a new dict; ``cache`` is unchanged)."""
         new = self.project_key_value(x)
         start = [0, 0, index, 0]
-        return {name: ops.slice_update(cache[name], start, ops.cast(new[name], cache[name].dtype))
-                for name in ("key", "value")}
+        return {
+            name: ops.slice_update(cache[name], start, ops.cast(new[name], cache[name].dtype))
+            for name in ("key", "value")
+        }
 
     def get_config(self):
         config = super().get_config()

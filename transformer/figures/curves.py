@@ -3,6 +3,7 @@ schedule as trained and its loss, accuracy and perplexity per epoch
 (`python -m transformer plot-run`), and the sentence-length histogram
 (`python -m transformer data-stats --plot`).
 """
+
 import json
 import re
 import sys
@@ -10,14 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cliutil import UserError
-from subword import load_tokenizer
-from transformer.optimizer import WarmupSchedule
-from transformer.plot import pyplot
+from transformer import data
 from transformer.runs import read_config
-
+from transformer.training.optimizer import WarmupSchedule
+from tutorials_common import datafiles
+from tutorials_common.cliutil import UserError
+from tutorials_common.plotting import pyplot
+from tutorials_common.subword import load_tokenizer
 
 # ----------------------------------------------------------------------------- training curves
+
 
 def read_train_log(run_dir):
     """The records of a run's ``train_log.jsonl`` (one per epoch, or part-epoch when a
@@ -39,7 +42,7 @@ def read_train_log(run_dir):
 
 
 def learning_rates(config, steps):
-    """The warm-up schedule the run was trained with (transformer.optimizer.WarmupSchedule,
+    """The warm-up schedule the run was trained with (transformer.training.optimizer.WarmupSchedule,
     paper eq. 3) at optimizer steps 0..steps-1."""
 
     schedule = WarmupSchedule(config["d_model"], config["warmup_steps"], config.get("lr_scale", 1.0))
@@ -53,7 +56,9 @@ def run_curves(run_dir):
     config = read_config(run_dir)
     records = read_train_log(run_dir)
     finished = [r for r in records if r.get("epoch_finished", True)]
-    steps_per_epoch = finished[0]["step"] / finished[0]["epoch"] if finished and finished[0]["epoch"] else None
+    steps_per_epoch = (
+        finished[0]["step"] / finished[0]["epoch"] if finished and finished[0]["epoch"] else None
+    )
     lr = learning_rates(config, max(r["step"] for r in records) + 1)
     rows = []
     for r in records:
@@ -61,17 +66,29 @@ def run_curves(run_dir):
             position = float(r["epoch"]) if r.get("epoch_finished", True) else r["epoch"] + 0.5
         else:
             position = r["step"] / steps_per_epoch
-        rows.append(dict(epoch=position, step=r["step"], learning_rate=float(lr[max(r["step"] - 1, 0)]),
-                         train_loss=r["train_loss"], train_accuracy=r.get("train_accuracy", float("nan")), val_loss=r["val_loss"],
-                         val_perplexity=r["val_perplexity"]))
+        rows.append(
+            dict(
+                epoch=position,
+                step=r["step"],
+                learning_rate=float(lr[max(r["step"] - 1, 0)]),
+                train_loss=r["train_loss"],
+                train_accuracy=r.get("train_accuracy", float("nan")),
+                val_loss=r["val_loss"],
+                val_perplexity=r["val_perplexity"],
+            )
+        )
     return config, rows, lr
 
 
 def format_curves(rows):
-    lines = [f"{'epoch':>7}{'step':>8}{'lr':>11}{'train loss':>12}{'train acc':>11}{'val loss':>10}{'val ppl':>10}"]
+    lines = [
+        f"{'epoch':>7}{'step':>8}{'lr':>11}{'train loss':>12}{'train acc':>11}{'val loss':>10}{'val ppl':>10}"
+    ]
     for r in rows:
-        lines.append(f"{r['epoch']:>7.2f}{r['step']:>8}{r['learning_rate']:>11.2e}{r['train_loss']:>12.4f}"
-                     f"{r['train_accuracy']:>11.4f}{r['val_loss']:>10.4f}{r['val_perplexity']:>10.2f}")
+        lines.append(
+            f"{r['epoch']:>7.2f}{r['step']:>8}{r['learning_rate']:>11.2e}{r['train_loss']:>12.4f}"
+            f"{r['train_accuracy']:>11.4f}{r['val_loss']:>10.4f}{r['val_perplexity']:>10.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -86,14 +103,20 @@ def plot_curves(config, rows, lr, title, path):
         ax.axvline(r["step"], color="grey", lw=0.6, ls=":")
     ax.set_xlabel("optimizer step (dotted: end of a logged epoch)")
     ax.set_ylabel("learning rate")
-    ax.set_title(f"warm-up schedule: d_model {config['d_model']}, warmup {config['warmup_steps']}"
-                 + (f", scale {config['lr_scale']}" if config.get("lr_scale", 1.0) != 1.0 else ""), fontsize=9)
+    ax.set_title(
+        f"warm-up schedule: d_model {config['d_model']}, warmup {config['warmup_steps']}"
+        + (f", scale {config['lr_scale']}" if config.get("lr_scale", 1.0) != 1.0 else ""),
+        fontsize=9,
+    )
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     epochs = [r["epoch"] for r in rows]
     smoothing = config.get("label_smoothing", 0.0)
     panels = [
-        (axes[1], [("train_loss", f"training (label smoothing {smoothing})"), ("val_loss", "validation (NLL)")],
-         "loss (nats per token)"),
+        (
+            axes[1],
+            [("train_loss", f"training (label smoothing {smoothing})"), ("val_loss", "validation (NLL)")],
+            "loss (nats per token)",
+        ),
         (axes[2], [("train_accuracy", "training (mean over the epoch)")], "next-token accuracy"),
         (axes[3], [("val_perplexity", "validation")], "perplexity, exp(validation NLL)"),
     ]
@@ -119,8 +142,10 @@ def plot_run_main(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = run_dir.resolve().name
-    title = (f"run {name}: {config['direction']}, profile {config.get('profile', '?')}, "
-             f"layers {config['num_layers']}, d_model {config['d_model']}, heads {config['num_heads']}")
+    title = (
+        f"run {name}: {config['direction']}, profile {config.get('profile', '?')}, "
+        f"layers {config['num_layers']}, d_model {config['d_model']}, heads {config['num_heads']}"
+    )
     path = plot_curves(config, rows, lr, title, out / f"{name}_training.png")
     print(format_curves(rows))
     print(f"wrote {path}", file=sys.stderr)
@@ -128,14 +153,20 @@ def plot_run_main(args):
 
 # ----------------------------------------------------------------------------- token lengths
 
+
 def token_lengths(pairs, run_dir=None):
     """({"en": lengths, "es": lengths}, unit) of every (english, spanish) pair: SentencePiece
     tokens (+ eos, as the model reads them) with the tokenizers of ``run_dir``, else words
     and punctuation marks."""
     if run_dir is None:
         words = re.compile(r"\w+|[^\w\s]")
-        return ({lang: np.array([len(words.findall(pair[side])) for pair in pairs])
-                 for side, lang in enumerate(("en", "es"))}, "words and punctuation marks")
+        return (
+            {
+                lang: np.array([len(words.findall(pair[side])) for pair in pairs])
+                for side, lang in enumerate(("en", "es"))
+            },
+            "words and punctuation marks",
+        )
 
     lengths = {}
     for side, lang in enumerate(("en", "es")):
@@ -145,12 +176,16 @@ def token_lengths(pairs, run_dir=None):
 
 
 def format_token_lengths(lengths, unit, limit=None):
-    lines = [f"sentence lengths in {unit}:",
-             f"  {'':<4}{'mean':>7}{'median':>8}{'p95':>6}{'p99':>6}{'max':>6}"
-             + (f"{f'> {limit}':>12}" if limit else "")]
+    lines = [
+        f"sentence lengths in {unit}:",
+        f"  {'':<4}{'mean':>7}{'median':>8}{'p95':>6}{'p99':>6}{'max':>6}"
+        + (f"{f'> {limit}':>12}" if limit else ""),
+    ]
     for lang, values in lengths.items():
-        line = (f"  {lang:<4}{values.mean():>7.2f}{np.median(values):>8.0f}{np.percentile(values, 95):>6.0f}"
-                f"{np.percentile(values, 99):>6.0f}{values.max():>6}")
+        line = (
+            f"  {lang:<4}{values.mean():>7.2f}{np.median(values):>8.0f}{np.percentile(values, 95):>6.0f}"
+            f"{np.percentile(values, 99):>6.0f}{values.max():>6}"
+        )
         if limit:
             line += f"{(values > limit).sum():>7,} ({100 * (values > limit).mean():.2f}%)"
         lines.append(line)
@@ -161,7 +196,9 @@ def plot_token_lengths(lengths, unit, title, path, limit=None):
     """One histogram per language (as the TensorFlow Transformer tutorial plots them); a
     dashed line at the training length limit when given."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.6), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(lengths), figsize=(5.5 * len(lengths), 3.6), sharey=True, layout="constrained"
+    )
     for ax, (lang, values) in zip(np.atleast_1d(axes), lengths.items()):
         ax.hist(values, bins=np.arange(0, values.max() + 2) - 0.5, color="tab:blue")
         ax.set_yscale("log")
@@ -182,12 +219,38 @@ def token_lengths_main(pairs, data_file, plot_path, run_dir=None):
     """`data-stats --plot`: print the length table and draw the histograms of ``pairs``."""
     limit = None
     if run_dir is not None:
-
         limit = read_config(run_dir)["max_length"]
     lengths, unit = token_lengths(pairs, run_dir)
     print()
     print(format_token_lengths(lengths, unit, limit))
     source = f" (tokenizers of {run_dir})" if run_dir else ""
-    path = plot_token_lengths(lengths, unit, f"{Path(data_file).name}: {len(pairs):,} pairs, lengths in {unit}{source}",
-                              plot_path, limit)
+    path = plot_token_lengths(
+        lengths,
+        unit,
+        f"{Path(data_file).name}: {len(pairs):,} pairs, lengths in {unit}{source}",
+        plot_path,
+        limit,
+    )
     print(f"wrote {path}", file=sys.stderr)
+
+
+def data_stats_main(args):
+    """`python -m transformer data-stats`: pair counts, split sizes and their (zero) overlap."""
+    path = args.data or datafiles.fetch("spa-eng")
+    s = data.stats(path, seed=args.split_seed)
+    print(f"file: {s['file']}")
+    print(f"pairs: {s['pairs']:,}")
+    bad = s["malformed_lines"]
+    print(
+        f"malformed lines skipped: {bad:,}" + (f" (first: line {s['first_malformed_line']})" if bad else "")
+    )
+    for direction, d in s["directions"].items():
+        print(
+            f"\n{direction}: {d['unique_sources']:,} unique source sentences (split seed {args.split_seed})"
+        )
+        print(f"  {'split':<11}{'sources':>9}{'pairs':>9}")
+        for name in data.SPLITS:
+            print(f"  {name:<11}{d['sources'][name]:>9,}{d['pairs'][name]:>9,}")
+        print("  source overlap: " + ", ".join(f"{k} {v}" for k, v in d["overlap"].items()))
+    if args.plot:  # the token-length histogram
+        token_lengths_main(data.read_pairs(path, warn=False)[0], path, args.plot, args.checkpoint)

@@ -4,6 +4,7 @@ length-bucketed batches with a token budget) against the stock-Keras baseline of
 Keras example trains it), timed in alternating rounds; the matmul FLOPs of a training step;
 and the train step with and without XLA (`measure_jit`).
 """
+
 import contextlib
 import sys
 import time
@@ -12,14 +13,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchreport import log
-from subword import BOS_ID
 from transformer import data
-from transformer.baseline import build_baseline
-from transformer.model import build_model
-from transformer.optimizer import precision
+from transformer.bench.keras_baseline import build_baseline
+from transformer.model.encoder_decoder import build_model
 from transformer.runs import make_config
-from transformer.train import make_optimizer, make_train_step
+from transformer.training.loop import make_optimizer, make_train_step
+from transformer.training.optimizer import precision
+from tutorials_common.benchreport import log
+from tutorials_common.subword import BOS_ID
 
 KERAS_EXAMPLE_BATCH = 64
 
@@ -29,7 +30,7 @@ def padded(ids, length):
     out = np.zeros((len(ids), length), np.int32)
     for i, seq in enumerate(ids):
         seq = seq[:length]
-        out[i, :len(seq)] = seq
+        out[i, : len(seq)] = seq
     return out
 
 
@@ -40,9 +41,14 @@ def training_flops(config, batch, src_len, tgt_len):
     d, f, n, v = config["d_model"], config["dff"], config["num_layers"], config["tgt_vocab_size"]
     s, t = batch * src_len, batch * tgt_len
     encoder = n * (4 * 2 * s * d * d + 2 * 2 * s * src_len * d + 2 * 2 * s * d * f)
-    decoder = n * (4 * 2 * t * d * d + 2 * 2 * t * tgt_len * d  # self-attention
-                   + 2 * 2 * t * d * d + 2 * 2 * s * d * d + 2 * 2 * t * src_len * d  # cross-attention
-                   + 2 * 2 * t * d * f)
+    decoder = n * (
+        4 * 2 * t * d * d
+        + 2 * 2 * t * tgt_len * d  # self-attention
+        + 2 * 2 * t * d * d
+        + 2 * 2 * s * d * d
+        + 2 * 2 * t * src_len * d  # cross-attention
+        + 2 * 2 * t * d * f
+    )
     return 3 * (encoder + decoder + 2 * t * d * v)
 
 
@@ -65,8 +71,9 @@ class OursTrainer:
         self.config, self.name = config, name
         self.model = build_in_precision(config)
         self.step = make_train_step(self.model, make_optimizer(config), config)
-        dataset = data.make_dataset(src_ids, tgt_ids, config["token_budget"], config["max_length"],
-                                    shuffle=True, seed=0)
+        dataset = data.make_dataset(
+            src_ids, tgt_ids, config["token_budget"], config["max_length"], shuffle=True, seed=0
+        )
         self.batches = iter(dataset.repeat())
         self.real_tokens = self.padded_tokens = 0
 
@@ -74,7 +81,7 @@ class OursTrainer:
         """(seconds, real target tokens, FLOPs) of steps 2..`steps` of a run of `steps` training
         steps: the clock starts when the first step has finished, as for the baseline."""
         tokens, flops, start = 0.0, 0, None
-        for i in range(steps):
+        for _ in range(steps):
             (src, tgt_in), tgt_out = next(self.batches)
             _, _, step_tokens = self.step((src, tgt_in), tgt_out)
             step_tokens = float(step_tokens)  # waits for the step to finish
@@ -95,16 +102,25 @@ class KerasTrainer:
     def __init__(self, config, src_ids, tgt_ids, length):
         self.name = f"keras_len{length}"
         self.config, self.length = config, length
-        self.model = build_baseline(config["num_layers"], config["d_model"], config["num_heads"], config["dff"],
-                                    config["tgt_vocab_size"], length + 1, config["dropout_rate"])
+        self.model = build_baseline(
+            config["num_layers"],
+            config["d_model"],
+            config["num_heads"],
+            config["dff"],
+            config["tgt_vocab_size"],
+            length + 1,
+            config["dropout_rate"],
+        )
         src = padded(src_ids, length)
         # bos + ids + eos, as the example's "[start] ... [end]"
         tgt = padded([[BOS_ID] + t for t in tgt_ids], length + 1)
         inputs, targets = tgt[:, :-1], tgt[:, 1:]
-        dataset = tf.data.Dataset.from_tensor_slices(({"encoder_inputs": src, "decoder_inputs": inputs}, targets))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            ({"encoder_inputs": src, "decoder_inputs": inputs}, targets)
+        )
         self.dataset = dataset.batch(KERAS_EXAMPLE_BATCH).cache().repeat().prefetch(16)
         starts = range(0, len(targets), KERAS_EXAMPLE_BATCH)
-        self.batch_tokens = [int(np.count_nonzero(targets[i:i + KERAS_EXAMPLE_BATCH])) for i in starts]
+        self.batch_tokens = [int(np.count_nonzero(targets[i : i + KERAS_EXAMPLE_BATCH])) for i in starts]
         self.batch_sizes = [min(KERAS_EXAMPLE_BATCH, len(targets) - i) for i in starts]
         self.real_tokens = self.padded_tokens = 0
         times = self.batch_end_times = []
@@ -147,22 +163,36 @@ def measure_training(trainers, rounds, seconds, warm_steps=8):
             totals[trainer.name][2] += flops
             rates.setdefault(trainer.name, []).append(tokens / s)
         log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:,.0f} tok/s" for n, v in rates.items()))
-    return {t.name: dict(seconds=totals[t.name][0], tokens=totals[t.name][1], flops=totals[t.name][2],
-                         tokens_per_second=totals[t.name][1] / totals[t.name][0],
-                         round_tokens_per_second=[round(x, 1) for x in rates[t.name]],
-                         padding_efficiency=t.real_tokens / max(t.padded_tokens, 1))
-            for t in trainers}
+    return {
+        t.name: dict(
+            seconds=totals[t.name][0],
+            tokens=totals[t.name][1],
+            flops=totals[t.name][2],
+            tokens_per_second=totals[t.name][1] / totals[t.name][0],
+            round_tokens_per_second=[round(x, 1) for x in rates[t.name]],
+            padding_efficiency=t.real_tokens / max(t.padded_tokens, 1),
+        )
+        for t in trainers
+    }
 
 
 def measure_jit(profile="base", shapes=((128, 16), (64, 32)), rounds=4, steps=3):
     """Time the train step of `profile` with jit_compile off and on, interleaved rounds
     on the same random batches (2,048 tokens each by default); returns ms/step medians and
     the speed-up of XLA, in the default precision.
-    `python -c "from transformer.trainspeed import measure_jit; print(measure_jit())"`."""
+    `python -c "from transformer.bench.train_step_timing import measure_jit; print(measure_jit())"`."""
     config = make_config(profile, src_vocab_size=8000, tgt_vocab_size=8000)
     rng = np.random.default_rng(0)
-    batches = [((tf.constant(rng.integers(4, 8000, s), tf.int32), tf.constant(rng.integers(4, 8000, s), tf.int32)),
-                tf.constant(rng.integers(4, 8000, s), tf.int32)) for s in shapes]
+    batches = [
+        (
+            (
+                tf.constant(rng.integers(4, 8000, s), tf.int32),
+                tf.constant(rng.integers(4, 8000, s), tf.int32),
+            ),
+            tf.constant(rng.integers(4, 8000, s), tf.int32),
+        )
+        for s in shapes
+    ]
     step_fns, times = {}, {False: [], True: []}
     for jit in (False, True):
         keras.utils.set_random_seed(0)
@@ -177,13 +207,18 @@ def measure_jit(profile="base", shapes=((128, 16), (64, 32)), rounds=4, steps=3)
         for inputs, labels in batches:
             float(step_fns[jit](inputs, labels)[0])
     for r in range(rounds):
-        for jit in ((False, True) if r % 2 == 0 else (True, False)):
+        for jit in (False, True) if r % 2 == 0 else (True, False):
             start = time.perf_counter()
             for _ in range(steps):
                 for inputs, labels in batches:
                     float(step_fns[jit](inputs, labels)[0])
             times[jit].append((time.perf_counter() - start) / (steps * len(batches)))
     off, on = (float(np.median(times[j])) * 1000 for j in (False, True))
-    return {"profile": profile, "precision": precision(config), "shapes": [list(s) for s in shapes],
-            "ms_per_step_jit_off": round(off, 1),
-            "ms_per_step_jit_on": round(on, 1), "jit_speedup": round(off / on, 3)}
+    return {
+        "profile": profile,
+        "precision": precision(config),
+        "shapes": [list(s) for s in shapes],
+        "ms_per_step_jit_off": round(off, 1),
+        "ms_per_step_jit_on": round(on, 1),
+        "jit_speedup": round(off / on, 3),
+    }

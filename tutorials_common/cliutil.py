@@ -10,6 +10,7 @@ made by `lazy(module, function)`, so that `--help` does not wait for TensorFlow,
     if __name__ == "__main__":
         cliutil.run(main)
 """
+
 import argparse
 import importlib
 import json
@@ -42,8 +43,12 @@ def main(build_parser, argv=None):
     handler; returns its exit status. Adds `--debug` to the parser and every subcommand."""
     parser = build_parser()
     for p in [parser, *subcommand_parsers(parser)]:
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help=f"show the traceback of an unexpected error (or set {DEBUG_ENV}=1)")
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=f"show the traceback of an unexpected error (or set {DEBUG_ENV}=1)",
+        )
     args = parser.parse_args(argv)
     return args.handler(args)
 
@@ -64,15 +69,20 @@ def run(main, argv=None):
     exit 1; Ctrl-C exits 130. Any other exception is a bug or a failure deep in a library:
     one line `error: TYPE: MESSAGE` and exit 1, or its traceback with --debug / CLI_DEBUG=1.
     """
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv) or os.environ.get(DEBUG_ENV, "") not in (
+        "",
+        "0",
+    )
     with NativeLogFilter(enabled=not debug):
         _run(main, argv, debug)
 
 
 # TensorFlow's C++ start-up lines (absl/TSL logging: oneDNN, CUDA probing, CPU features),
 # which TF_CPP_MIN_LOG_LEVEL no longer silences.
-NATIVE_LOG = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:. ]+\s*\d+ \S+\.cc:\d+\]"
-                        rb"|To enable the following instructions|rebuild TensorFlow with the appropriate)")
+NATIVE_LOG = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:. ]+\s*\d+ \S+\.cc:\d+\]"
+    rb"|To enable the following instructions|rebuild TensorFlow with the appropriate)"
+)
 
 
 class NativeLogFilter:
@@ -132,7 +142,10 @@ def _run(main, argv, debug):
         if debug:
             traceback.print_exc()
             sys.exit(1)
-        print(f"error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     sys.exit(code or 0)
 
@@ -169,17 +182,24 @@ def lazy(module, function):
 def checkpoints_dir(flag=None):
     """Where run directories live: --checkpoints-dir, else $CHECKPOINTS_DIR (or the older
     $TRANSFORMER_CHECKPOINTS), else ./checkpoints."""
-    return Path(flag or os.environ.get("CHECKPOINTS_DIR") or os.environ.get("TRANSFORMER_CHECKPOINTS")
-                or "checkpoints")
+    return Path(
+        flag
+        or os.environ.get("CHECKPOINTS_DIR")
+        or os.environ.get("TRANSFORMER_CHECKPOINTS")
+        or "checkpoints"
+    )
 
 
 # --- argument types: `p.add_argument("--units", type=cliutil.positive_int)` ---
+
 
 def _number(kind, text):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value

@@ -7,6 +7,7 @@ Every speed figure is a ratio against a baseline measured in the same process: a
 Markdown is a table `| figure | ours | baseline | ratio |` under one line saying when, on
 what and with which command it was measured.
 """
+
 import datetime
 import json
 import os
@@ -48,7 +49,9 @@ def command_line(prog, default_args):
     is `prog` (e.g. "python -m lstm"), else `prog` + `default_args` (a benchmark called from
     Python or a test)."""
     main = Path(sys.argv[0])
-    args = sys.argv[1:] if main.name == "__main__.py" and main.parent.name == prog.split()[-1] else default_args
+    args = (
+        sys.argv[1:] if main.name == "__main__.py" and main.parent.name == prog.split()[-1] else default_args
+    )
     return " ".join([prog, *map(shlex.quote, args)])
 
 
@@ -56,15 +59,24 @@ def header(command, **fields):
     """The fields every report starts with: date (UTC), device, command, library versions."""
     import keras
 
-    return dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), device=device_name(),
-                command=command, tensorflow=tf.__version__, keras=keras.__version__, **fields)
+    return dict(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        device=device_name(),
+        command=command,
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        **fields,
+    )
 
 
 def table(rows):
     """Markdown lines of a `| figure | ours | baseline | ratio |` table; `rows` holds
     4-tuples of already formatted cells."""
-    return ["| figure | ours | baseline | ratio |", "|---|---|---|---|",
-            *(f"| {figure} | {ours} | {baseline} | {ratio} |" for figure, ours, baseline, ratio in rows)]
+    return [
+        "| figure | ours | baseline | ratio |",
+        "|---|---|---|---|",
+        *(f"| {figure} | {ours} | {baseline} | {ratio} |" for figure, ours, baseline, ratio in rows),
+    ]
 
 
 def ratio(value):

@@ -1,0 +1,139 @@
+"""The wheel installs like any other package: built from the checkout, installed (not editable)
+into a fresh folder outside it, and used from another working directory, it translates with
+the shipped model, exports a SavedModel and serves the explorer's page and API. The wheel holds
+only the project's packages at the top level, with the shipped models and the page inside."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = {"transformer", "embeddings", "lstm", "tutorials_common"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    build = tmp_path_factory.mktemp("build")  # build from a copy: nothing is written into the checkout
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = ROOT / name.decode()
+        if src.is_file():
+            dest = build / name.decode()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(src.read_bytes())
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
+        cwd=build,
+        check=True,
+        timeout=300,
+    )
+    (path,) = out.glob("*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """(target folder, environment whose PYTHONPATH puts the installed copy first, a work folder)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "CUDA_VISIBLE_DEVICES": ""}
+    return target, env, tmp_path_factory.mktemp("elsewhere")
+
+
+def test_wheel_holds_only_the_project_packages_with_models_and_page(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == PACKAGES
+    for direction in ("en-es", "es-en"):
+        for file in ("weights.npz", "config.json", "tokenizer_shared.model", "SHA256SUMS"):
+            assert f"transformer/pretrained/{direction}/{file}" in names
+    for file in ("index.html", "app.js", "style.css"):
+        assert f"transformer/serve/static/{file}" in names
+    assert not any(n.startswith(("tests/", "tools/", "docs/")) for n in names)
+
+
+def test_installed_copy_is_the_one_imported(installed):
+    target, env, elsewhere = installed
+    out = subprocess.run(
+        [sys.executable, "-c", "import transformer, tutorials_common; print(transformer.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert Path(out.strip()).is_relative_to(target)
+
+
+def test_installed_translate_and_export(installed):
+    target, env, elsewhere = installed
+    r = subprocess.run(
+        [sys.executable, "-m", "transformer", "translate", "--direction", "en-es", "Hello.", "He is a great director."],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Hola.", "Él es un gran director."]
+    r = subprocess.run(
+        [sys.executable, "-m", "transformer", "export", "--direction", "en-es", "--out", "exported"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "exported" / "saved_model.pb").is_file()
+
+
+def test_installed_serve_page_and_api(installed):
+    target, env, elsewhere = installed
+    server = subprocess.Popen(
+        [sys.executable, "-m", "transformer", "serve", "--port", "0"],
+        cwd=elsewhere,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline, url = time.monotonic() + 240, None
+        while url is None and time.monotonic() < deadline:
+            line = server.stderr.readline()
+            if not line and server.poll() is not None:
+                break
+            found = re.search(r"(http://[\w.\[\]:]+/)", line)
+            url = found.group(1) if found else None
+        assert url, "the server never said where it listens"
+        page = urlopen(url, timeout=30).read().decode()
+        assert "<html" in page.lower() and "app.js" in page
+        request = Request(
+            url + "api/translate",
+            data=json.dumps({"text": "Hello.", "direction": "en-es"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urlopen(request, timeout=60).read())
+        assert answer["translation"] == "Hola."
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m transformer bench`, train-step timing, and the Keras example as the baseline."""

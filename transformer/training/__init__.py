@@ -1,0 +1,1 @@
+"""Training: losses, the optimizer recipe, checkpoints, several machines, and the loop."""
