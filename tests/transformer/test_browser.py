@@ -11,8 +11,13 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `transformer/pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
 screenshot of the page while a target token of the last layer's cross-attention is
-hovered. EXPLORER_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing browser an error
-instead of a skip.
+hovered; EXPLORER_QK_SCREENSHOT=FILE.png saves one of the query-and-keys view (decoder
+self-attention of the last layer, future keys masked). EXPLORER_REQUIRE_BROWSER=1 (set by
+.ci/run) makes a missing browser an error instead of a skip.
+
+The query-and-keys test reads dot products, weights, masks and the summed head output off
+the page for all three kinds and compares them with the API's vectors; it prints the request
+and response sizes for a 15-word sentence and the page's click-to-drawing times.
 """
 
 import json
@@ -20,7 +25,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 from urllib.request import Request, urlopen
 
 import pytest
@@ -102,14 +107,16 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def api(base, text, direction):
-    request = Request(
-        f"{base}/api/translate",
-        json.dumps({"text": text, "direction": direction}).encode(),
-        {"Content-Type": "application/json"},
-    )
+def api(base, text, direction, vectors=None, sizes=None):
+    """The API's answer; ``sizes`` (a list) gets (request bytes, response bytes) appended."""
+    payload = {"text": text, "direction": direction, **({"vectors": vectors} if vectors else {})}
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()  # as the page sends it
+    request = Request(f"{base}/api/translate", body, {"Content-Type": "application/json"})
     with urlopen(request, timeout=TIMEOUT) as response:
-        return json.loads(response.read())
+        raw = response.read()
+    if sizes is not None:
+        sizes.append((len(body), len(raw)))
+    return json.loads(raw)
 
 
 def wait_for_drawing(driver, count):
@@ -290,3 +297,123 @@ def test_errors_are_shown_not_thrown(server, browser):
         if entry["level"] == "SEVERE" and "413" not in entry["message"]
     ]
     assert logs == []
+
+
+def qk_rows(driver):
+    """The query-and-keys table as [{dot, scaled, mask, weight}] per key, and the two sums."""
+    rows = driver.execute_script(
+        """return [...document.querySelectorAll('#qk-table tbody tr')].map(tr => ({
+             dot: tr.querySelector('.dot').textContent, scaled: tr.querySelector('.scaled').textContent,
+             mask: tr.querySelector('.mask').textContent, weight: tr.querySelector('.weight .w').textContent,
+             masked: tr.classList.contains('masked')}))"""
+    )
+    sums = {
+        name: json.loads(
+            driver.find_element(By.CSS_SELECTOR, f"#{name} canvas.strip").get_attribute("data-values")
+        )
+        for name in ("qk-sum", "qk-output")
+    }
+    return rows, sums
+
+
+def wait_for_qk(driver, draws):
+    """Wait until the query-and-keys view has been drawn more than ``draws`` times."""
+    WebDriverWait(driver, TIMEOUT).until(
+        lambda d: (
+            d.execute_script("return window.explorer.qk.draws") > draws
+            or d.find_element(By.ID, "qk-status").text.startswith("Error")
+        )
+    )
+    assert not driver.find_element(By.ID, "qk-status").text.startswith("Error")
+    return driver.execute_script("return window.explorer.qk.draws")
+
+
+def check_qk_view(driver, answer, kind, layer, head, query):
+    """The numbers on the page for (kind, layer, head, query) against the API's: each dot
+    product is q . k_j of the returned vectors, each weight the returned one, the masked keys
+    are the mask's, and the page's sum of w_j v_j is the model's head output (within rounding)."""
+    vectors = answer["vectors"]
+    assert (vectors["kind"], vectors["layer"]) == (kind, layer)
+    q = vectors["queries"][head][query]
+    keys, values = vectors["keys"][head], vectors["values"][head]
+    weights = answer["attention"][kind][layer - 1][head][query]
+    rows, sums = qk_rows(driver)
+    assert len(rows) == len(keys)
+    for j, row in enumerate(rows):
+        dot = sum(a * b for a, b in zip(q, keys[j]))
+        assert abs(float(row["dot"]) - dot) <= 0.0005 + 1e-9  # the page's sum, shown to 3 decimals
+        assert abs(float(row["scaled"]) - dot / vectors["depth"] ** 0.5) <= 0.0005 + 1e-9
+        assert row["weight"] == f"{weights[j]:.3f}"
+        assert row["masked"] == (vectors["mask"][query][j] == 0) == bool(row["mask"])
+        if row["masked"]:
+            assert row["weight"] == "0.000"
+    summed = [sum(w * v[d] for w, v in zip(weights, values)) for d in range(vectors["depth"])]
+    assert sums["qk-sum"] == pytest.approx(summed, abs=0.0006)
+    assert sums["qk-output"] == vectors["outputs"][head][query]
+    # the model's output against the sum of the rounded numbers: sum_j |w| HALF + (|v| + HALF) HALF
+    for d, output in enumerate(sums["qk-output"]):
+        bound = sum(w * 0.0005 + (abs(v[d]) + 0.0005) * 0.0005 for w, v in zip(weights, values)) + 0.0005
+        assert abs(summed[d] - output) <= bound + 1e-9
+    return rows
+
+
+def test_query_and_keys_view(server, browser):
+    """Open the view on a 15-word sentence, pick a head and a query token for each kind, and
+    read dot products, weights and masks off the page; hover a key; time the clicks."""
+    base, run = server
+    layers, heads = run.config["num_layers"], run.config["num_heads"]
+    sentence = SENTENCES_15_WORDS[0]
+    plain, sizes = [], []
+    answer = api(base, sentence, run.direction, sizes=plain)
+    answers = {
+        kind: api(base, sentence, run.direction, {"kind": kind, "layer": layers}, sizes=sizes)
+        for kind in ("decoder_self", "cross", "encoder_self")
+    }
+    print(
+        f"\n15-word sentence, {run.run_dir}: without vectors request {plain[0][0]} B, response "
+        f"{plain[0][1]} B; with vectors (decoder_self, cross, encoder_self, layer {layers}): "
+        + ", ".join(f"request {a} B, response {b} B" for a, b in sizes),
+        file=sys.stderr,
+    )
+    assert all(b < 1_000_000 for _, b in sizes)
+    view = {"text": sentence, "direction": run.direction, "kind": "decoder_self", "layer": layers, "head": 1}
+    browser.get(f"{base}/?{urlencode({**view, 'query': 3})}")
+    wait_for_drawing(browser, 1)
+    draws = browser.execute_script("return window.explorer.qk.draws")
+    assert draws >= 1 and answer["translation"] == answers["cross"]["translation"]
+    timings = []
+    for kind in ("decoder_self", "cross", "encoder_self"):
+        if kind != "decoder_self":  # a new kind: the page fetches that layer's vectors
+            Select(browser.find_element(By.ID, "kind")).select_by_value(kind)
+            draws = wait_for_qk(browser, draws)
+            timings.append((f"{kind} (fetch)", browser.execute_script("return window.explorer.qk.timings")))
+        Select(browser.find_element(By.ID, "qk-head")).select_by_value(str(heads - 1))
+        draws = wait_for_qk(browser, draws)
+        timings.append((f"{kind} head", browser.execute_script("return window.explorer.qk.timings")))
+        query = 4 if kind != "encoder_self" else 2
+        Select(browser.find_element(By.ID, "qk-query")).select_by_value(str(query))
+        draws = wait_for_qk(browser, draws)
+        timings.append((f"{kind} query", browser.execute_script("return window.explorer.qk.timings")))
+        rows = check_qk_view(browser, answers[kind], kind, layers, heads - 1, query)
+        masked = [j for j, r in enumerate(rows) if r["masked"]]
+        assert masked == (list(range(query + 1, len(rows))) if kind == "decoder_self" else [])
+        if kind == "decoder_self":
+            assert "look-ahead" in rows[-1]["mask"]
+            if os.environ.get("EXPLORER_QK_SCREENSHOT"):
+                ActionChains(browser).move_to_element(
+                    browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
+                ).perform()
+                browser.find_element(By.ID, "qk-panel").screenshot(os.environ["EXPLORER_QK_SCREENSHOT"])
+    # hovering a key highlights its row, across every column
+    row = browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
+    ActionChains(browser).move_to_element(row.find_element(By.CSS_SELECTOR, ".dot")).perform()
+    assert "hl" in row.get_attribute("class")
+    assert browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr.hl") == [row]
+    assert view_of(browser.current_url)["kind"] == "encoder_self"
+    assert parse_qs(urlparse(browser.current_url).query)["query"] == ["3"]
+    print(
+        f"query-and-keys view, click to drawing, {run.run_dir}: "
+        + "; ".join(f"{name} {t['clickToDrawingMs']:.0f} ms" for name, t in timings),
+        file=sys.stderr,
+    )
+    assert all(t["fetched"] == name.endswith("(fetch)") for name, t in timings)

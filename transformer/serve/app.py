@@ -7,7 +7,16 @@ CDN) plus a JSON API over one or more trained translators:
 * ``POST /api/translate`` with ``{"text": ..., "direction": "en-es", "beam": 1}`` returns the
   translation, the source and target subword tokens, every attention map (kind -> layers x
   heads x queries x keys, rounded to 3 decimals), the entropy / diagonal-distance table of
-  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken.
+  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken. With
+  ``"vectors": {"kind": K, "layer": L}`` (opt-in; K a key of ``attention`` and L from 1) it
+  also returns ``vectors``: that layer's per-head projected ``queries``, ``keys`` and
+  ``values`` (heads x tokens x depth), the per-head ``outputs`` (heads x queries x depth,
+  sum_j w_ij v_j) rounded to 3 decimals and the ``mask`` (queries x keys, 1 = may attend),
+  from the same teacher-forced pass as the maps
+  (:mod:`transformer.inference.attention_vectors`). That adds at most
+  4 x max_tokens x d_model numbers and max_tokens^2 mask entries (shipped models: 63 tokens,
+  d_model 128: 32,256 numbers, under 0.3 MB of JSON); the request stays under
+  ``MAX_BODY_BYTES``.
 
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
@@ -36,7 +45,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from transformer.inference import attention_maps
+from transformer.inference import attention_maps, attention_vectors
 from transformer.inference.translate import has_text
 from transformer.runs import PRETRAINED_ROOT, load_run
 from tutorials_common.cliutil import UserError
@@ -69,7 +78,7 @@ def _model_info(run):
 
 
 def parse_request(body, runs):
-    """(text, run, beam) from a raw request body, or ApiError naming what is wrong."""
+    """(text, run, beam, vectors) from a raw request body, or ApiError naming what is wrong."""
     try:
         decoded = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -95,19 +104,41 @@ def parse_request(body, runs):
     beam = payload.get("beam", 1)
     if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM:
         raise ApiError(400, f'"beam" must be an integer from 1 to {MAX_BEAM}')
-    return text.strip(), runs[direction], beam
+    return text.strip(), runs[direction], beam, parse_vectors(payload.get("vectors"), runs[direction])
 
 
-def explain(run, text, beam=1):
-    """The API's answer for one sentence (see the module docstring)."""
+def parse_vectors(spec, run):
+    """The optional ``"vectors": {"kind": K, "layer": L}`` -> (K, L), or None when absent."""
+    if spec is None:
+        return None
+    layers = run.config["num_layers"]
+    usage = f'"vectors" must be {{"kind": one of {", ".join(attention_maps.KINDS)}, "layer": 1 to {layers}}}'
+    if not isinstance(spec, dict) or set(spec) != {"kind", "layer"}:
+        raise ApiError(400, usage)
+    kind, layer = spec["kind"], spec["layer"]
+    if not isinstance(kind, str) or kind not in attention_maps.KINDS:
+        raise ApiError(400, f'unknown "vectors" kind {json.dumps(kind)[:40]}; {usage}')
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= layers:
+        raise ApiError(400, f'"vectors" layer {json.dumps(layer)[:40]} is out of range; {usage}')
+    return kind, layer
+
+
+def _attention(run, text, beam, vectors):
+    """(translation, source pieces, target pieces, maps, {"vectors": ...} or {})."""
+    if vectors is None:
+        return (*attention_maps.sentence_attention(run, text, beam=beam, keep_names=True), {})
+    *result, layer = attention_vectors.sentence_vectors(run, text, *vectors, beam=beam, keep_names=True)
+    return (*result, {"vectors": attention_vectors.vectors_json(layer, DECIMALS)})
+
+
+def explain(run, text, beam=1, vectors=None):
+    """The API's answer for one sentence (see the module docstring); ``vectors``: (kind, layer)."""
     start = time.perf_counter()
     n_tokens = len(run.src_tokenizer.encode(text)) + 1
     limit = run.config["max_length"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
-    translation, src_pieces, tgt_pieces, maps = attention_maps.sentence_attention(
-        run, text, beam=beam, keep_names=True
-    )
+    translation, src_pieces, tgt_pieces, maps, extra = _attention(run, text, beam, vectors)
     seconds = time.perf_counter() - start
     attention = {kind: np.round(w.astype("float64"), DECIMALS).tolist() for kind, w in maps.items()}
     summary = [
@@ -137,6 +168,7 @@ def explain(run, text, beam=1):
         "summary": summary,
         "model": _model_info(run),
         "seconds": round(seconds, 4),
+        **extra,
     }
 
 
@@ -172,9 +204,9 @@ def create_app(runs):
     def translate_endpoint():
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-        text, run, beam = parse_request(request.get_data(cache=False), runs)
+        text, run, beam, vectors = parse_request(request.get_data(cache=False), runs)
         with lock:  # one model call at a time; the JSON is encoded outside the lock
-            answer = explain(run, text, beam)
+            answer = explain(run, text, beam, vectors)
         return jsonify(answer)
 
     @app.errorhandler(ApiError)
@@ -231,7 +263,9 @@ def main(args):
     app = create_app(runs)
     for run in runs.values():  # trace the decoders now, not on the first click
         start = time.perf_counter()
-        explain(run, "Hello." if run.direction.startswith("en") else "Hola.")
+        hello = "Hello." if run.direction.startswith("en") else "Hola."
+        explain(run, hello)
+        explain(run, hello, vectors=("cross", 1))  # the page's request traces another pass
         print(f"{run.direction}: warmed up in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     try:
         server = make_server(args.host, args.port, app, threaded=True)
