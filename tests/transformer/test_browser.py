@@ -69,7 +69,8 @@ def run_dir(tmp_path_factory, tiny_trainer):
 @pytest.fixture(scope="module")
 def server(run_dir):
     run = load_run(run_dir)
-    serve.explain(run, "Hello.")  # trace the decoder before timing clicks, as `serve` does
+    serve.explain(run, "Hello.")  # trace the decoder and both passes before timing clicks, as `serve` does
+    serve.explain(run, "Hello.", vectors=("cross", 1))
     server = serve.serve_in_thread(serve.create_app({run.direction: run}))
     yield f"http://127.0.0.1:{server.server_port}", run
     server.shutdown()
@@ -328,6 +329,17 @@ def wait_for_qk(driver, draws):
     return driver.execute_script("return window.explorer.qk.draws")
 
 
+def pick(driver, select_id, wanted, draws):
+    """Choose option ``wanted`` (or the next one, if it is already chosen: a user's change) of
+    a query-and-keys select and wait for the drawing; returns (the option, the draw count)."""
+    select = Select(driver.find_element(By.ID, select_id))
+    n, current = len(select.options), int(select.first_selected_option.get_attribute("value"))
+    value = min(wanted, n - 1) if min(wanted, n - 1) != current else (current + 1) % n
+    assert value != current, f"{select_id} has one option only"
+    select.select_by_value(str(value))
+    return value, wait_for_qk(driver, draws)
+
+
 def check_qk_view(driver, answer, kind, layer, head, query):
     """The numbers on the page for (kind, layer, head, query) against the API's: each dot
     product is q . k_j of the returned vectors, each weight the returned one, the masked keys
@@ -387,30 +399,31 @@ def test_query_and_keys_view(server, browser):
             Select(browser.find_element(By.ID, "kind")).select_by_value(kind)
             draws = wait_for_qk(browser, draws)
             timings.append((f"{kind} (fetch)", browser.execute_script("return window.explorer.qk.timings")))
-        Select(browser.find_element(By.ID, "qk-head")).select_by_value(str(heads - 1))
-        draws = wait_for_qk(browser, draws)
+        head, draws = pick(browser, "qk-head", heads - 1, draws)
         timings.append((f"{kind} head", browser.execute_script("return window.explorer.qk.timings")))
-        query = 4 if kind != "encoder_self" else 2
-        Select(browser.find_element(By.ID, "qk-query")).select_by_value(str(query))
-        draws = wait_for_qk(browser, draws)
+        query, draws = pick(
+            browser, "qk-query", {"decoder_self": 4, "cross": 2, "encoder_self": 3}[kind], draws
+        )
         timings.append((f"{kind} query", browser.execute_script("return window.explorer.qk.timings")))
-        rows = check_qk_view(browser, answers[kind], kind, layers, heads - 1, query)
+        rows = check_qk_view(browser, answers[kind], kind, layers, head, query)
         masked = [j for j, r in enumerate(rows) if r["masked"]]
         assert masked == (list(range(query + 1, len(rows))) if kind == "decoder_self" else [])
         if kind == "decoder_self":
             assert "look-ahead" in rows[-1]["mask"]
-            if os.environ.get("EXPLORER_QK_SCREENSHOT"):
+            if os.environ.get("EXPLORER_QK_SCREENSHOT"):  # the whole panel, a key hovered
+                panel = browser.find_element(By.ID, "qk-panel")
+                browser.execute_script("arguments[0].scrollIntoView()", panel)
                 ActionChains(browser).move_to_element(
                     browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
                 ).perform()
-                browser.find_element(By.ID, "qk-panel").screenshot(os.environ["EXPLORER_QK_SCREENSHOT"])
+                panel.screenshot(os.environ["EXPLORER_QK_SCREENSHOT"])
     # hovering a key highlights its row, across every column
     row = browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
     ActionChains(browser).move_to_element(row.find_element(By.CSS_SELECTOR, ".dot")).perform()
     assert "hl" in row.get_attribute("class")
     assert browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr.hl") == [row]
     assert view_of(browser.current_url)["kind"] == "encoder_self"
-    assert parse_qs(urlparse(browser.current_url).query)["query"] == ["3"]
+    assert parse_qs(urlparse(browser.current_url).query)["query"] == [str(query + 1)]
     print(
         f"query-and-keys view, click to drawing, {run.run_dir}: "
         + "; ".join(f"{name} {t['clickToDrawingMs']:.0f} ms" for name, t in timings),
