@@ -6,6 +6,7 @@ and the future are masked, and bad requests get one-line 400s. Over the session'
 run; both shipped models for all three kinds."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -179,3 +180,18 @@ def test_shipped_models_all_kinds(direction):
             weights = np.round(v.weights.astype("float64"), 3)
             check_softmax(vectors, weights)
             check_weighted_sum(vectors, weights)
+    # the longest input the server takes: max_length source tokens and the decoder's bound on
+    # the output (2 n + 10, and bos); decoder self-attention is the largest answer
+    rng = np.random.default_rng(0)
+    n = run.config["max_length"]
+    t = min(run.config["max_positions"], 2 * n + 11)
+    src = [int(i) for i in rng.integers(4, run.config["src_vocab_size"], n - 1)] + [data.EOS_ID]
+    tgt = [BOS] + [int(i) for i in rng.integers(4, run.config["tgt_vocab_size"], t - 1)]
+    _, v = av.layer_vectors(run.model, src, tgt, "decoder_self", run.config["num_layers"])
+    size = len(json.dumps(av.vectors_json(v, 3), separators=(",", ":")))
+    assert v.queries.size == v.keys.size == v.values.size == v.outputs.size == t * run.config["d_model"]
+    print(
+        f"\n{direction}: vectors of {len(src)} source, {len(tgt)} target tokens: {size} bytes",
+        file=sys.stderr,
+    )
+    assert size <= serve.MAX_VECTORS_JSON_BYTES, size

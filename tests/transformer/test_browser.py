@@ -20,6 +20,7 @@ the page for all three kinds and compares them with the API's vectors; it prints
 and response sizes for a 15-word sentence and the page's click-to-drawing times.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -54,6 +55,7 @@ SENTENCES_15_WORDS = [
     "The old teacher told the children a long story about the war and the sea.",
     "We could not find the keys to the car after the long party last night.",
 ]
+SPANISH_15_WORDS = "Mi hermano y yo fuimos ayer al mercado para comprar fruta fresca, pan y leche."
 TIMEOUT = 60
 
 
@@ -340,6 +342,23 @@ def pick(driver, select_id, wanted, draws):
     return value, wait_for_qk(driver, draws)
 
 
+def save_panel(driver, element_id, path):
+    """A PNG of the whole element, a key row hovered (the DevTools capture goes beyond the
+    window, which an element screenshot does not)."""
+    ActionChains(driver).move_to_element(
+        driver.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
+    ).perform()
+    rect = driver.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height, scale: 1};",
+        element_id,
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": rect}
+    )
+    Path(path).write_bytes(base64.b64decode(shot["data"]))
+
+
 def check_qk_view(driver, answer, kind, layer, head, query):
     """The numbers on the page for (kind, layer, head, query) against the API's: each dot
     product is q . k_j of the returned vectors, each weight the returned one, the masked keys
@@ -374,7 +393,8 @@ def test_query_and_keys_view(server, browser):
     read dot products, weights and masks off the page; hover a key; time the clicks."""
     base, run = server
     layers, heads = run.config["num_layers"], run.config["num_heads"]
-    sentence = SENTENCES_15_WORDS[0]
+    sentence = SENTENCES_15_WORDS[0] if run.direction.startswith("en") else SPANISH_15_WORDS
+    assert len(sentence.split()) == 15
     plain, sizes = [], []
     answer = api(base, sentence, run.direction, sizes=plain)
     answers = {
@@ -410,13 +430,8 @@ def test_query_and_keys_view(server, browser):
         assert masked == (list(range(query + 1, len(rows))) if kind == "decoder_self" else [])
         if kind == "decoder_self":
             assert "look-ahead" in rows[-1]["mask"]
-            if os.environ.get("EXPLORER_QK_SCREENSHOT"):  # the whole panel, a key hovered
-                panel = browser.find_element(By.ID, "qk-panel")
-                browser.execute_script("arguments[0].scrollIntoView()", panel)
-                ActionChains(browser).move_to_element(
-                    browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
-                ).perform()
-                panel.screenshot(os.environ["EXPLORER_QK_SCREENSHOT"])
+            if os.environ.get("EXPLORER_QK_SCREENSHOT"):
+                save_panel(browser, "qk-panel", os.environ["EXPLORER_QK_SCREENSHOT"])
     # hovering a key highlights its row, across every column
     row = browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
     ActionChains(browser).move_to_element(row.find_element(By.CSS_SELECTOR, ".dot")).perform()

@@ -13,10 +13,11 @@ CDN) plus a JSON API over one or more trained translators:
   ``values`` (heads x tokens x depth), the per-head ``outputs`` (heads x queries x depth,
   sum_j w_ij v_j) rounded to 3 decimals and the ``mask`` (queries x keys, 1 = may attend),
   from the same teacher-forced pass as the maps
-  (:mod:`transformer.inference.attention_vectors`). That adds at most
-  4 x max_tokens x d_model numbers and max_tokens^2 mask entries (shipped models: 63 tokens,
-  d_model 128: 32,256 numbers, under 0.3 MB of JSON); the request stays under
-  ``MAX_BODY_BYTES``.
+  (:mod:`transformer.inference.attention_vectors`). One layer per request: that adds
+  4 x T x d_model numbers and T^2 mask entries, T the longer of the source (at most
+  max_length tokens) and the decoder input (bos + at most 2 n + 10 tokens); for the shipped
+  models (64 and 139 tokens, d_model 128) at most 71,168 numbers, under
+  ``MAX_VECTORS_JSON_BYTES`` (1 MB); the request stays under ``MAX_BODY_BYTES``.
 
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
@@ -55,6 +56,7 @@ MAX_BODY_BYTES = 16 * 1024  # whole request body
 MAX_TEXT_CHARS = 500  # the text to translate
 MAX_BEAM = 8
 DECIMALS = 3  # attention weights in responses
+MAX_VECTORS_JSON_BYTES = 1_000_000  # "vectors" of the longest input a shipped model takes (tested)
 
 
 class ApiError(Exception):
