@@ -110,5 +110,7 @@ def test_package_inits_import_nothing_heavy():
 
 
 def test_no_module_over_350_lines():
-    long = {name: n for name, path in project_modules().items() if (n := len(path.read_text().splitlines())) > 350}
+    long = {
+        name: n for name, path in project_modules().items() if (n := len(path.read_text().splitlines())) > 350
+    }
     assert not long, f"modules over 350 lines: {long}"

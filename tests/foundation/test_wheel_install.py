@@ -35,7 +35,18 @@ def wheel(tmp_path_factory):
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(src.read_bytes())
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            ".",
+        ],
         cwd=build,
         check=True,
         timeout=300,
@@ -84,16 +95,25 @@ def test_installed_copy_is_the_one_imported(installed):
 
 def run_installed(env, cwd, *argv):
     return subprocess.run(
-        [sys.executable, "-m", "transformer", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "transformer", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_installed_translate_and_heatmaps(installed):
     target, env, elsewhere = installed
-    r = run_installed(env, elsewhere, "translate", "--direction", "en-es", "Hello.", "He is a great director.")
+    r = run_installed(
+        env, elsewhere, "translate", "--direction", "en-es", "Hello.", "He is a great director."
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["Hola.", "Él es un gran director."]
-    r = run_installed(env, elsewhere, "heatmaps", "--direction", "es-en", "--sentence", "Hola.", "--out", "maps")
+    r = run_installed(
+        env, elsewhere, "heatmaps", "--direction", "es-en", "--sentence", "Hola.", "--out", "maps"
+    )
     assert r.returncode == 0, r.stderr
     assert len(list((elsewhere / "maps").rglob("*.png"))) >= 4
 
