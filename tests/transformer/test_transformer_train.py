@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from transformer import runs
+from transformer import config as settings
 from transformer.model.encoder_decoder import build_model
 from transformer.training import loop as train
 from transformer.training import losses
@@ -58,12 +58,12 @@ def test_warmup_schedule_follows_the_paper():
             expected, rel=1e-5
         )  # optimizer.iterations is 0-based
     assert float(recipe.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
-    optimizer = recipe.make_optimizer(runs.make_config("tiny"))
+    optimizer = recipe.make_optimizer(settings.make_config("tiny"))
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
 
 
 def test_profiles_and_overrides():
-    base = runs.make_config("base")
+    base = settings.make_config("base")
     assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == (
         4,
         128,
@@ -72,11 +72,11 @@ def test_profiles_and_overrides():
         0.1,
     )
     assert base["vocab_size"] == 8000 and base["label_smoothing"] == 0.1
-    assert runs.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
+    assert settings.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
     with pytest.raises(UserError, match="divisible"):
-        runs.make_config("base", d_model=100)
+        settings.make_config("base", d_model=100)
     with pytest.raises(UserError, match="profile"):
-        runs.make_config("huge")
+        settings.make_config("huge")
 
 
 def test_tiny_run_directory_holds_everything(tiny_run):
@@ -197,7 +197,7 @@ def _two_steps(config, weights):
 
 
 def test_mixed_precision_matches_float32():
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
     )
     keras.utils.set_random_seed(0)
@@ -235,7 +235,7 @@ def test_bfloat16_training_matches_float32():
     150 steps of the tiny model take the loss from about 4.4 to about 1.1 in both (measured:
     float32 1.156, bfloat16 1.091); the first losses agree within 1%, the last within 10%
     (bfloat16 keeps 8 bits of mantissa; variables, softmax and loss stay float32)."""
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny",
         dropout_rate=0.0,
         src_vocab_size=50,
@@ -263,7 +263,7 @@ def test_bfloat16_training_matches_float32():
 
 
 def test_jit_compiled_step_matches_plain_step():
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
     )
     keras.utils.set_random_seed(0)
