@@ -1,8 +1,10 @@
 """Loss, schedule, the training loop's run directory, resuming, signals and non-finite losses,
 mixed precision and XLA numerics."""
 
+import errno
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -273,3 +275,62 @@ def test_jit_compiled_step_matches_plain_step():
     assert after < loss
     assert loss_xla == pytest.approx(loss, rel=1e-5)
     assert after_xla == pytest.approx(after, rel=1e-4)
+
+
+def _no_space(folder=None):
+    """A checkpoint merge that fails with ENOSPC (when it writes into `folder`, or always),
+    after the shards are written into its `_temp` folder, as a full disk does."""
+    from tensorflow.python.ops import gen_io_ops
+
+    real = gen_io_ops.merge_v2_checkpoints
+
+    def merge(checkpoint_prefixes, destination_prefix, *args, **kwargs):
+        destination = destination_prefix.numpy().decode() if hasattr(destination_prefix, "numpy") else ""
+        if folder is None or f"/{folder}/" in str(destination or destination_prefix):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(checkpoint_prefixes, destination_prefix, *args, **kwargs)
+
+    return gen_io_ops, "merge_v2_checkpoints", merge
+
+
+def test_a_failing_save_keeps_no_log_line_nor_temp_folder_and_the_run_resumes(
+    tiny_trainer, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    assert tiny_trainer(run_dir, steps=2) == 0
+    before = (run_dir / "train_log.jsonl").read_text()
+    (line,) = [json.loads(x) for x in before.splitlines()]
+    assert (line["epoch"], line["epoch_finished"], line["step"]) == (1, False, 2)  # the epoch being trained
+    with monkeypatch.context() as patch:
+        patch.setattr(*_no_space("ckpt"))  # (best/ may be replaced first: it is kept)
+        with pytest.raises(UserError, match=r"could not save the checkpoint of step 4 .*No space left"):
+            tiny_trainer(run_dir, steps=4)
+    assert (run_dir / "train_log.jsonl").read_text() == before
+    assert not list(run_dir.rglob("*_temp*")) and not (run_dir / "best.new").exists()
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-2")
+    assert not list((run_dir / "ckpt").glob("ckpt-4*"))
+    capsys.readouterr()
+    assert tiny_trainer(run_dir, steps=4) == 0
+    assert "at step 2" in capsys.readouterr().err
+    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in log] == [(1, 2), (1, 4)]
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-4")
+
+
+def test_a_failing_save_of_best_takes_back_the_log_line(tmp_path, monkeypatch):
+    """Checkpoints.commit on its own: the save of best.new/ fails, so neither the log line nor
+    best.new/ (nor its ckpt-N_temp/) is left, and best/ and ckpt/ are as they were."""
+    from transformer.training.checkpoints import Checkpoints
+
+    variable = tf.Variable(1.0)
+    ckpts = Checkpoints(tmp_path, tf.train.Checkpoint(v=variable), keep=3)
+    ckpts.commit({"epoch": 1, "step": 10, "val_loss": 2.0}, best=True)
+    log = (tmp_path / "train_log.jsonl").read_text()
+    variable.assign(5.0)
+    monkeypatch.setattr(*_no_space("best.new"))
+    with pytest.raises(UserError, match=r"could not save the checkpoint of step 20 .*No space left"):
+        ckpts.commit({"epoch": 2, "step": 20, "val_loss": 1.0}, best=True)
+    assert (tmp_path / "train_log.jsonl").read_text() == log
+    assert not (tmp_path / "best.new").exists() and not list(tmp_path.rglob("*_temp*"))
+    assert ckpts.best_loss() == 2.0 and tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-10")
+    assert tf.train.load_variable(str(tmp_path / "best" / "ckpt-10"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
