@@ -239,7 +239,12 @@ def model_arguments(config):
 # ----------------------------------------------------------------------------- the train flags
 
 
-def _help(key, s):
+def _flag(key, s):
+    return s.flag or "--" + key.replace("_", "-")
+
+
+def _help(s):
+    """The setting's help, with its default or its value in each profile."""
     if s.sizes is not None:
         values = ", ".join(f"{p} {v}" for p, v in zip(PROFILE_NAMES, s.sizes))
         return f"{s.help} (profiles: {values})"
@@ -256,8 +261,7 @@ def add_flags(parser):
     for key, s in SETTINGS.items():
         if s.flag == "":
             continue
-        names = [s.flag or "--" + key.replace("_", "-"), *s.aliases]
-        kwargs = dict(dest=key, help=_help(key, s), metavar=s.metavar)
+        kwargs = dict(dest=key, help=_help(s), metavar=s.metavar)
         if s.type is bool:
             kwargs.update(action=argparse.BooleanOptionalAction)
             del kwargs["metavar"]
@@ -265,7 +269,7 @@ def add_flags(parser):
             kwargs.update(action="append")
         else:
             kwargs.update(type=s.type, choices=s.choices)
-        parser.add_argument(*names, **kwargs)
+        parser.add_argument(_flag(key, s), *s.aliases, **kwargs)
 
 
 def _per_language(items, flag):
@@ -286,5 +290,5 @@ def overrides(args):
         if s.flag == "":
             continue
         value = getattr(args, key, None)
-        values[key] = _per_language(value, "--" + key.replace("_", "-")) if s.per_language else value
+        values[key] = _per_language(value, _flag(key, s)) if s.per_language else value
     return values

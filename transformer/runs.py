@@ -113,7 +113,8 @@ def prepare_run(run_dir, config):
                 + ", ".join(f"{k}={saved[k]}" for k in clash)
                 + "; use another --run name to change them"
             )
-        config = {**saved, **{k: config[k] for k in explicit & RESUMABLE}}
+        # (a key that an older run's file lacks takes today's value)
+        config = {**config, **saved, **{k: config[k] for k in explicit & RESUMABLE}}
     src_lang, tgt_lang = languages(config["direction"])
     splits = data.load_splits(config["direction"], config["data"], seed=config["split_seed"])
     if not splits["train"]:

@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from transformer import config as settings
+from transformer import runs
 from transformer.model.encoder_decoder import build_model
 from transformer.training import loop as train
 from transformer.training import losses
@@ -334,3 +336,50 @@ def test_a_failing_save_of_best_takes_back_the_log_line(tmp_path, monkeypatch):
     assert not (tmp_path / "best.new").exists() and not list(tmp_path.rglob("*_temp*"))
     assert ckpts.best_loss() == 2.0 and tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-10")
     assert tf.train.load_variable(str(tmp_path / "best" / "ckpt-10"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
+
+
+def test_the_config_table_gives_the_flags_the_resumable_set_and_the_model_arguments():
+    from transformer.__main__ import build_parser
+
+    args = build_parser().parse_args(
+        "train --profile tiny --max-length 30 --dropout 0.2 --no-share-embeddings --bpemb-model en=x.model".split()
+    )
+    given = {k: v for k, v in settings.overrides(args).items() if v is not None}
+    assert given == {
+        "max_sentence_tokens": 30,  # --max-length: the older name of --max-sentence-tokens
+        "dropout_rate": 0.2,
+        "share_embeddings": False,
+        "bpemb_model": {"en": str(Path("x.model").resolve())},
+    }
+    assert settings.RESUMABLE == {  # (the set before the table, less the retired log_every)
+        *("epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "patience", "data"),
+        *("bpemb_model", "bpemb_emb", "lr_scale"),
+    }
+    base = settings.make_config("base", src_vocab_size=5, tgt_vocab_size=6)
+    assert settings.model_arguments(base) == dict(
+        num_layers=4,
+        d_model=128,
+        num_heads=8,
+        dff=512,
+        input_vocab_size=5,
+        target_vocab_size=6,
+        dropout_rate=0.1,
+        pre_norm=False,
+        max_length=160,  # the Transformer's positional table: max_positions
+        share_embeddings=True,
+    )
+
+
+def test_an_old_run_directory_loads_and_resumes_under_todays_key_names(tiny_run, spa_fixture, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    config = json.loads((old / "config.json").read_text())
+    config["max_length"] = config.pop("max_sentence_tokens")
+    config["log_every"] = 50  # a retired flag
+    (old / "config.json").write_text(json.dumps(config))
+    run = runs.load_run(old)
+    assert run.config["max_sentence_tokens"] == 48 and not {"max_length", "log_every"} & set(run.config)
+    again = settings.make_config("tiny", data=str(spa_fixture), max_sentence_tokens=30)
+    again["_explicit"] = {"data", "max_sentence_tokens"}
+    with pytest.raises(UserError, match="trained with max_sentence_tokens=48"):
+        runs.prepare_run(old, again)
