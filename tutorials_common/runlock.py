@@ -7,7 +7,7 @@ the process ends, however it ends, so a killed writer never leaves a stale lock.
 holder writes its PID into the file, and a second process is refused with a `UserError`
 naming that process. The file is removed when the lock is released.
 
-Platforms without `fcntl` (Windows) get no lock; `hold` says so once on stderr.
+Platforms without `fcntl` (Windows) get no lock; `hold` says so on stderr.
 """
 
 import contextlib
@@ -27,6 +27,14 @@ def lock_file(path):
     """The lock file of directory `path`: `.<name>.lock` beside it."""
     path = Path(path).absolute()
     return path.with_name(f".{path.name}.lock")
+
+
+def _command():
+    """This process's command line, `python -m PACKAGE ...` for a package's CLI."""
+    argv = list(sys.argv) or ["python"]
+    if argv[0].endswith("__main__.py"):
+        argv[0] = f"python -m {Path(argv[0]).parent.name}"
+    return " ".join(argv)[:200]
 
 
 def _holder(file):
@@ -76,7 +84,7 @@ def hold(path, what=None):
     fd = _acquire(file, what)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(errors="replace"))
+        os.write(fd, f"process {os.getpid()} ({_command()})\n".encode(errors="replace"))
         yield
     finally:
         with contextlib.suppress(OSError):
