@@ -180,10 +180,10 @@ def test_shipped_models_all_kinds(direction):
             weights = np.round(v.weights.astype("float64"), 3)
             check_softmax(vectors, weights)
             check_weighted_sum(vectors, weights)
-    # the longest input the server takes: max_length source tokens and the decoder's bound on
+    # the longest input the server takes: max_sentence_tokens source tokens and the decoder's bound on
     # the output (2 n + 10, and bos); decoder self-attention is the largest answer
     rng = np.random.default_rng(0)
-    n = run.config["max_length"]
+    n = run.config["max_sentence_tokens"]
     t = min(run.config["max_positions"], 2 * n + 11)
     src = [int(i) for i in rng.integers(4, run.config["src_vocab_size"], n - 1)] + [data.EOS_ID]
     tgt = [BOS] + [int(i) for i in rng.integers(4, run.config["tgt_vocab_size"], t - 1)]

@@ -15,7 +15,7 @@ CDN) plus a JSON API over one or more trained translators:
   from the same teacher-forced pass as the maps
   (:mod:`transformer.inference.attention_vectors`). One layer per request: that adds
   4 x T x d_model numbers and T^2 mask entries, T the longer of the source (at most
-  max_length tokens) and the decoder input (bos + at most 2 n + 10 tokens); for the shipped
+  max_sentence_tokens) and the decoder input (bos + at most 2 n + 10 tokens); for the shipped
   models (64 and 139 tokens, d_model 128) at most 71,168 numbers, under
   ``MAX_VECTORS_JSON_BYTES`` (1 MB); the request stays under ``MAX_BODY_BYTES``.
 

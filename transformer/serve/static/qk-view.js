@@ -125,8 +125,13 @@ function drawQueryKeys() {
                       `<span class="w">${m.weights[j].toFixed(3)}</span>`;
     cell(tr, strip(m.values[j], valScale, `value ${j + 1}`));
     cell(tr, strip(m.weighted[j], outScale, `w${j + 1} v${j + 1}`));
-    tr.addEventListener("mouseenter", () => tr.classList.add("hl"));
-    tr.addEventListener("mouseleave", () => tr.classList.remove("hl"));
+    tr.tabIndex = 0;  // Tab reaches every key, as hovering does
+    tr.setAttribute("aria-label", `key ${j + 1} ${t}: q\u00b7k ${m.dots[j].toFixed(3)}, ` +
+                    `${masked ? "masked" : `weight ${m.weights[j].toFixed(3)}`}`);
+    for (const [on, off] of [["mouseenter", "mouseleave"], ["focus", "blur"]]) {
+      tr.addEventListener(on, () => tr.classList.add("hl"));
+      tr.addEventListener(off, () => tr.classList.remove("hl"));
+    }
     body.appendChild(tr);
   });
   drawSums(foot, m, outScale);
