@@ -204,7 +204,10 @@ def build_parser():
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="the directory to write (e.g. transformer/pretrained/en-es)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the directory to write (e.g. transformer/pretrained/en-es)",
     )
     p.add_argument(
         "--dtype",
@@ -296,6 +299,14 @@ def build_parser():
         type=int_range(0, 65535),
         default=8000,
         help="port (default %(default)s; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; e.g. the name a reverse "
+        "proxy forwards). Always answered: 127.0.0.1, localhost, ::1 and the --host address. "
+        "With --debug: the Flask development server instead of waitress (no timeouts)",
     )
     p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 
