@@ -5,6 +5,7 @@ socket has a timeout and every loop is bounded in count and time."""
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from transformer.runs import load_run
 from transformer.serve import app as serve
+from transformer.serve import load
 
 SENTENCE = "He admired her as a great director."
 TIMEOUT = 60  # seconds any one socket operation may take
@@ -194,3 +196,13 @@ def test_clients_past_the_connection_limit_wait_for_a_free_slot(app):
         for sock in sockets:
             sock.close()
         server.close()
+
+
+def test_memory_stays_bounded_over_random_shapes(server):
+    """Requests of 1-60 random words and beams 1-8 (transformer/serve/load.py): resident
+    memory at the end within 20% of that after the first 40 (the server's process is
+    this one). `python -m transformer.serve.load` measures the same on the shipped model."""
+    url = f"http://127.0.0.1:{server.port}"
+    figures = load.random_shapes(url, os.getpid(), requests=120, first=40, seed=1, time_limit=600)
+    assert figures["errors"] == 0 and figures["answered"] >= 40, figures
+    assert figures["ratio"] <= 1.2, figures

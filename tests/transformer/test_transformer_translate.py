@@ -105,14 +105,15 @@ def test_translate_cli_prints_only_translations_in_order(tiny_run, run):
 SEPARATORS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
 
 
-def test_translate_cli_output_has_no_line_separators(tiny_run):
+def test_translate_cli_output_has_no_line_separators():
     """Unseen names are copied from the source (names.py); separators inside them (here
     between the two words of a name) must not reach the output, where `str.splitlines()`
-    and other tools would see extra lines."""
+    and other tools would see extra lines. The shipped en-es model, which copies names
+    (the tiny one does not)."""
     sources = [f"I met Zorblax{sep}Quintaro today." for sep in SEPARATORS if sep not in "\n\r"]
     sources += ["Visit Qwyrt\x00Brandolf\x1bVenn.", "Go\x1c\x1d\x1e home\x7f\x9f."]
     r = subprocess.run(
-        [sys.executable, "-m", "transformer", "translate", "--checkpoint", str(tiny_run)],
+        [sys.executable, "-m", "transformer", "translate", "--direction", "en-es"],
         cwd=ROOT,
         input="\n".join(sources).encode() + b"\n",
         capture_output=True,
