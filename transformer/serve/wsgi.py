@@ -16,6 +16,7 @@ Requests waitress cannot parse itself (a malformed request line, headers or body
 limits) are answered in the app's JSON error shape by :class:`JsonErrorTask`.
 """
 
+import logging
 import threading
 
 import waitress
@@ -72,6 +73,9 @@ def create_server(app, host, port, max_body_bytes, **limits):
         clear_untrusted_proxy_headers=True,
         ident="transformer-explorer",
     )
+    # "Task queue depth is N" on every request that waits for a thread: expected here (the
+    # app runs one model call at a time), so not a warning
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = waitress.create_server(app, host=host, port=port, **{**options, **limits})
     server.channel_class = JsonErrorChannel
     return server
