@@ -283,7 +283,8 @@ def build_parser():
         help="the attention explorer: a local web page and JSON API over trained runs",
         description="Serve a page that translates a sentence and draws the attention of every "
         "layer and head, and POST /api/translate. Default models: the shipped en-es and "
-        "es-en (transformer/pretrained/).",
+        "es-en (transformer/pretrained/). Served by waitress (4 threads, 30 s read timeout, "
+        "100 connections); with --debug by Flask's development server (no timeouts).",
     )
     p.add_argument(
         "--checkpoint",
@@ -305,8 +306,7 @@ def build_parser():
         action="append",
         metavar="NAME",
         help="also answer requests whose Host header is NAME (repeatable; e.g. the name a reverse "
-        "proxy forwards). Always answered: 127.0.0.1, localhost, ::1 and the --host address. "
-        "With --debug: the Flask development server instead of waitress (no timeouts)",
+        "proxy forwards). Always answered: 127.0.0.1, localhost, ::1 and the --host address",
     )
     p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 

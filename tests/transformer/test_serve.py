@@ -10,6 +10,7 @@ from urllib.request import Request, urlopen
 
 import numpy as np
 import pytest
+from werkzeug.serving import BaseWSGIServer
 
 from transformer.__main__ import main
 from transformer.inference.translate import translate
@@ -321,6 +322,20 @@ def test_serve_cli_errors(tmp_path, monkeypatch, capsys, tiny_run):
     assert code == 2 and "--port" in err and "65535" in err
     code, out, err = run_cli(["serve", "--checkpoint", str(tiny_run), "--allow-host"], capsys)
     assert code == 2 and "--allow-host" in err
+
+
+def test_waitress_serves_with_the_limits_and_debug_picks_the_dev_server(app):
+    server = serve.listen(app, "127.0.0.1", 0, dev_server=False)
+    try:
+        adj = server.adj
+        assert (adj.threads, adj.connection_limit, adj.channel_timeout) == (4, 100, 30)
+        assert adj.cleanup_interval + adj.channel_timeout <= 60  # a stalled client gone within a minute
+        assert (adj.max_request_body_size, adj.max_request_header_size) == (serve.MAX_BODY_BYTES, 8192)
+    finally:
+        server.close()
+    dev = serve.listen(app, "127.0.0.1", 0, dev_server=True)
+    assert isinstance(dev, BaseWSGIServer)
+    dev.server_close()
 
 
 def test_default_models_are_the_shipped_ones(tmp_path):

@@ -86,13 +86,12 @@ def read_json(body):
         raise ApiError(400, "the request body is not UTF-8") from None
     try:
         payload = json.loads(decoded)
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate
     except json.JSONDecodeError as e:
         raise ApiError(400, f"the request body is not valid JSON ({e.msg} at character {e.pos})") from None
     except RecursionError:
         raise ApiError(400, "the request body is nested too deeply") from None
-    try:
-        json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    except (UnicodeEncodeError, RecursionError):
+    except UnicodeEncodeError:
         raise ApiError(400, "the request body has a lone surrogate escape (such as \\ud800)") from None
     return payload
 
@@ -269,7 +268,7 @@ def warm_up(runs):
         print(f"{run.direction}: warmed up in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
-def _listen(app, host, port, dev_server):
+def listen(app, host, port, dev_server):
     """The server for ``main``: waitress, or with ``dev_server`` Flask's (werkzeug's)."""
     try:
         if dev_server:
@@ -285,7 +284,7 @@ def main(args):
     app = create_app(runs, allowed)
     warm_up(runs)
     if getattr(args, "debug", False):
-        server = _listen(app, args.host, args.port, dev_server=True)
+        server = listen(app, args.host, args.port, dev_server=True)
         _announce(args.host, server.server_port, "the Flask development server (--debug)", allowed)
         try:
             server.serve_forever()
@@ -294,7 +293,7 @@ def main(args):
         finally:
             server.server_close()
     else:
-        server = _listen(app, args.host, args.port, dev_server=False)
+        server = listen(app, args.host, args.port, dev_server=False)
         limits = (
             f"waitress: {wsgi.THREADS} threads, {wsgi.CONNECTION_LIMIT} connections, "
             f"{wsgi.READ_TIMEOUT_S} s read timeout"
