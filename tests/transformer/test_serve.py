@@ -290,7 +290,7 @@ def test_concurrent_requests_on_a_threaded_server(app, run):
     expected = translate(run, sentences, keep_names=True)
     server = serve.serve_in_thread(app)
     try:
-        url = f"http://127.0.0.1:{server.port}/api/translate"
+        url = f"http://127.0.0.1:{server.server_port}/api/translate"
 
         def ask(text):
             request = Request(url, json.dumps({"text": text}).encode(), {"Content-Type": "application/json"})
@@ -300,7 +300,7 @@ def test_concurrent_requests_on_a_threaded_server(app, run):
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(ask, sentences))
     finally:
-        server.close()
+        server.shutdown()
     assert [a["translation"] for a in answers] == expected
     assert [a["text"] for a in answers] == sentences
 
@@ -332,7 +332,7 @@ def test_waitress_serves_with_the_limits_and_debug_picks_the_dev_server(app):
         assert adj.cleanup_interval + adj.channel_timeout <= 60  # a stalled client gone within a minute
         assert (adj.max_request_body_size, adj.max_request_header_size) == (serve.MAX_BODY_BYTES, 8192)
     finally:
-        server.close()
+        server.close()  # a waitress server, not yet running
     dev = serve.listen(app, "127.0.0.1", 0, dev_server=True)
     assert isinstance(dev, BaseWSGIServer)
     dev.server_close()

@@ -30,7 +30,7 @@ def app(tiny_run):
 def server(app):
     server = serve.serve_in_thread(app)
     yield server
-    server.close()
+    server.shutdown()
 
 
 def raw(port, data, timeout=TIMEOUT):
@@ -79,26 +79,26 @@ def test_a_cross_site_simple_post_is_refused(server):
         ({"Content-Type": "text/plain"}, 415),
         ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
     ]:
-        assert_json_error(*request(server.port, "POST", "/api/translate", body, headers), status)
-    own = {"Origin": f"http://127.0.0.1:{server.port}", **JSON}
-    status, headers, answer = request(server.port, "POST", "/api/translate", body, own)
+        assert_json_error(*request(server.server_port, "POST", "/api/translate", body, headers), status)
+    own = {"Origin": f"http://127.0.0.1:{server.server_port}", **JSON}
+    status, headers, answer = request(server.server_port, "POST", "/api/translate", body, own)
     assert status == 200 and json.loads(answer)["text"] == SENTENCE
     assert not any(name.startswith("access-control-") for name in headers)
 
 
 def test_a_rebinding_host_is_refused(server):
     for path in ("/", "/api/models", "/static/app.js"):
-        status, headers, body = request(server.port, "GET", path, headers={"Host": "evil.example"})
+        status, headers, body = request(server.server_port, "GET", path, headers={"Host": "evil.example"})
         assert_json_error(status, headers, body, 403, "evil.example")
     body = json.dumps({"text": SENTENCE})
-    answer = request(server.port, "POST", "/api/translate", body, {"Host": "evil.example", **JSON})
+    answer = request(server.server_port, "POST", "/api/translate", body, {"Host": "evil.example", **JSON})
     assert_json_error(*answer, 403)
-    status, headers, body = raw(server.port, b"GET /api/models HTTP/1.0\r\n\r\n")  # no Host at all
+    status, headers, body = raw(server.server_port, b"GET /api/models HTTP/1.0\r\n\r\n")  # no Host at all
     assert_json_error(status, headers, body, 403, "no Host")
 
 
 def test_models_name_no_local_path(server, tiny_run):
-    status, _, body = request(server.port, "GET", "/api/models")
+    status, _, body = request(server.server_port, "GET", "/api/models")
     assert status == 200 and str(tiny_run.parent) not in body.decode()
     assert [m["run"] for m in json.loads(body)["models"]] == [tiny_run.name]
 
@@ -112,11 +112,13 @@ def test_a_chunked_body_is_limited_as_a_whole(server):
     head = b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     head += b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     small = json.dumps({"text": SENTENCE}).encode()
-    status, _, body = raw(server.port, head + chunked(small))
+    status, _, body = raw(server.server_port, head + chunked(small))
     assert status == 200 and json.loads(body)["text"] == SENTENCE
     # a valid request in its first 16 KiB, then padding: refused, not cut and answered
     big = small + b" " * (serve.MAX_BODY_BYTES - len(small)) + b"\n" * 20000
-    assert_json_error(*raw(server.port, head + chunked(big)), 413, f"over {serve.MAX_BODY_BYTES} bytes")
+    assert_json_error(
+        *raw(server.server_port, head + chunked(big)), 413, f"over {serve.MAX_BODY_BYTES} bytes"
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,15 +132,15 @@ def test_a_chunked_body_is_limited_as_a_whole(server):
     ],
 )
 def test_requests_the_server_cannot_parse_get_json_errors(server, data, status, fragment):
-    assert_json_error(*raw(server.port, data), status, fragment)
+    assert_json_error(*raw(server.server_port, data), status, fragment)
 
 
 def test_a_double_slash_is_no_redirect(server):
     """``//name/`` is a path here, never a redirect to another host."""
     head = b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    status, headers, body = raw(server.port, b"GET //api/models" + head)
+    status, headers, body = raw(server.server_port, b"GET //api/models" + head)
     assert status == 200 and "location" not in headers and json.loads(body)["models"]
-    assert_json_error(*raw(server.port, b"GET //evil.example/" + head), 404)
+    assert_json_error(*raw(server.server_port, b"GET //evil.example/" + head), 404)
 
 
 def _stall(port, count):
@@ -168,9 +170,11 @@ def test_stalled_clients_hold_no_thread_and_are_timed_out(app):
     before = threading.active_count()
     server = serve.serve_in_thread(app, channel_timeout=2, cleanup_interval=1, threads=3)
     try:
-        sockets = _stall(server.port, 40)
+        sockets = _stall(server.server_port, 40)
         start = time.monotonic()
-        status, _, body = request(server.port, "POST", "/api/translate", json.dumps({"text": "Hi."}), JSON)
+        status, _, body = request(
+            server.server_port, "POST", "/api/translate", json.dumps({"text": "Hi."}), JSON
+        )
         assert status == 200 and time.monotonic() - start < 30
         assert threading.active_count() <= before + 1 + 3  # the server's loop and its 3 workers
         deadline = start + 2 + 1 + 20  # read timeout + check interval + a loaded machine's slack
@@ -178,7 +182,7 @@ def test_stalled_clients_hold_no_thread_and_are_timed_out(app):
     finally:
         for sock in sockets:
             sock.close()
-        server.close()
+        server.shutdown()
     assert threading.active_count() <= before + 1  # the workers are stopped with the server
 
 
@@ -187,22 +191,22 @@ def test_clients_past_the_connection_limit_wait_for_a_free_slot(app):
     the read timeout has closed them (not before), not refused."""
     server = serve.serve_in_thread(app, channel_timeout=2, cleanup_interval=1, connection_limit=5)
     try:
-        sockets = _stall(server.port, 5)
+        sockets = _stall(server.server_port, 5)
         start = time.monotonic()
-        status, _, _ = request(server.port, "GET", "/api/models")
+        status, _, _ = request(server.server_port, "GET", "/api/models")
         waited = time.monotonic() - start
         assert status == 200 and 1.0 <= waited < 2 + 1 + 20
     finally:
         for sock in sockets:
             sock.close()
-        server.close()
+        server.shutdown()
 
 
 def test_memory_stays_bounded_over_random_shapes(server):
     """Requests of 1-60 random words and beams 1-8 (transformer/serve/load.py): resident
     memory at the end within 20% of that after the first 40 (the server's process is
     this one). `python -m transformer.serve.load` measures the same on the shipped model."""
-    url = f"http://127.0.0.1:{server.port}"
+    url = f"http://127.0.0.1:{server.server_port}"
     figures = load.random_shapes(url, os.getpid(), requests=120, first=40, seed=1, time_limit=600)
     assert figures["errors"] == 0 and figures["answered"] >= 40, figures
     assert figures["ratio"] <= 1.2, figures

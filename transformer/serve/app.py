@@ -255,7 +255,7 @@ def default_checkpoints(root=None):
 
 def serve_in_thread(app, host="127.0.0.1", port=0, **limits):
     """Start ``app`` under waitress on a background thread (port 0: a free one); returns a
-    :class:`wsgi.ServerThread` (``.port``, ``.close()``). For tests and scripts; ``limits``
+    :class:`wsgi.ServerThread` (``.server_port``, ``.shutdown()``). For tests and scripts; ``limits``
     override waitress settings such as ``channel_timeout``."""
     return wsgi.ServerThread(wsgi.create_server(app, host, port, MAX_BODY_BYTES, **limits))
 

@@ -82,14 +82,15 @@ def create_server(app, host, port, max_body_bytes, **limits):
 
 
 class ServerThread:
-    """A server running on a background thread: ``.port``, ``.close()``. For tests and scripts."""
+    """A server running on a background thread: ``.server_port``, ``.shutdown()`` (the names
+    of Werkzeug's server, which this replaces). For tests and scripts."""
 
     def __init__(self, server):
-        self.server, self.port = server, server.effective_port
+        self.server, self.server_port = server, server.effective_port
         self.thread = threading.Thread(target=server.run, daemon=True)
         self.thread.start()
 
-    def close(self):
+    def shutdown(self):
         """Stop accepting, close every connection and the worker threads."""
         self.server.close()
         for channel in list(self.server._map.values()):
