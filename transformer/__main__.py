@@ -234,7 +234,8 @@ def add_serve(sub):
         help="the attention explorer: a local web page and JSON API over trained runs",
         description="Serve a page that translates a sentence and draws the attention of every "
         "layer and head, and POST /api/translate. Default models: the shipped en-es and "
-        "es-en (transformer/pretrained/).",
+        "es-en (transformer/pretrained/). Served by waitress (4 threads, 30 s read timeout, "
+        "100 connections); with --debug by Flask's development server (no timeouts).",
     )
     p.add_argument(
         "--checkpoint",
@@ -250,6 +251,13 @@ def add_serve(sub):
         type=int_range(0, 65535),
         default=8000,
         help="port (default %(default)s; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; e.g. the name a reverse "
+        "proxy forwards). Always answered: 127.0.0.1, localhost, ::1 and the --host address",
     )
     p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 
