@@ -204,7 +204,10 @@ def build_parser():
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="the directory to write (e.g. transformer/pretrained/en-es)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the directory to write (e.g. transformer/pretrained/en-es)",
     )
     p.add_argument(
         "--dtype",
