@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import log_softmax
 
-from transformer.inference import decoding
+from transformer.inference import decoding, loops
 from transformer.inference.decoding import (
     BATCH_SIZES,
     EOS,
@@ -212,7 +212,7 @@ def test_padded_shapes():
     assert padded_shape(1, 3, 160, longest=150)[1] == 80  # a cache of 2 * 80 + 10 >= 150 positions
     for width in range(1, 161):  # every bound of a padded width fits its cache
         columns = padded_shape(1, width, 160)[1]
-        assert decoding.cache_length(columns, 160) >= min(output_bound(width), 160)
+        assert loops.cache_length(columns, 160) >= min(output_bound(width), 160)
 
 
 def test_shapes_stay_bounded_over_many_random_requests():
