@@ -66,7 +66,7 @@ def test_bench_quick(tmp_path, capsys):
     decoding = report["decoding"]
     assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
     assert decoding["default_path"] == decode.default_decoder(1).__name__ == "greedy_decode_xla"
-    assert decoding["default_beam_path"] == "beam_search_xla"
+    assert decoding["default_beam_path"] == {"batch": "beam_search", "one": "beam_search_xla"}
     assert decoding["default_speedup"] == pytest.approx(decoding["xla_speedup"])
     assert decoding["default_latency_speedup"] == pytest.approx(decoding["xla_latency_speedup"])
     e2e = decoding["end_to_end"]

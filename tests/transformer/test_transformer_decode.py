@@ -200,7 +200,14 @@ def test_decode_is_greedy_recompute_and_beam_search(model, src):
     for alpha in (0.0, 0.6):
         today = np.asarray(beam_search(model, src, 4, alpha, max_length=bounds_of(src)))
         np.testing.assert_array_equal(np.asarray(decode(model, src, beam=4, length_penalty=alpha)), today)
-    assert decoding.BEAM_XLA and ("beam_xla", 4, 0.6, 16, 16) in compiled_shapes(model)
+        for row in (0, 3):  # one sentence: through XLA
+            one = src[row : row + 1]
+            np.testing.assert_array_equal(
+                np.asarray(decode(model, one, beam=4, length_penalty=alpha)),
+                np.asarray(beam_search(model, one, 4, alpha, max_length=bounds_of(one))),
+            )
+    assert ("beam_xla", 4, 0.6, 1, 16) in compiled_shapes(model)
+    assert decoding.default_decoder(4, len(src)) is beam_search  # batches: today's beam search
 
 
 def test_padded_shapes():
@@ -261,5 +268,9 @@ def test_shipped_model_decodes_like_the_references():
     reference = np.asarray(greedy_decode_recompute(run.model, src, max_length=bounds_of(src)))
     np.testing.assert_array_equal(np.asarray(decode(run.model, src)), reference)
     today = np.asarray(beam_search(run.model, src, 4, 0.6, max_length=bounds_of(src)))
-    np.testing.assert_array_equal(np.asarray(decode(run.model, src, beam=4)), today)
+    np.testing.assert_array_equal(np.asarray(beam_search_xla(run.model, src, 4, 0.6, bounds_of(src))), today)
+    one = src[1:2, : len(encoded[1])]
+    np.testing.assert_array_equal(
+        np.asarray(decode(run.model, one, beam=4)), today[1:2, : today[1].nonzero()[0].size]
+    )
     assert np.count_nonzero(reference) > 3 * len(sentences)  # real translations, not empty ones

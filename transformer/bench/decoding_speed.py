@@ -92,7 +92,10 @@ def measure_decoding(config, src_ids, batch_size, latency_sentences, rounds):
         output_tokens=OUTPUT_TOKENS,
         identical_ids=identical,
         default_path=default,
-        default_beam_path=decode.default_decoder(4).__name__,
+        default_beam_path={
+            "batch": decode.default_decoder(4, batch_size).__name__,
+            "one": decode.default_decoder(4).__name__,
+        },
         default_speedup=best["recompute"] / best[key],
         default_latency_speedup=latency["recompute"] / latency[key],
         sentences_per_second={k: batch_size / v for k, v in best.items()},

@@ -43,7 +43,7 @@ from transformer.inference.loops import BOS, EOS, PAD, gnmt_length_penalty, outp
 BATCH_SIZES = (1, 4, 16, 64)  # padded batch sizes of the XLA path; larger batches go 64 rows at a time
 WIDTH_STEP = 16  # source widths padded to a multiple of this (pad keys are masked: same ids)
 XLA_LOOPS = True  # False: today's loops in decode() (the bench's baseline; docs/speed.md)
-BEAM_XLA = True  # beam search through XLA too (same ids; measured in docs/speed.md)
+BEAM_XLA_MAX_BATCH = 1  # beam search through XLA for at most this many sentences (docs/speed.md)
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
 _shapes = weakref.WeakKeyDictionary()  # model -> {(kind, *options, batch, width)} run through XLA
@@ -160,10 +160,12 @@ def source_lengths(src_ids):
     return tf.reduce_sum(tf.cast(tf.convert_to_tensor(src_ids, tf.int32) != PAD, tf.int32), axis=1)
 
 
-def default_decoder(beam=1):
-    """The decoding function :func:`decode` calls for ``beam`` (one of the functions above)."""
+def default_decoder(beam=1, batch=1):
+    """The decoding function :func:`decode` calls for ``beam`` and ``batch`` sentences: the XLA
+    loops, except beam search on batches over :data:`BEAM_XLA_MAX_BATCH` (XLA's top-k on CPU
+    sorts the whole ``beam x vocabulary`` row each step, slower than TensorFlow's on batches)."""
     if beam > 1:
-        return beam_search_xla if XLA_LOOPS and BEAM_XLA else beam_search
+        return beam_search_xla if XLA_LOOPS and batch <= BEAM_XLA_MAX_BATCH else beam_search
     return greedy_decode_xla if XLA_LOOPS else greedy_decode
 
 
@@ -173,7 +175,8 @@ def decode(model, src_ids, beam=1, length_penalty=0.6):
     Runs :func:`default_decoder`: the XLA loops on the padded shapes of :func:`padded_shape`."""
     bounds = output_bound(source_lengths(src_ids))
     if beam > 1:
-        return default_decoder(beam)(model, src_ids, beam, length_penalty, max_length=bounds)
+        decoder = default_decoder(beam, len(src_ids))
+        return decoder(model, src_ids, beam, length_penalty, max_length=bounds)
     return default_decoder(1)(model, src_ids, max_length=bounds)
 
 
