@@ -65,10 +65,12 @@ def test_bench_quick(tmp_path, capsys):
         assert 0 < training[base]["padding_efficiency"] <= 1
     decoding = report["decoding"]
     assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
-    assert decoding["default_path"] == decode.default_decoder(1).__name__ == "greedy_decode_xla"
-    assert decoding["default_beam_path"] == {"batch": "beam_search", "one": "beam_search_xla"}
-    assert decoding["default_speedup"] == pytest.approx(decoding["xla_speedup"])
-    assert decoding["default_latency_speedup"] == pytest.approx(decoding["xla_latency_speedup"])
+    assert decoding["default_path"] == decode.default_decoder(1).__name__ == "greedy_decode"
+    assert decoding["server_path"] == "greedy_decode_xla"
+    assert decoding["default_beam_path"] == {"batch": "beam_search", "one": "beam_search"}
+    assert decoding["default_speedup"] == pytest.approx(decoding["cached_speedup"])
+    assert decoding["default_latency_speedup"] == pytest.approx(decoding["cached_latency_speedup"])
+    assert decoding["server_latency_speedup"] == pytest.approx(decoding["xla_latency_speedup"])
     e2e = decoding["end_to_end"]
     assert 0 < e2e["translate"]["sentences"] <= 20 and e2e["server"]["words"] == 10
     for side in ("xla", "today"):

@@ -1,7 +1,7 @@
 """Decoding: the cached path gives exactly the ids of the recompute-everything path,
 beam search with one beam is greedy, and beam search is checked against exhaustive
-search on a vocabulary small enough to enumerate every output. The default path of
-`decode` (the XLA loops on padded shapes) gives the ids of the recompute reference (greedy)
+search on a vocabulary small enough to enumerate every output. The XLA path of
+`decode` (padded shapes; a precompiled model's default) gives the ids of the recompute reference (greedy)
 and of today's beam search, on random models and on the shipped model, and compiles a
 bounded number of shapes."""
 
@@ -192,7 +192,13 @@ def bounds_of(src):
     return output_bound(source_lengths(src))
 
 
-def test_decode_is_greedy_recompute_and_beam_search(model, src):
+@pytest.fixture
+def xla(monkeypatch):
+    """decode() through the XLA loops for every model (as for a precompiled one)."""
+    monkeypatch.setattr(decoding, "XLA_LOOPS", True)
+
+
+def test_decode_is_greedy_recompute_and_beam_search(model, src, xla):
     """The default path (XLA, padded to a batch of 16 and a width of 16) gives the ids of the
     recompute reference for greedy and of today's beam search for beam 4."""
     reference = np.asarray(greedy_decode_recompute(model, src, max_length=bounds_of(src)))
@@ -222,7 +228,7 @@ def test_padded_shapes():
         assert loops.cache_length(columns, 160) >= min(output_bound(width), 160)
 
 
-def test_shapes_stay_bounded_over_many_random_requests():
+def test_shapes_stay_bounded_over_many_random_requests(xla):
     """Random batch sizes and source lengths compile only the padded shapes, each once, and
     a batch over 64 rows (decoded 64 at a time) gives the same ids as recompute."""
     model = random_model(scale=0.1, seed=4)
@@ -245,20 +251,25 @@ def test_shapes_stay_bounded_over_many_random_requests():
 
 def test_precompile_compiles_the_server_shapes_once():
     model = random_model(scale=0.1, seed=6)
+    assert decoding.default_decoder(1, 1, model) is greedy_decode  # one-shot: today's loop
     count, seconds = precompile(model)
+    assert decoding.default_decoder(1, 1, model) is greedy_decode_xla
+    assert decoding.default_decoder(4, 1, model) is beam_search_xla
     assert count == 2 and seconds > 0  # widths 16 and 24 (the model reads at most 24 positions)
     assert [s[1:] for s in compiled_shapes(model)] == [(1, 16), (1, 24)]
     assert precompile(model)[0] == 0  # already compiled
 
 
-def test_empty_batch():
+@pytest.mark.parametrize("loops", [True, False])
+def test_empty_batch(monkeypatch, loops):
+    monkeypatch.setattr(decoding, "XLA_LOOPS", loops)
     model = random_model(scale=0.1, seed=6)
     for beam in (1, 3):
         assert np.asarray(decode(model, np.zeros((0, 0), np.int32), beam=beam)).shape == (0, 0)
 
 
 @pytest.mark.skipif(not (PRETRAINED_ROOT / "es-en").is_dir(), reason="no shipped es-en model")
-def test_shipped_model_decodes_like_the_references():
+def test_shipped_model_decodes_like_the_references(xla):
     run = load_run(PRETRAINED_ROOT / "es-en")
     sentences = ["Tengo hambre.", "¿Dónde está la estación de tren?", "Mi hermano vive en Madrid."]
     encoded = [encode_source(run, s) for s in sentences]

@@ -14,7 +14,7 @@ other processes on a shared machine affects both sides alike.
    paths call is named with its ratios (``decoding.default_*``). End to end
    (``end_to_end.py``, the shipped es-en model on real test sentences): the `translate`
    command on 1,000 test sentences and the server's median request latency for a 10-word
-   sentence, the default (XLA) loops against today's.
+   sentence, the XLA loops against today's.
    Our step runs in the default precision of this machine (``optimizer.default_precision``:
    mixed_bfloat16 on CPUs with bfloat16 units, else float32) and, as a second "ours", in the
    other one of float32 / mixed_bfloat16, so the report gives the ratio of the two precisions.

@@ -15,11 +15,13 @@
 
 :func:`decode` is the entry point the user paths call (translate, evaluate, heat maps, the
 explorer, the server): it owns the output bound (``2 n + 10`` tokens for n source tokens) and
-the choice of decoder, the XLA loop on a small fixed set of padded shapes
+the choice of decoder (:func:`default_decoder`): for a model given to :func:`precompile` (the
+server) the XLA loop on a small fixed set of padded shapes
 (:func:`padded_shape`: batch sizes :data:`BATCH_SIZES`, source widths a multiple of
 :data:`WIDTH_STEP`, the cache length tied to the width), so that each shape compiles once per
 process and the number of compiled programs stays bounded (:func:`compiled_shapes`);
-:func:`precompile` compiles a server's shapes ahead of its first request.
+:func:`precompile` compiles a server's shapes ahead of its first request; one-shot commands
+keep today's loops, which do not pay a compilation per shape.
 :func:`decode_in_graph` is today's (not XLA) loop inside a traced function, for SavedModels that
 plain TensorFlow Serving runs; :func:`decode_in_graph_xla` the XLA loop for those served with
 XLA enabled.
@@ -42,11 +44,12 @@ from transformer.inference.loops import BOS, EOS, PAD, gnmt_length_penalty, outp
 
 BATCH_SIZES = (1, 4, 16, 64)  # padded batch sizes of the XLA path; larger batches go 64 rows at a time
 WIDTH_STEP = 16  # source widths padded to a multiple of this (pad keys are masked: same ids)
-XLA_LOOPS = True  # False: today's loops in decode() (the bench's baseline; docs/speed.md)
+XLA_LOOPS = None  # None: XLA for precompiled models only; True / False: always / never (docs/speed.md)
 BEAM_XLA_MAX_BATCH = 1  # beam search through XLA for at most this many sentences (docs/speed.md)
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
 _shapes = weakref.WeakKeyDictionary()  # model -> {(kind, *options, batch, width)} run through XLA
+_precompiled = weakref.WeakSet()  # models given to precompile(): decode() runs XLA for them
 
 
 def _compiled_fn(model, kind, *options):
@@ -160,30 +163,39 @@ def source_lengths(src_ids):
     return tf.reduce_sum(tf.cast(tf.convert_to_tensor(src_ids, tf.int32) != PAD, tf.int32), axis=1)
 
 
-def default_decoder(beam=1, batch=1):
-    """The decoding function :func:`decode` calls for ``beam`` and ``batch`` sentences: the XLA
-    loops, except beam search on batches over :data:`BEAM_XLA_MAX_BATCH` (XLA's top-k on CPU
-    sorts the whole ``beam x vocabulary`` row each step, slower than TensorFlow's on batches)."""
+def default_decoder(beam=1, batch=1, model=None):
+    """The decoding function :func:`decode` calls for ``beam`` and ``batch`` sentences of
+    ``model``: the XLA loops for a model given to :func:`precompile` (a long-running server,
+    its shapes compiled at start-up), today's loops otherwise (a one-shot command would pay a
+    compilation per shape: `translate` on 1,000 sentences measured 2x slower with XLA), and
+    beam search through XLA for at most :data:`BEAM_XLA_MAX_BATCH` sentences (XLA's top-k on
+    CPU sorts the whole ``beam x vocabulary`` row each step). ``XLA_LOOPS`` True/False forces."""
+    xla = XLA_LOOPS if XLA_LOOPS is not None else model is not None and model in _precompiled
     if beam > 1:
-        return beam_search_xla if XLA_LOOPS and batch <= BEAM_XLA_MAX_BATCH else beam_search
-    return greedy_decode_xla if XLA_LOOPS else greedy_decode
+        return beam_search_xla if xla and batch <= BEAM_XLA_MAX_BATCH else beam_search
+    return greedy_decode_xla if xla else greedy_decode
 
 
 def decode(model, src_ids, beam=1, length_penalty=0.6):
     """Translate a padded batch of source ids (each row ends in eos): greedy for ``beam`` 1, else
     beam search with the GNMT length penalty; each output bounded by :func:`output_bound`.
-    Runs :func:`default_decoder`: the XLA loops on the padded shapes of :func:`padded_shape`."""
+    Runs :func:`default_decoder` (the XLA loops on the padded shapes of :func:`padded_shape`
+    once the model is precompiled)."""
+    if len(src_ids) == 0:
+        return tf.zeros([0, 0], tf.int32)
     bounds = output_bound(source_lengths(src_ids))
+    decoder = default_decoder(beam, len(src_ids), model)
     if beam > 1:
-        decoder = default_decoder(beam, len(src_ids))
         return decoder(model, src_ids, beam, length_penalty, max_length=bounds)
-    return default_decoder(1)(model, src_ids, max_length=bounds)
+    return decoder(model, src_ids, max_length=bounds)
 
 
 def precompile(model, beam=1, length_penalty=0.6, max_source=None):
     """Compile the shapes a server decodes one sentence in (batch 1, every source width up to
-    ``max_source`` tokens, default the model's ``max_length``) before its first request;
-    returns (how many shapes were compiled, seconds)."""
+    ``max_source`` tokens, default the model's ``max_length``) before its first request, and
+    make :func:`decode` run the XLA loops for ``model`` from now on; returns (how many shapes
+    were compiled, seconds)."""
+    _precompiled.add(model)
     start, before = time.perf_counter(), len(compiled_shapes(model))
     limit = min(max_source or model.max_length, model.max_length)
     for width in range(WIDTH_STEP, _round_up(limit, WIDTH_STEP) + 1, WIDTH_STEP):
