@@ -168,6 +168,11 @@ def add_export(sub):
     )
     p.add_argument("--version", type=positive_int, default=1, help="model version directory (default 1)")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size baked into serving_default")
+    p.add_argument(
+        "--xla",
+        action="store_true",
+        help="decode with the XLA loop `translate` uses (TF Serving then needs --xla_cpu_compilation_enabled=true)",
+    )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.inference.export", "main"))
 
