@@ -11,16 +11,22 @@ click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is p
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `transformer/pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
 screenshot of the page while a target token of the last layer's cross-attention is
-hovered. EXPLORER_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing browser an error
-instead of a skip.
+hovered; EXPLORER_QK_SCREENSHOT=FILE.png saves one of the query-and-keys view (decoder
+self-attention of the last layer, future keys masked). EXPLORER_REQUIRE_BROWSER=1 (set by
+.ci/run) makes a missing browser an error instead of a skip.
+
+The query-and-keys test reads dot products, weights, masks and the summed head output off
+the page for all three kinds and compares them with the API's vectors; it prints the request
+and response sizes for a 15-word sentence and the page's click-to-drawing times.
 """
 
+import base64
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 from urllib.request import Request, urlopen
 
 import pytest
@@ -49,6 +55,7 @@ SENTENCES_15_WORDS = [
     "The old teacher told the children a long story about the war and the sea.",
     "We could not find the keys to the car after the long party last night.",
 ]
+SPANISH_15_WORDS = "Mi hermano y yo fuimos ayer al mercado para comprar fruta fresca, pan y leche."
 TIMEOUT = 60
 
 
@@ -64,7 +71,8 @@ def run_dir(tmp_path_factory, tiny_trainer):
 @pytest.fixture(scope="module")
 def server(run_dir):
     run = load_run(run_dir)
-    serve.explain(run, "Hello.")  # trace the decoder before timing clicks, as `serve` does
+    serve.explain(run, "Hello.")  # trace the decoder and both passes before timing clicks, as `serve` does
+    serve.explain(run, "Hello.", vectors=("cross", 1))
     server = serve.serve_in_thread(serve.create_app({run.direction: run}))
     yield f"http://127.0.0.1:{server.server_port}", run
     server.shutdown()
@@ -102,14 +110,16 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def api(base, text, direction):
-    request = Request(
-        f"{base}/api/translate",
-        json.dumps({"text": text, "direction": direction}).encode(),
-        {"Content-Type": "application/json"},
-    )
+def api(base, text, direction, vectors=None, sizes=None):
+    """The API's answer; ``sizes`` (a list) gets (request bytes, response bytes) appended."""
+    payload = {"text": text, "direction": direction, **({"vectors": vectors} if vectors else {})}
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()  # as the page sends it
+    request = Request(f"{base}/api/translate", body, {"Content-Type": "application/json"})
     with urlopen(request, timeout=TIMEOUT) as response:
-        return json.loads(response.read())
+        raw = response.read()
+    if sizes is not None:
+        sizes.append((len(body), len(raw)))
+    return json.loads(raw)
 
 
 def wait_for_drawing(driver, count):
@@ -290,3 +300,148 @@ def test_errors_are_shown_not_thrown(server, browser):
         if entry["level"] == "SEVERE" and "413" not in entry["message"]
     ]
     assert logs == []
+
+
+def qk_rows(driver):
+    """The query-and-keys table as [{dot, scaled, mask, weight}] per key, and the two sums."""
+    rows = driver.execute_script(
+        """return [...document.querySelectorAll('#qk-table tbody tr')].map(tr => ({
+             dot: tr.querySelector('.dot').textContent, scaled: tr.querySelector('.scaled').textContent,
+             mask: tr.querySelector('.mask').textContent, weight: tr.querySelector('.weight .w').textContent,
+             masked: tr.classList.contains('masked')}))"""
+    )
+    sums = {
+        name: json.loads(
+            driver.find_element(By.CSS_SELECTOR, f"#{name} canvas.strip").get_attribute("data-values")
+        )
+        for name in ("qk-sum", "qk-output")
+    }
+    return rows, sums
+
+
+def wait_for_qk(driver, draws):
+    """Wait until the query-and-keys view has been drawn more than ``draws`` times."""
+    WebDriverWait(driver, TIMEOUT).until(
+        lambda d: (
+            d.execute_script("return window.explorer.qk.draws") > draws
+            or d.find_element(By.ID, "qk-status").text.startswith("Error")
+        )
+    )
+    assert not driver.find_element(By.ID, "qk-status").text.startswith("Error")
+    return driver.execute_script("return window.explorer.qk.draws")
+
+
+def pick(driver, select_id, wanted, draws):
+    """Choose option ``wanted`` (or the next one, if it is already chosen: a user's change) of
+    a query-and-keys select and wait for the drawing; returns (the option, the draw count)."""
+    select = Select(driver.find_element(By.ID, select_id))
+    n, current = len(select.options), int(select.first_selected_option.get_attribute("value"))
+    value = min(wanted, n - 1) if min(wanted, n - 1) != current else (current + 1) % n
+    assert value != current, f"{select_id} has one option only"
+    select.select_by_value(str(value))
+    return value, wait_for_qk(driver, draws)
+
+
+def save_panel(driver, element_id, path):
+    """A PNG of the whole element, a key row hovered (the DevTools capture goes beyond the
+    window, which an element screenshot does not)."""
+    ActionChains(driver).move_to_element(
+        driver.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
+    ).perform()
+    rect = driver.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height, scale: 1};",
+        element_id,
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": rect}
+    )
+    Path(path).write_bytes(base64.b64decode(shot["data"]))
+
+
+def check_qk_view(driver, answer, kind, layer, head, query):
+    """The numbers on the page for (kind, layer, head, query) against the API's: each dot
+    product is q . k_j of the returned vectors, each weight the returned one, the masked keys
+    are the mask's, and the page's sum of w_j v_j is the model's head output (within rounding)."""
+    vectors = answer["vectors"]
+    assert (vectors["kind"], vectors["layer"]) == (kind, layer)
+    q = vectors["queries"][head][query]
+    keys, values = vectors["keys"][head], vectors["values"][head]
+    weights = answer["attention"][kind][layer - 1][head][query]
+    rows, sums = qk_rows(driver)
+    assert len(rows) == len(keys)
+    for j, row in enumerate(rows):
+        dot = sum(a * b for a, b in zip(q, keys[j]))
+        assert abs(float(row["dot"]) - dot) <= 0.0005 + 1e-9  # the page's sum, shown to 3 decimals
+        assert abs(float(row["scaled"]) - dot / vectors["depth"] ** 0.5) <= 0.0005 + 1e-9
+        assert row["weight"] == f"{weights[j]:.3f}"
+        assert row["masked"] == (vectors["mask"][query][j] == 0) == bool(row["mask"])
+        if row["masked"]:
+            assert row["weight"] == "0.000"
+    summed = [sum(w * v[d] for w, v in zip(weights, values)) for d in range(vectors["depth"])]
+    assert sums["qk-sum"] == pytest.approx(summed, abs=0.0006)
+    assert sums["qk-output"] == vectors["outputs"][head][query]
+    # the model's output against the sum of the rounded numbers: sum_j |w| HALF + (|v| + HALF) HALF
+    for d, output in enumerate(sums["qk-output"]):
+        bound = sum(w * 0.0005 + (abs(v[d]) + 0.0005) * 0.0005 for w, v in zip(weights, values)) + 0.0005
+        assert abs(summed[d] - output) <= bound + 1e-9
+    return rows
+
+
+def test_query_and_keys_view(server, browser):
+    """Open the view on a 15-word sentence, pick a head and a query token for each kind, and
+    read dot products, weights and masks off the page; hover a key; time the clicks."""
+    base, run = server
+    layers, heads = run.config["num_layers"], run.config["num_heads"]
+    sentence = SENTENCES_15_WORDS[0] if run.direction.startswith("en") else SPANISH_15_WORDS
+    assert len(sentence.split()) == 15
+    plain, sizes = [], []
+    answer = api(base, sentence, run.direction, sizes=plain)
+    answers = {
+        kind: api(base, sentence, run.direction, {"kind": kind, "layer": layers}, sizes=sizes)
+        for kind in ("decoder_self", "cross", "encoder_self")
+    }
+    print(
+        f"\n15-word sentence, {run.run_dir}: without vectors request {plain[0][0]} B, response "
+        f"{plain[0][1]} B; with vectors (decoder_self, cross, encoder_self, layer {layers}): "
+        + ", ".join(f"request {a} B, response {b} B" for a, b in sizes),
+        file=sys.stderr,
+    )
+    assert all(b < 1_000_000 for _, b in sizes)
+    view = {"text": sentence, "direction": run.direction, "kind": "decoder_self", "layer": layers, "head": 1}
+    browser.get(f"{base}/?{urlencode({**view, 'query': 3})}")
+    wait_for_drawing(browser, 1)
+    draws = browser.execute_script("return window.explorer.qk.draws")
+    assert draws >= 1 and answer["translation"] == answers["cross"]["translation"]
+    timings = []
+    for kind in ("decoder_self", "cross", "encoder_self"):
+        if kind != "decoder_self":  # a new kind: the page fetches that layer's vectors
+            Select(browser.find_element(By.ID, "kind")).select_by_value(kind)
+            draws = wait_for_qk(browser, draws)
+            timings.append((f"{kind} (fetch)", browser.execute_script("return window.explorer.qk.timings")))
+        head, draws = pick(browser, "qk-head", heads - 1, draws)
+        timings.append((f"{kind} head", browser.execute_script("return window.explorer.qk.timings")))
+        query, draws = pick(
+            browser, "qk-query", {"decoder_self": 4, "cross": 2, "encoder_self": 3}[kind], draws
+        )
+        timings.append((f"{kind} query", browser.execute_script("return window.explorer.qk.timings")))
+        rows = check_qk_view(browser, answers[kind], kind, layers, head, query)
+        masked = [j for j, r in enumerate(rows) if r["masked"]]
+        assert masked == (list(range(query + 1, len(rows))) if kind == "decoder_self" else [])
+        if kind == "decoder_self":
+            assert "look-ahead" in rows[-1]["mask"]
+            if os.environ.get("EXPLORER_QK_SCREENSHOT"):
+                save_panel(browser, "qk-panel", os.environ["EXPLORER_QK_SCREENSHOT"])
+    # hovering a key highlights its row, across every column
+    row = browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
+    ActionChains(browser).move_to_element(row.find_element(By.CSS_SELECTOR, ".dot")).perform()
+    assert "hl" in row.get_attribute("class")
+    assert browser.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr.hl") == [row]
+    assert view_of(browser.current_url)["kind"] == "encoder_self"
+    assert parse_qs(urlparse(browser.current_url).query)["query"] == [str(query + 1)]
+    print(
+        f"query-and-keys view, click to drawing, {run.run_dir}: "
+        + "; ".join(f"{name} {t['clickToDrawingMs']:.0f} ms" for name, t in timings),
+        file=sys.stderr,
+    )
+    assert all(t["fetched"] == name.endswith("(fetch)") for name, t in timings)

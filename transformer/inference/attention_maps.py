@@ -6,6 +6,7 @@ Used by the heat maps (`transformer/figures/heatmaps.py`) and the explorer (`tra
 
 import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -44,15 +45,22 @@ def _attention_pass(model):
     return _compiled_passes[model]
 
 
-def sentence_attention(run, sentence, beam=1, keep_names=False):
-    """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
-    {kind: (layers, heads, query_len, key_len) array}) for the run's model.
+class TeacherForced(NamedTuple):
+    """One sentence ready for the teacher-forced pass: its translation, the source ids and
+    the decoder input ids (bos + translation), and their pieces as the explorer labels them."""
 
-    The maps come from one teacher-forced pass over (source, bos + translation): for
-    greedy decoding they are the weights the decoder used; for ``beam`` > 1 they are those
-    of the beam's output re-run with teacher forcing. With ``keep_names`` unseen names and
-    numbers go through their surrogates (`transformer/inference/names.py`), and the surrogate pieces
-    are labelled with the original text ("▁Anthony Hopkins" where the model read "▁Tom")."""
+    translation: str
+    source_ids: list
+    target_ids: list
+    source_pieces: list
+    target_pieces: list
+
+
+def teacher_forced(run, sentence, beam=1, keep_names=False):
+    """Translate ``sentence`` and return its :class:`TeacherForced` inputs. With
+    ``keep_names`` unseen names and numbers go through their surrogates
+    (`transformer/inference/names.py`), and the surrogate pieces are labelled with the
+    original text ("▁Anthony Hopkins" where the model read "▁Tom")."""
     if not sentence.strip():
         raise UserError("the sentence is empty")
     replacements = []
@@ -62,7 +70,15 @@ def sentence_attention(run, sentence, beam=1, keep_names=False):
     src = encode_source(run, sentence.strip())
     out = decode_ids(run, src, beam)
     tgt_in = ([BOS] + out)[: run.model.max_length]
-    attention = _attention_pass(run.model)(np.array([src], np.int32), np.array([tgt_in], np.int32))
+    src_pieces = [labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
+    tgt_pieces = [labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
+    translation = names.restore(run.tgt_tokenizer.decode(out), replacements)
+    return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces)
+
+
+def maps_by_kind(attention):
+    """The model's ``{"<stack>/layer_i/<name>": (batch, heads, q, k)}`` weights ->
+    ``{kind: (layers, heads, q, k) float32 array}`` of the first sentence of the batch."""
     maps = {}
     for kind, (stack, name, _) in KINDS.items():
         keys = sorted(
@@ -70,9 +86,20 @@ def sentence_attention(run, sentence, beam=1, keep_names=False):
             key=lambda k: int(k.split("/")[1].split("_")[1]),
         )
         maps[kind] = np.stack([np.asarray(attention[k], dtype="float32")[0] for k in keys])
-    src_pieces = [labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
-    tgt_pieces = [labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
-    return names.restore(run.tgt_tokenizer.decode(out), replacements), src_pieces, tgt_pieces, maps
+    return maps
+
+
+def sentence_attention(run, sentence, beam=1, keep_names=False):
+    """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
+    {kind: (layers, heads, query_len, key_len) array}) for the run's model.
+
+    The maps come from one teacher-forced pass over (source, bos + translation): for
+    greedy decoding they are the weights the decoder used; for ``beam`` > 1 they are those
+    of the beam's output re-run with teacher forcing. ``keep_names``: see :func:`teacher_forced`."""
+    s = teacher_forced(run, sentence, beam, keep_names)
+    src, tgt = np.array([s.source_ids], np.int32), np.array([s.target_ids], np.int32)
+    maps = maps_by_kind(_attention_pass(run.model)(src, tgt))
+    return s.translation, s.source_pieces, s.target_pieces, maps
 
 
 def attention_summary(maps):

@@ -41,7 +41,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from transformer.inference import attention_maps
+from transformer.inference import attention_maps, attention_vectors, decoding
 from transformer.inference.translate import clean_output, has_text
 from transformer.runs import PRETRAINED_ROOT, load_run
 from transformer.serve import security, wsgi
@@ -53,6 +53,7 @@ MAX_BODY_BYTES = 16 * 1024  # whole request body
 MAX_TEXT_CHARS = 500  # the text to translate
 MAX_BEAM = 8
 DECIMALS = 3  # attention weights in responses
+MAX_VECTORS_JSON_BYTES = 1_000_000  # "vectors" of the longest input a shipped model takes (tested)
 
 
 def _model_info(run):
@@ -97,7 +98,7 @@ def read_json(body):
 
 
 def parse_request(body, runs):
-    """(text, run, beam) from a raw request body, or ApiError naming what is wrong."""
+    """(text, run, beam, vectors) from a raw request body, or ApiError naming what is wrong."""
     payload = read_json(body)
     if not isinstance(payload, dict):
         raise ApiError(
@@ -118,19 +119,41 @@ def parse_request(body, runs):
     beam = payload.get("beam", 1)
     if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM:
         raise ApiError(400, f'"beam" must be an integer from 1 to {MAX_BEAM}')
-    return text.strip(), runs[direction], beam
+    return text.strip(), runs[direction], beam, parse_vectors(payload.get("vectors"), runs[direction])
 
 
-def explain(run, text, beam=1):
-    """The API's answer for one sentence (see the module docstring)."""
+def parse_vectors(spec, run):
+    """The optional ``"vectors": {"kind": K, "layer": L}`` -> (K, L), or None when absent."""
+    if spec is None:
+        return None
+    layers = run.config["num_layers"]
+    usage = f'"vectors" must be {{"kind": one of {", ".join(attention_maps.KINDS)}, "layer": 1 to {layers}}}'
+    if not isinstance(spec, dict) or set(spec) != {"kind", "layer"}:
+        raise ApiError(400, usage)
+    kind, layer = spec["kind"], spec["layer"]
+    if not isinstance(kind, str) or kind not in attention_maps.KINDS:
+        raise ApiError(400, f'unknown "vectors" kind {json.dumps(kind)[:40]}; {usage}')
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= layers:
+        raise ApiError(400, f'"vectors" layer {json.dumps(layer)[:40]} is out of range; {usage}')
+    return kind, layer
+
+
+def _attention(run, text, beam, vectors):
+    """(translation, source pieces, target pieces, maps, {"vectors": ...} or {})."""
+    if vectors is None:
+        return (*attention_maps.sentence_attention(run, text, beam=beam, keep_names=True), {})
+    *result, layer = attention_vectors.sentence_vectors(run, text, *vectors, beam=beam, keep_names=True)
+    return (*result, {"vectors": attention_vectors.vectors_json(layer, DECIMALS)})
+
+
+def explain(run, text, beam=1, vectors=None):
+    """The API's answer for one sentence (see the module docstring); ``vectors``: (kind, layer)."""
     start = time.perf_counter()
     n_tokens = len(run.src_tokenizer.encode(text)) + 1
     limit = run.config["max_sentence_tokens"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
-    translation, src_pieces, tgt_pieces, maps = attention_maps.sentence_attention(
-        run, text, beam=beam, keep_names=True
-    )
+    translation, src_pieces, tgt_pieces, maps, extra = _attention(run, text, beam, vectors)
     seconds = time.perf_counter() - start
     attention = {kind: np.round(w.astype("float64"), DECIMALS).tolist() for kind, w in maps.items()}
     summary = [
@@ -160,6 +183,7 @@ def explain(run, text, beam=1):
         "summary": summary,
         "model": _model_info(run),
         "seconds": round(seconds, 4),
+        **extra,
     }
 
 
@@ -201,9 +225,9 @@ def create_app(runs, allowed_hosts=security.LOCAL_HOSTS):
     @app.post("/api/translate")
     def translate_endpoint():
         security.check_json_body(request.mimetype)
-        text, run, beam = parse_request(read_body(request), runs)
+        text, run, beam, vectors = parse_request(read_body(request), runs)
         with lock:  # one model call at a time; the JSON is encoded outside the lock
-            answer = explain(run, text, beam)
+            answer = explain(run, text, beam, vectors)
         return jsonify(answer)
 
     app.after_request(security.harden_response)
@@ -261,11 +285,18 @@ def serve_in_thread(app, host="127.0.0.1", port=0, **limits):
 
 
 def warm_up(runs):
-    """Trace the decoders now, not on the first click."""
+    """Compile the decoder's shapes and trace the attention passes now, not on the first click."""
     for run in runs.values():
         start = time.perf_counter()
-        explain(run, "Hello." if run.direction.startswith("en") else "Hola.")
-        print(f"{run.direction}: warmed up in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        shapes, _ = decoding.precompile(run.model, max_source=run.config["max_sentence_tokens"])
+        hello = "Hello." if run.direction.startswith("en") else "Hola."
+        explain(run, hello)
+        explain(run, hello, vectors=("cross", 1))  # the query-and-keys view traces another pass
+        print(
+            f"{run.direction}: {shapes} decoder shapes compiled, warmed up in "
+            f"{time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
 
 
 def listen(app, host, port, dev_server):

@@ -1,6 +1,7 @@
 // The attention explorer page: POST /api/translate, then draw the head view (lines between
 // tokens, one colour per head), the model view (every layer x head as a small heat map),
-// the enlarged heat map and the entropy / distance table. Plain JavaScript, no libraries.
+// the enlarged heat map, the query-and-keys view (qk-view.js) and the entropy / distance table.
+// Plain JavaScript, no libraries.
 "use strict";
 
 const KIND_NAMES = {encoder_self: "encoder self-attention", decoder_self: "decoder self-attention",
@@ -12,7 +13,8 @@ const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33,
                  [92, 200, 99], [170, 220, 50], [253, 231, 37]];
 
 const $ = (id) => document.getElementById(id);
-const state = {id: 0, data: null, kind: "cross", layer: 0, head: 0, shown: null, hover: null};
+const state = {id: 0, data: null, kind: "cross", layer: 0, head: 0, shown: null, hover: null, query: 1,
+               vectors: {}, models: []};
 // Exposed for tests and for measuring: click -> drawing time of the last translation.
 window.explorer = {state, timings: null, draws: 0};
 
@@ -42,13 +44,14 @@ function matrix(layer, head) { return state.data.attention[state.kind][layer][he
 function readUrl() {
   const p = new URLSearchParams(location.search);
   return {text: p.get("text") || "", direction: p.get("direction"), kind: p.get("kind"),
-          layer: parseInt(p.get("layer"), 10), head: parseInt(p.get("head"), 10), beam: parseInt(p.get("beam"), 10)};
+          layer: parseInt(p.get("layer"), 10), head: parseInt(p.get("head"), 10), beam: parseInt(p.get("beam"), 10),
+          query: parseInt(p.get("query"), 10)};
 }
 
 function writeUrl() {
   if (!state.data) return;
   const p = new URLSearchParams({text: state.data.text, direction: state.data.direction, kind: state.kind,
-                                 layer: state.layer + 1, head: state.head + 1});
+                                 layer: state.layer + 1, head: state.head + 1, query: state.query + 1});
   if (state.data.beam > 1) p.set("beam", state.data.beam);
   const url = `${location.pathname}?${p}`;
   history.replaceState(null, "", url);
@@ -73,6 +76,7 @@ async function loadModels() {
     option.textContent = `${m.direction} (${m.layers} layers, ${m.heads} heads)`;
     select.appendChild(option);
   }
+  state.models = info.models;
   $("text").maxLength = info.max_text_chars;
   $("beam").max = info.max_beam;
   return info;
@@ -85,11 +89,17 @@ async function translate(view) {
   performance.mark("explorer-click");
   $("translate").disabled = true;
   setStatus("Translating\u2026");
+  // the query-and-keys view's vectors come with the translation: the kind and layer to be shown
+  view = view || {};
+  const direction = $("direction").value;
+  const model = state.models.find((m) => m.direction === direction) || {layers: 1};
+  const kind = KIND_NAMES[view.kind] ? view.kind : state.kind;
+  const layer = Math.min(view.layer >= 1 ? view.layer : state.layer + 1, model.layers);
   let data;
   try {
     const response = await fetch("/api/translate", {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({text, direction: $("direction").value, beam: parseInt($("beam").value, 10) || 1}),
+      body: JSON.stringify({text, direction, beam: parseInt($("beam").value, 10) || 1, vectors: {kind, layer}}),
     });
     data = await response.json();
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
@@ -101,10 +111,11 @@ async function translate(view) {
   const t1 = performance.now();
   state.data = data;
   state.id += 1;
+  state.vectors = {[`${data.vectors.kind}|${data.vectors.layer}`]: data.vectors};
   const layers = data.shapes.cross[0], heads = data.shapes.cross[1];
-  view = view || {};
-  state.kind = KIND_NAMES[view.kind] ? view.kind : state.kind;
-  state.layer = view.layer >= 1 && view.layer <= layers ? view.layer - 1 : Math.min(state.layer, layers - 1);
+  state.kind = kind;
+  state.layer = layer - 1;
+  if (view.query >= 1) state.query = view.query - 1;
   state.head = view.head >= 1 && view.head <= heads ? view.head - 1 : Math.min(state.head, heads - 1);
   state.shown = new Array(heads).fill(true);
   setupControls(layers, heads);
@@ -136,6 +147,7 @@ function setupControls(layers, heads) {
   };
   fill($("layer"), layers, "layer");
   fill($("head"), heads, "head");
+  fill($("qk-head"), heads, "head");
   const toggles = $("head-toggles");
   toggles.querySelectorAll("label").forEach((l) => l.remove());
   for (let h = 0; h < heads; h++) {
@@ -165,6 +177,7 @@ function drawAll() {
   drawHeadView();
   drawModelView();
   drawDetail();
+  drawQueryKeys();
   drawTable();
   writeUrl();
 }
@@ -426,6 +439,7 @@ async function start() {
   if (view.direction && info.models.some((m) => m.direction === view.direction)) $("direction").value = view.direction;
   if (view.beam >= 1) $("beam").value = view.beam;
   if (KIND_NAMES[view.kind]) state.kind = view.kind;
+  setupQueryKeys();
   $("form").addEventListener("submit", (e) => { e.preventDefault(); translate(); });
   $("text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); translate(); }
