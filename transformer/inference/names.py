@@ -175,11 +175,8 @@ def _name_span(text, run, at_start, tokenizer, lexicon):
 
 def name_spans(text, tokenizer, lexicon=None):
     """(start, end) character spans of the unseen names in `text` (titles included)."""
-    lexicon = lexicon or Lexicon()
-    found = [
-        _name_span(text, r, s, tokenizer, lexicon) for r, s in capitalised_runs(text, lexicon.languages[0])
-    ]
-    return [(start, end) for start, end, _ in filter(None, found)]
+    spans = _spans(text, tokenizer, lexicon or Lexicon())
+    return [(start, end) for start, end, kind, _, _ in spans if kind == "name"]
 
 
 def _translated_name(name, lexicon):
@@ -193,7 +190,7 @@ def _translated_name(name, lexicon):
 
 
 def _spans(text, tokenizer, lexicon):
-    """[(start, end, kind, text for the translation, surrogate pool key)] of `text`, sorted."""
+    """[(start, end, kind, text for the translation, feminine title)] of `text`, sorted."""
     spans = []
     for run, at_start in capitalised_runs(text, lexicon.languages[0]):
         found = _name_span(text, run, at_start, tokenizer, lexicon)
