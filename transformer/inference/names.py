@@ -19,9 +19,10 @@ name. What the model knows comes from its training text (`names_words.json`, see
 `names_words.py`): a capitalised word is a known name when it was seen capitalised
 inside a sentence at least 3 times ("Tom", "Boston"); so "Rosa" inside a sentence is
 protected although "rosa" is a word. A sentence's first word is an ordinary word, not a
-name, when training sentences began with it or a training word in lower case shares its
-first five letters, accents aside ("Pagué": "pagar"; "Mándeme": "mande"); "Gwendolyn
-sings." is protected. A run without the file falls back to the tokenizer: a name must
+name, when a training word in lower case shares its first five letters, accents aside
+("Pagué": "pagar"; "Mándeme": "mande"; "Yesterday Keanu Reeves"), or, alone before a
+lower-case word, when training sentences began with it; "Gwendolyn sings." and "Greta
+Thunberg met ..." are protected. A run without the file falls back to the tokenizer: a name must
 hold a word that is not one piece of the vocabulary, and a first word counts only when
 another capitalised word follows it. Sentences with more spans than surrogates keep the
 rest as they are.
@@ -157,7 +158,7 @@ def _name_span(text, run, at_start, tokenizer, lexicon):
         if not lexicon.has_words:
             if len(run) == 1:  # a lone first word may be a capitalised verb ("Pagué")
                 return None
-        elif (len(run) == 1 and lexicon.is_word(first)) or first in lexicon.starts:
+        elif lexicon.is_word(first) if len(run) == 1 else stem(first) in lexicon.stems:
             run = run[1:]  # "Yesterday Keanu Reeves": the first word is an ordinary word
     head = 0  # titles and initials lead the name
     while head < len(run) and _is_abbreviation(text, run[head], lang):
