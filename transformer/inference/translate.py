@@ -20,7 +20,7 @@ import numpy as np
 import sacrebleu
 
 from transformer import data
-from transformer.inference import names
+from transformer.inference import names, names_words
 from transformer.inference.decoding import decode
 from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
@@ -68,9 +68,9 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     results = [""] * len(sentences)
     replacements = [[] for _ in sentences]
     if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
-        sentences = list(sentences)
+        sentences, lexicon = list(sentences), names_words.lexicon_of(run)
         for i, s in enumerate(sentences):
-            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer)
+            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer, lexicon)
     encoded = [
         (i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)
     ]
