@@ -168,6 +168,11 @@ def add_export(sub):
     )
     p.add_argument("--version", type=positive_int, default=1, help="model version directory (default 1)")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size baked into serving_default")
+    p.add_argument(
+        "--xla",
+        action="store_true",
+        help="decode with the XLA loop `translate` uses (TF Serving then needs --xla_cpu_compilation_enabled=true)",
+    )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.inference.export", "main"))
 
@@ -234,7 +239,8 @@ def add_serve(sub):
         help="the attention explorer: a local web page and JSON API over trained runs",
         description="Serve a page that translates a sentence and draws the attention of every "
         "layer and head, and POST /api/translate. Default models: the shipped en-es and "
-        "es-en (transformer/pretrained/).",
+        "es-en (transformer/pretrained/). Served by waitress (4 threads, 30 s read timeout, "
+        "100 connections); with --debug by Flask's development server (no timeouts).",
     )
     p.add_argument(
         "--checkpoint",
@@ -250,6 +256,13 @@ def add_serve(sub):
         type=int_range(0, 65535),
         default=8000,
         help="port (default %(default)s; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; e.g. the name a reverse "
+        "proxy forwards). Always answered: 127.0.0.1, localhost, ::1 and the --host address",
     )
     p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 

@@ -9,7 +9,7 @@ hyper-parameter is one new row.
 
 Profiles: `base` is the TensorFlow tutorial's size (4 layers, d_model 128, 8 heads) with
 one vocabulary shared by both languages and tied embeddings, warming up for 1,000 steps
-rather than the paper's 4,000, as its epochs are short (measured: docs/);
+rather than the paper's 4,000, as its epochs are short (measured: docs/translator.md);
 `tiny` is for tests, `demo` a 2-layer model, `big` the paper's base model, for a GPU.
 
 This module imports no TensorFlow, so `python -m transformer --help` stays fast.

@@ -155,12 +155,12 @@ def stats(path, seed=0):
 # ----------------------------------------------------------------------------- tf.data
 
 # Width of the length buckets (tokens): batches are padded to the bucket's upper bound, and
-# 4 pads less than 8 at twice the compiled shapes (measured: docs/).
+# 4 pads less than 8 at twice the compiled shapes (measured: docs/translator.md).
 BUCKET_WIDTH = 4
 
 # Batches are shuffled again after bucketing, over a whole epoch: otherwise every epoch ends
 # with the buckets' part-full last batches, small noisy steps right before the validation
-# loss is taken and the checkpoint saved (measured: docs/).
+# loss is taken and the checkpoint saved (measured: docs/translator.md).
 BATCH_SHUFFLE_BUFFER = 4096
 
 

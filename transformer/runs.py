@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from transformer import data
 from transformer.config import LOADED_KEYS, RESUMABLE, upgrade
+from transformer.inference import names_words
 from transformer.model.encoder_decoder import build_model
 from tutorials_common import runlock
 from tutorials_common import subword as tok
@@ -310,7 +311,7 @@ def written_into_place(out, force=False):
 
 def pack(run, out, dtype="float16", force=False):
     """Write `run` as a shipped directory: config.json, tokenizers, weights.npz (weights
-    only, `dtype`), SHA256SUMS."""
+    only, `dtype`), names_words.json, SHA256SUMS."""
     with written_into_place(out, force) as tmp:
         config = {**run.config, "data": None, "weights_dtype": dtype}
         config.pop("_explicit", None)
@@ -325,6 +326,7 @@ def pack(run, out, dtype="float16", force=False):
             shutil.copyfile(run.run_dir / "train_log.jsonl", tmp / "train_log.jsonl")
             names.add("train_log.jsonl")
         save_weights(run.model, tmp / WEIGHTS_FILE, dtype)
+        names.update(names_words.write_words(run, tmp))  # what the name detector needs
         write_sums(tmp, names)
     return Path(out)
 

@@ -1,5 +1,7 @@
 """SavedModel export: a reload in a fresh process that cannot import this project
-translates exactly as `translate` does; bad inputs fail cleanly."""
+translates exactly as `translate` does (today's loop, and the XLA loop of `--xla`), an empty
+batch gives an empty batch, the export folder says how to load and serve it; bad inputs fail
+cleanly."""
 
 import json
 import subprocess
@@ -29,7 +31,8 @@ model = tf.saved_model.load(sys.argv[1])
 sentences = json.loads(sys.argv[2])
 out = model.signatures["serving_default"](sentences=tf.constant(sentences))["translation"].numpy()
 attention = model.signatures["attention"](sentence=tf.constant(sentences[0]))
-print(json.dumps({"translations": [t.decode("utf-8") for t in out],
+empty = model.signatures["serving_default"](sentences=tf.constant([], tf.string))["translation"]
+print(json.dumps({"translations": [t.decode("utf-8") for t in out], "empty": list(empty.shape),
                   "shapes": {k: list(v.shape) for k, v in attention.items()},
                   "signatures": sorted(model.signatures)}))
 """
@@ -41,9 +44,8 @@ def exported(tiny_run, tmp_path_factory):
     return export.export(load_run(tiny_run), out), out
 
 
-def test_reloaded_savedmodel_translates_like_translate(tiny_run, exported):
-    path, out = exported
-    assert path == out / "1" and (path / "saved_model.pb").is_file()
+def reload(path):
+    """The RELOAD script's answer for the SavedModel at `path`, from a fresh process."""
     r = subprocess.run(
         [sys.executable, "-c", RELOAD, str(path), json.dumps(SENTENCES)],
         capture_output=True,
@@ -51,14 +53,37 @@ def test_reloaded_savedmodel_translates_like_translate(tiny_run, exported):
         cwd="/",
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_reloaded_savedmodel_translates_like_translate(tiny_run, exported):
+    path, out = exported
+    assert path == out / "1" and (path / "saved_model.pb").is_file()
+    result = reload(path)
     assert result["translations"] == translate(load_run(tiny_run), SENTENCES, warn=False)
+    assert result["empty"] == [0]
     assert result["translations"][1] == result["translations"][3] == result["translations"][4] == ""
     assert result["signatures"] == ["attention", "serving_default"]
     src = result["shapes"]["source_tokens"][0]
     tgt = result["shapes"]["target_tokens"][0]
     assert result["shapes"]["encoder_layer_1_self_attention"] == [2, src, src]  # tiny: 2 heads
     assert result["shapes"]["decoder_layer_1_cross_attention"] == [2, tgt, src]
+
+
+def test_the_export_folder_says_how_to_load_it(exported):
+    _, out = exported
+    readme = (out / "README.md").read_text()
+    assert "import tensorflow_text" in readme and "tf.saved_model.load" in readme
+    assert export.serving_command(out) in readme and "xla_cpu_compilation_enabled" not in readme
+
+
+def test_xla_export_translates_like_translate(tiny_run, tmp_path):
+    """`--xla`: the XLA loop in the SavedModel (padded shapes in the graph), the same text."""
+    path = export.export(load_run(tiny_run), tmp_path / "xla", xla=True)
+    result = reload(path)
+    assert result["translations"] == translate(load_run(tiny_run), SENTENCES, warn=False)
+    assert result["empty"] == [0]
+    assert "--xla_cpu_compilation_enabled=true" in (tmp_path / "xla" / "README.md").read_text()
 
 
 def test_existing_output_is_refused_unless_forced(tiny_run, exported):

@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 import types
+import unicodedata
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transformer.inference.translate import read_lines, translate
+from transformer.inference.translate import clean_output, read_lines, translate
 from transformer.runs import load_run
 from tutorials_common.cliutil import UserError
 
@@ -48,6 +49,16 @@ def test_any_unicode_gives_one_line_per_line(run, lines):
     lines = [line.replace("\n", " ").replace("\r", " ") for line in lines]
     out = translate(run, lines, warn=False, keep_names=True)
     assert len(out) == len(lines) and all(isinstance(t, str) for t in out)
+    assert all(t.splitlines() in ([], [t]) for t in out)  # no separator inside an output
+
+
+@given(st.text(max_size=200))
+def test_clean_output_leaves_one_line_and_no_control_character(text):
+    out = clean_output(text)
+    assert out.splitlines() in ([], [out])
+    assert not any(unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029" for ch in out)
+    kept = [ch for ch in text if unicodedata.category(ch) != "Cc" and ch not in "\u2028\u2029"]
+    assert out.replace(" ", "") == "".join(kept).replace(" ", "")  # nothing else is touched
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

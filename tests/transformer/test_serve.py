@@ -1,6 +1,7 @@
-"""The attention explorer's JSON API (transformer/serve.py) through Flask's test client,
-over the session's `tiny` run: shapes, normalisation, agreement with `translate`, and
-every bad input answered with a one-line JSON error."""
+"""The attention explorer's JSON API (transformer/serve/app.py) through Flask's test client,
+over the session's `tiny` run: shapes, normalisation, agreement with `translate`, every
+bad input answered with a one-line JSON error, and other sites' requests refused
+(transformer/serve/security.py). Real HTTP: tests/transformer/test_serve_http.py."""
 
 import json
 import math
@@ -9,11 +10,13 @@ from urllib.request import Request, urlopen
 
 import numpy as np
 import pytest
+from werkzeug.serving import BaseWSGIServer
 
 from transformer.__main__ import main
 from transformer.inference.translate import translate
 from transformer.runs import load_run
 from transformer.serve import app as serve
+from transformer.serve import security
 from tutorials_common import cliutil
 
 SENTENCE = "He admired her as a great director."
@@ -63,7 +66,7 @@ def test_shapes_per_kind(answer, run):
     assert answer["source_tokens"][-1] == "</s>" or len(answer["source_tokens"]) >= 2
     assert answer["model"] == {
         "direction": "en-es",
-        "run": str(run.run_dir),
+        "run": run.run_dir.name,
         "layers": layers,
         "heads": heads,
         "d_model": run.config["d_model"],
@@ -115,8 +118,10 @@ def test_summary_matches_the_returned_weights(answer):
                 assert r["max_entropy"] == pytest.approx(math.log(keys), abs=1e-4)
 
 
-def test_models_and_page(client):
-    info = client.get("/api/models").get_json()
+def test_models_and_page(client, run):
+    response = client.get("/api/models")
+    info = response.get_json()
+    assert str(run.run_dir.parent) not in response.get_data(as_text=True)  # no local paths
     assert [m["direction"] for m in info["models"]] == ["en-es"]
     assert info["max_text_chars"] == serve.MAX_TEXT_CHARS and info["max_body_bytes"] == serve.MAX_BODY_BYTES
     page = client.get("/")
@@ -148,6 +153,13 @@ def test_models_and_page(client):
         ('["Hi."]', 400, "must be a JSON object"),
         ('{"text": "caf\xe9"}'.encode("latin-1"), 400, "not UTF-8"),
         (json.dumps({"text": "Hi.", "pad": "x" * 20000}), 413, "over 16384 bytes"),
+        ({"text": "Hi.", "direction": ["en-es"]}, 400, '"direction" must be a string'),
+        ({"text": "Hi.", "direction": {"en-es": 1}}, 400, '"direction" must be a string'),
+        ({"text": "Hi.", "direction": None}, 400, '"direction" must be a string'),
+        ("[" * 5000 + "]" * 5000, 400, "nested too deeply"),
+        ('{"text": "Hi.", "x": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nested too deeply"),
+        ('{"text": "Hi \\ud800 there."}', 400, "lone surrogate"),
+        ('{"text": "Hi.", "\\udfff": 1}', 400, "lone surrogate"),
     ],
 )
 def test_bad_input(client, body, status, message):
@@ -156,6 +168,80 @@ def test_bad_input(client, body, status, message):
     assert response.is_json
     error = response.get_json()["error"]
     assert message in error and "\n" not in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+)
+def test_a_body_not_declared_json_is_415(client, content_type):
+    """A cross-site form or text/plain POST (sent by browsers without a preflight) is refused."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/api/translate", data=json.dumps({"text": SENTENCE}), headers=headers)
+    assert response.status_code == 415 and response.is_json
+    assert "application/json" in response.get_json()["error"]
+    ok = post(client, {"text": SENTENCE}, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "evil.example"},  # DNS rebinding: the attacker's name resolving to 127.0.0.1
+        {"Host": "evil.example:8000"},
+        {"Host": "127.0.0.1.evil.example"},
+        {"Host": "0.0.0.0:8000"},
+        {"Host": ""},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},  # sandboxed frames, file:// pages
+        {"Origin": "http://localhost:9999"},  # another local server is another site
+        {"Origin": "file://"},
+    ],
+)
+def test_other_sites_are_refused(client, headers):
+    for response in (
+        client.get("/", headers=headers),
+        client.get("/api/models", headers=headers),
+        post(client, {"text": SENTENCE}, headers=headers),
+        client.post("/api/translate", data='{"text": "Hi."}', content_type="text/plain", headers=headers),
+    ):
+        assert response.status_code == 403 and response.is_json, headers
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_own_origin_and_allowed_hosts_are_answered(run):
+    allowed = security.allowed_hosts("127.0.0.1", ["explorer.example.org"])
+    client = serve.create_app({run.direction: run}, allowed).test_client()
+    for host in ("localhost", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST:1", "explorer.example.org"):
+        response = post(client, {"text": "Hi."}, headers={"Host": host, "Origin": f"http://{host}"})
+        assert response.status_code == 200, (host, response.get_json())
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    behind_proxy = {"Host": "explorer.example.org", "Origin": "https://explorer.example.org"}
+    assert post(client, {"text": "Hi."}, headers=behind_proxy).status_code == 200
+    assert client.get("/", headers={"Host": "other.example.org"}).status_code == 403
+
+
+def test_allowed_hosts_and_host_names():
+    assert security.allowed_hosts("0.0.0.0") == {"127.0.0.1", "localhost", "::1"}
+    assert security.allowed_hosts("::", ["A.example"]) == {"127.0.0.1", "localhost", "::1", "a.example"}
+    assert "192.168.1.5" in security.allowed_hosts("192.168.1.5")
+    assert security.host_name("Example.org:8000") == "example.org"
+    assert security.host_name("[::1]:8000") == "::1" and security.host_name("::1") == "::1"
+    assert security.host_name("localhost") == "localhost"
+
+
+def test_translation_has_no_line_breaks(client, monkeypatch):
+    """A translation that copied separators from its source comes back as one line."""
+    real = serve.attention_maps.sentence_attention
+
+    def copying(*args, **kwargs):
+        translation, *rest = real(*args, **kwargs)
+        return ("Hola\x1cmundo\x1e\x0cy\u2028adi\u00f3s\x85\x00.", *rest)
+
+    monkeypatch.setattr(serve.attention_maps, "sentence_attention", copying)
+    answer = post(client, {"text": SENTENCE}).get_json()
+    assert answer["translation"] == "Hola mundo y adiós ."
+    assert answer["translation"].splitlines() == [answer["translation"]]
 
 
 def test_too_many_tokens_is_413(client, run):
@@ -234,6 +320,22 @@ def test_serve_cli_errors(tmp_path, monkeypatch, capsys, tiny_run):
     assert code == 1 and "no run directory" in err and err.count("\n") == 1
     code, out, err = run_cli(["serve", "--checkpoint", str(tiny_run), "--port", "70000"], capsys)
     assert code == 2 and "--port" in err and "65535" in err
+    code, out, err = run_cli(["serve", "--checkpoint", str(tiny_run), "--allow-host"], capsys)
+    assert code == 2 and "--allow-host" in err
+
+
+def test_waitress_serves_with_the_limits_and_debug_picks_the_dev_server(app):
+    server = serve.listen(app, "127.0.0.1", 0, dev_server=False)
+    try:
+        adj = server.adj
+        assert (adj.threads, adj.connection_limit, adj.channel_timeout) == (4, 100, 30)
+        assert adj.cleanup_interval + adj.channel_timeout <= 60  # a stalled client gone within a minute
+        assert (adj.max_request_body_size, adj.max_request_header_size) == (serve.MAX_BODY_BYTES, 8192)
+    finally:
+        server.close()  # a waitress server, not yet running
+    dev = serve.listen(app, "127.0.0.1", 0, dev_server=True)
+    assert isinstance(dev, BaseWSGIServer)
+    dev.server_close()
 
 
 def test_default_models_are_the_shipped_ones(tmp_path):

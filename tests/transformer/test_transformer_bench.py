@@ -1,5 +1,6 @@
 """`python -m transformer bench --quick` at tiny sizes: it runs, and its report holds every
-figure as a positive, finite number (plus the FLOP accounting against a hand count)."""
+figure as a positive, finite number (plus the FLOP accounting against a hand count), the
+default decoder named with its ratios and the end-to-end translate and server rows."""
 
 import json
 import math
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from transformer.__main__ import main
+from transformer.inference import decoding as decode
 from transformer.training.optimizer import PRECISIONS, default_precision
 from tutorials_common import cliutil
 
@@ -63,6 +65,21 @@ def test_bench_quick(tmp_path, capsys):
         assert 0 < training[base]["padding_efficiency"] <= 1
     decoding = report["decoding"]
     assert decoding["identical_ids"] is True and decoding["output_tokens"] == 20
+    assert decoding["default_path"] == decode.default_decoder(1).__name__ == "greedy_decode"
+    assert decoding["server_path"] == "greedy_decode_xla"
+    assert decoding["default_beam_path"] == {"batch": "beam_search", "one": "beam_search"}
+    assert decoding["default_speedup"] == pytest.approx(decoding["cached_speedup"])
+    assert decoding["default_latency_speedup"] == pytest.approx(decoding["cached_latency_speedup"])
+    assert decoding["server_latency_speedup"] == pytest.approx(decoding["xla_latency_speedup"])
+    e2e = decoding["end_to_end"]
+    assert 0 < e2e["translate"]["sentences"] <= 20 and e2e["server"]["words"] == 10
+    for side in ("xla", "today"):
+        assert positive(e2e["translate"]["seconds"][side]) and positive(e2e["server"]["median_ms"][side])
+    assert e2e["translate"]["speedup"] == pytest.approx(
+        e2e["translate"]["seconds"]["today"] / e2e["translate"]["seconds"]["xla"]
+    )
+    assert e2e["server"]["precompiled_shapes"] >= 0 and positive(e2e["server"]["precompile_seconds"])
+    assert f"`python -m transformer translate` on {e2e['translate']['sentences']} test sentences" in table
     for key in (
         "cached_speedup",
         "cached_latency_speedup",
@@ -71,6 +88,8 @@ def test_bench_quick(tmp_path, capsys):
         "xla_latency_speedup",
         "xla_latency_speedup_min",
         "beam4_over_greedy_time",
+        "beam4_xla_speedup",
+        "beam4_xla_latency_speedup",
     ):
         assert positive(decoding[key])
     assert all(positive(v) for v in decoding["sentences_per_second"].values())
@@ -96,7 +115,7 @@ def test_bench_quick(tmp_path, capsys):
 
 def test_recorded_quality_rows(tmp_path):
     """The two full-training figures are read from the results files and put in the table."""
-    from transformer.bench.benchmark import quality_rows, recorded_quality
+    from transformer.bench.recorded_quality import quality_rows, recorded_quality
 
     assert recorded_quality(tmp_path) == {"time_to_quality": None, "bfloat16_quality": None}
     assert quality_rows(recorded_quality(tmp_path)) == []

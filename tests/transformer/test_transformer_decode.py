@@ -1,6 +1,9 @@
 """Decoding: the cached path gives exactly the ids of the recompute-everything path,
 beam search with one beam is greedy, and beam search is checked against exhaustive
-search on a vocabulary small enough to enumerate every output."""
+search on a vocabulary small enough to enumerate every output. The XLA path of
+`decode` (padded shapes; a precompiled model's default) gives the ids of the recompute reference (greedy)
+and of today's beam search, on random models and on the shipped model, and compiles a
+bounded number of shapes."""
 
 import itertools
 
@@ -10,15 +13,26 @@ import pytest
 import tensorflow as tf
 from scipy.special import log_softmax
 
+from transformer.inference import decoding, loops
 from transformer.inference.decoding import (
+    BATCH_SIZES,
     EOS,
     beam_search,
+    beam_search_xla,
+    compiled_shapes,
+    decode,
     gnmt_length_penalty,
     greedy_decode,
     greedy_decode_recompute,
     greedy_decode_xla,
+    output_bound,
+    padded_shape,
+    precompile,
+    source_lengths,
 )
+from transformer.inference.translate import encode_source
 from transformer.model.encoder_decoder import Transformer
+from transformer.runs import PRETRAINED_ROOT, load_run
 
 
 def random_model(target_vocab=12, pre_norm=False, seed=0, scale=0.3):
@@ -100,6 +114,14 @@ def test_cached_equals_recompute(model, src):
     assert (np.count_nonzero(cached, axis=1) <= per_sentence.numpy()).all()
 
 
+def test_beam_xla_equals_beam_search(model, src):
+    per_sentence = tf.constant([1, 2, 3, 5, 8, 13, 20, 4])
+    np.testing.assert_array_equal(
+        np.asarray(beam_search_xla(model, src, 3, 1.0, max_length=per_sentence)),
+        np.asarray(beam_search(model, src, 3, 1.0, max_length=per_sentence)),
+    )
+
+
 def test_xla_equals_cached(model, src):
     """The XLA-compiled loop (fixed cache length, source padded to a multiple of 8) gives the
     ids of the cached loop, for one bound and for one bound per sentence."""
@@ -164,3 +186,102 @@ def test_mixed_float16_decoding(src):
     assert cached.shape[0] == len(src) and np.asarray(beam_search(model, src, 2, max_length=12)).shape[
         0
     ] == len(src)
+
+
+def bounds_of(src):
+    return output_bound(source_lengths(src))
+
+
+@pytest.fixture
+def xla(monkeypatch):
+    """decode() through the XLA loops for every model (as for a precompiled one)."""
+    monkeypatch.setattr(decoding, "XLA_LOOPS", True)
+
+
+def test_decode_is_greedy_recompute_and_beam_search(model, src, xla):
+    """The default path (XLA, padded to a batch of 16 and a width of 16) gives the ids of the
+    recompute reference for greedy and of today's beam search for beam 4."""
+    reference = np.asarray(greedy_decode_recompute(model, src, max_length=bounds_of(src)))
+    np.testing.assert_array_equal(np.asarray(decode(model, src)), reference)
+    for alpha in (0.0, 0.6):
+        today = np.asarray(beam_search(model, src, 4, alpha, max_length=bounds_of(src)))
+        np.testing.assert_array_equal(np.asarray(decode(model, src, beam=4, length_penalty=alpha)), today)
+        for row in (0, 3):  # one sentence: through XLA
+            one = src[row : row + 1]
+            np.testing.assert_array_equal(
+                np.asarray(decode(model, one, beam=4, length_penalty=alpha)),
+                np.asarray(beam_search(model, one, 4, alpha, max_length=bounds_of(one))),
+            )
+    assert ("beam_xla", 4, 0.6, 1, 16) in compiled_shapes(model)
+    assert decoding.default_decoder(4, len(src)) is beam_search  # batches: today's beam search
+
+
+def test_padded_shapes():
+    assert [padded_shape(b, 5, 160)[0] for b in (1, 2, 4, 5, 16, 17, 64, 65, 200)] == [
+        1, 4, 4, 16, 16, 64, 64, 128, 256
+    ]  # fmt: skip
+    assert [padded_shape(1, w, 160)[1] for w in (1, 16, 17, 64, 150, 160)] == [16, 16, 32, 64, 160, 160]
+    assert padded_shape(1, 7, 24)[1] == 16 and padded_shape(1, 20, 24)[1] == 24  # capped at max_length
+    assert padded_shape(1, 3, 160, longest=150)[1] == 80  # a cache of 2 * 80 + 10 >= 150 positions
+    for width in range(1, 161):  # every bound of a padded width fits its cache
+        columns = padded_shape(1, width, 160)[1]
+        assert loops.cache_length(columns, 160) >= min(output_bound(width), 160)
+
+
+def test_shapes_stay_bounded_over_many_random_requests(xla):
+    """Random batch sizes and source lengths compile only the padded shapes, each once, and
+    a batch over 64 rows (decoded 64 at a time) gives the same ids as recompute."""
+    model = random_model(scale=0.1, seed=4)
+    rng = np.random.default_rng(5)
+    for _ in range(25):
+        batch, width = int(rng.integers(1, 70)), int(rng.integers(1, 23))
+        src = rng.integers(3, 40, (batch, width)).astype("int32")
+        src[:, -1] = EOS
+        out = np.asarray(decode(model, src))
+        assert out.shape[0] == batch
+    widths = {padded_shape(1, w, model.max_length)[1] for w in range(1, 24)}
+    shapes = compiled_shapes(model)
+    assert len(shapes) <= len(BATCH_SIZES) * len(widths) == 8
+    assert {s[1:] for s in shapes} <= {(b, w) for b in BATCH_SIZES for w in widths}
+    np.testing.assert_array_equal(
+        out, np.asarray(greedy_decode_recompute(model, src, max_length=bounds_of(src)))
+    )
+    assert len(compiled_shapes(model)) == len(shapes)
+
+
+def test_precompile_compiles_the_server_shapes_once():
+    model = random_model(scale=0.1, seed=6)
+    assert decoding.default_decoder(1, 1, model) is greedy_decode  # one-shot: today's loop
+    count, seconds = precompile(model)
+    assert decoding.default_decoder(1, 1, model) is greedy_decode_xla
+    assert decoding.default_decoder(4, 1, model) is beam_search_xla
+    assert count == 2 and seconds > 0  # widths 16 and 24 (the model reads at most 24 positions)
+    assert [s[1:] for s in compiled_shapes(model)] == [(1, 16), (1, 24)]
+    assert precompile(model)[0] == 0  # already compiled
+
+
+@pytest.mark.parametrize("loops", [True, False])
+def test_empty_batch(monkeypatch, loops):
+    monkeypatch.setattr(decoding, "XLA_LOOPS", loops)
+    model = random_model(scale=0.1, seed=6)
+    for beam in (1, 3):
+        assert np.asarray(decode(model, np.zeros((0, 0), np.int32), beam=beam)).shape == (0, 0)
+
+
+@pytest.mark.skipif(not (PRETRAINED_ROOT / "es-en").is_dir(), reason="no shipped es-en model")
+def test_shipped_model_decodes_like_the_references(xla):
+    run = load_run(PRETRAINED_ROOT / "es-en")
+    sentences = ["Tengo hambre.", "¿Dónde está la estación de tren?", "Mi hermano vive en Madrid."]
+    encoded = [encode_source(run, s) for s in sentences]
+    src = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
+    for row, ids in enumerate(encoded):
+        src[row, : len(ids)] = ids
+    reference = np.asarray(greedy_decode_recompute(run.model, src, max_length=bounds_of(src)))
+    np.testing.assert_array_equal(np.asarray(decode(run.model, src)), reference)
+    today = np.asarray(beam_search(run.model, src, 4, 0.6, max_length=bounds_of(src)))
+    np.testing.assert_array_equal(np.asarray(beam_search_xla(run.model, src, 4, 0.6, bounds_of(src))), today)
+    one = src[1:2, : len(encoded[1])]
+    np.testing.assert_array_equal(
+        np.asarray(decode(run.model, one, beam=4)), today[1:2, : today[1].nonzero()[0].size]
+    )
+    assert np.count_nonzero(reference) > 3 * len(sentences)  # real translations, not empty ones

@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,40 @@ def test_translate_cli_prints_only_translations_in_order(tiny_run, run):
     r = _cli("translate", "--checkpoint", str(tiny_run), stdin="Go.\n\nI'm hungry.\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [*translate.translate(run, ["Go.", "", "I'm hungry."]), ""]
+
+
+SEPARATORS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_translate_cli_output_has_no_line_separators():
+    """Unseen names are copied from the source (names.py); separators inside them (here
+    between the two words of a name) must not reach the output, where `str.splitlines()`
+    and other tools would see extra lines. The shipped en-es model, which copies names
+    (the tiny one does not)."""
+    sources = [f"I met Zorblax{sep}Quintaro today." for sep in SEPARATORS if sep not in "\n\r"]
+    sources += ["Visit Qwyrt\x00Brandolf\x1bVenn.", "Go\x1c\x1d\x1e home\x7f\x9f."]
+    r = subprocess.run(
+        [sys.executable, "-m", "transformer", "translate", "--direction", "en-es"],
+        cwd=ROOT,
+        input="\n".join(sources).encode() + b"\n",
+        capture_output=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout.decode()
+    assert len(out.splitlines()) == len(sources) and out.endswith("\n")
+    assert [line for line in out.splitlines() if "Zorblax" in line], out  # the names were copied
+    for line in out.splitlines():
+        assert not any(ch in SEPARATORS or unicodedata.category(ch) == "Cc" for ch in line), repr(line)
+
+
+def test_clean_output_keeps_one_line():
+    assert translate.clean_output("Hola\x1cmundo \x1e\x0c y\u2028 adiós\x85\x00.") == "Hola mundo y adiós ."
+    assert translate.clean_output("\x1bcafé\xa0con leche\n") == "café\xa0con leche"  # no-break space stays
+    for code in range(0x3000):
+        assert translate.clean_output(f"a{chr(code)}b").splitlines() == [
+            translate.clean_output(f"a{chr(code)}b")
+        ]
 
 
 def test_evaluate_cli_writes_a_report(tiny_run):

@@ -8,9 +8,13 @@ other processes on a shared machine affects both sides alike.
    "English-to-Spanish translation with a sequence-to-sequence Transformer", trained on
    fixed-length padded batches of 64 with ``compile()`` defaults and ``model.fit``
    (``transformer/trainspeed.py``).
-2. Decoding: incremental greedy decoding (cached keys/values) against recomputing the
-   whole prefix every step, in sentences per second (batch of 64) and per-sentence
-   latency (batch of 1), for outputs of exactly 20 tokens; and beam 4 against greedy.
+2. Decoding (``decoding_speed.py``): every decoder (cached, XLA, beam 4 and its XLA loop)
+   against recomputing the whole prefix every step, in sentences per second (batch of 64) and
+   per-sentence latency (batch of 1), for outputs of exactly 20 tokens; the decoder the user
+   paths call is named with its ratios (``decoding.default_*``). End to end
+   (``end_to_end.py``, the shipped es-en model on real test sentences): the `translate`
+   command on 1,000 test sentences and the server's median request latency for a 10-word
+   sentence, the XLA loops against today's.
    Our step runs in the default precision of this machine (``optimizer.default_precision``:
    mixed_bfloat16 on CPUs with bfloat16 units, else float32) and, as a second "ours", in the
    other one of float32 / mixed_bfloat16, so the report gives the ratio of the two precisions.
@@ -20,41 +24,32 @@ other processes on a shared machine affects both sides alike.
    both peaks are reported.
 4. Peak resident memory (``ru_maxrss``) of the bench process after it has trained our
    model for a few steps, before any baseline is built.
-5. Two quality figures that take full training runs and so are not re-measured here: the
-   time `make quality DIRECTION=es-en` takes to a test BLEU of 45 (beam 4), and the test
-   BLEU of a bfloat16-trained model against a float32-trained one on the same recipe. The
-   report copies them, with their date, machine and command, from the results files the
-   runs wrote (``docs/results/time-to-quality.json``, ``docs/results/bfloat16-quality.json``).
+5. Two quality figures that take full training runs, copied from docs/results/
+   (``recorded_quality.py``).
 
 Sentence lengths come from spa.txt tokenized with 8000-piece SentencePiece models when
 the data is available, else from the synthetic distribution in :data:`SYNTHETIC`. The report
-(bench.json, bench.md) is written by ``benchreport`` into --out (default out/bench/transformer).
+(bench.json, bench.md: ``report_table.py``) is written by ``benchreport`` into --out (default
+out/bench/transformer).
 """
 
 import resource
-import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from transformer import data
-from transformer.bench.train_step_timing import KerasTrainer, OursTrainer, measure_training, padded
+from transformer.bench import end_to_end
+from transformer.bench.decoding_speed import measure_decoding
+from transformer.bench.recorded_quality import recorded_quality
+from transformer.bench.report_table import markdown
+from transformer.bench.spa_lengths import spa_eng_ids
+from transformer.bench.train_step_timing import KerasTrainer, OursTrainer, measure_training
 from transformer.config import make_config as run_config
-from transformer.inference import decoding as decode
-from transformer.model.encoder_decoder import build_model
+from transformer.runs import PRETRAINED_ROOT, load_run
 from transformer.training.optimizer import precision
 from tutorials_common import benchreport, datafiles
 from tutorials_common.benchreport import log
-from tutorials_common.cliutil import UserError, read_json
-from tutorials_common.subword import EOS_ID, SentencePieceTokenizer
-
-# log-normal fit of the subword lengths (+ eos) of spa.txt under 8000-piece SentencePiece BPE
-# models, measured on all 118,964 pairs: mean of ln(length), its std, and the correlation of
-# source and target ln-lengths. Mean lengths: English 9.2, Spanish 9.1 tokens; max 60.
-SYNTHETIC = dict(log_mean=(2.17, 2.15), log_std=(0.31, 0.33), correlation=0.79)
 
 SIZES = {  # per mode: pairs used, rounds of alternating timing, seconds per side per round, ...
     "full": dict(
@@ -66,6 +61,8 @@ SIZES = {  # per mode: pairs used, rounds of alternating timing, seconds per sid
         peak_n=2048,
         rss_steps=60,
         warm_steps=8,
+        translate_sentences=1000,
+        server_requests=15,
     ),
     "quick": dict(
         pairs=1500,
@@ -76,50 +73,10 @@ SIZES = {  # per mode: pairs used, rounds of alternating timing, seconds per sid
         peak_n=1024,
         rss_steps=10,
         warm_steps=3,
+        translate_sentences=20,
+        server_requests=3,
     ),
 }
-OUTPUT_TOKENS = 20
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def spa_eng_ids(n, vocab_size, data_path=None, seed=0):
-    """n (source ids + eos, target ids + eos) pairs and a description of where they came from:
-    real spa.txt pairs tokenized by SentencePiece models trained on them, or random ids with
-    synthetic lengths when the data cannot be had."""
-    rng = np.random.default_rng(seed)
-    try:
-        path = Path(data_path) if data_path else datafiles.fetch("spa-eng")
-        pairs, _ = data.read_pairs(path, warn=False)
-    except (datafiles.DataError, OSError) as e:
-        if data_path:
-            raise UserError(f"cannot read {data_path}: {e}") from None
-        log(f"spa-eng unavailable ({str(e).splitlines()[0][:120]}); using synthetic lengths")
-        return synthetic_ids(n, vocab_size, rng), "synthetic lengths matching spa.txt subword statistics"
-    pairs = [pairs[i] for i in rng.permutation(len(pairs))[:n]]
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizers = [
-            SentencePieceTokenizer.train(
-                [p[side] for p in pairs], Path(tmp) / f"sp{side}", min(vocab_size, 8000)
-            )
-            for side in (0, 1)
-        ]
-        ids = [[t.encode(p[side]) + [EOS_ID] for p in pairs] for side, t in enumerate(tokenizers)]
-    return (ids[0], ids[1]), f"{len(pairs):,} random spa.txt pairs (en->es), SentencePiece BPE"
-
-
-def synthetic_ids(n, vocab_size, rng):
-    cov = SYNTHETIC["correlation"] * SYNTHETIC["log_std"][0] * SYNTHETIC["log_std"][1]
-    covariance = [[SYNTHETIC["log_std"][0] ** 2, cov], [cov, SYNTHETIC["log_std"][1] ** 2]]
-    lengths = np.exp(rng.multivariate_normal(SYNTHETIC["log_mean"], covariance, size=n))
-    lengths = np.clip(np.round(lengths), 2, 60).astype(int)
-    sides = [
-        [list(rng.integers(4, vocab_size, size=int(length) - 1)) + [EOS_ID] for length in lengths[:, side]]
-        for side in (0, 1)
-    ]
-    return sides[0], sides[1]
-
 
 # ----------------------------------------------------------------------------- models
 
@@ -127,74 +84,6 @@ def synthetic_ids(n, vocab_size, rng):
 def make_config(profile, vocab_size):
     """The run configuration of `profile` with a `vocab_size` vocabulary on both sides."""
     return run_config(profile, src_vocab_size=vocab_size, tgt_vocab_size=vocab_size)
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-def never_eos(model):
-    """Make `model` never predict eos, so that every decoded sentence is exactly OUTPUT_TOKENS long."""
-    project = model.project
-    penalty = -1e4 * ops.one_hot(EOS_ID, model.target_vocab_size)
-    model.project = lambda dec_output: project(dec_output) + penalty
-    return model
-
-
-def measure_decoding(config, src_ids, batch_size, latency_sentences, rounds):
-    model = never_eos(build_model(config))
-    batch = padded(src_ids[:batch_size], max(len(s) for s in src_ids[:batch_size]))
-    singles = [np.array([s], np.int32) for s in src_ids[batch_size : batch_size + latency_sentences]]
-    methods = {
-        "cached": lambda x: decode.greedy_decode(model, x, OUTPUT_TOKENS),
-        "recompute": lambda x: decode.greedy_decode_recompute(model, x, OUTPUT_TOKENS),
-        "xla": lambda x: decode.greedy_decode_xla(model, x, OUTPUT_TOKENS),
-        "beam4": lambda x: decode.beam_search(model, x, beam_size=4, max_length=OUTPUT_TOKENS),
-    }
-    outputs = {name: np.asarray(fn(batch)) for name, fn in methods.items()}  # warm-up (tracing)
-    for fn in methods.values():  # XLA compiles once per source width (a multiple of 8)
-        for single in singles:
-            fn(single)
-    identical = bool(
-        np.array_equal(outputs["cached"], outputs["recompute"])
-        and np.array_equal(outputs["cached"], outputs["xla"])
-    )
-    if not identical:
-        raise RuntimeError("cached, XLA and recompute greedy decoding disagree")
-    assert outputs["cached"].shape == (batch_size, OUTPUT_TOKENS), outputs["cached"].shape
-    batch_times = {name: [] for name in methods}
-    latencies = {name: [] for name in ("cached", "xla", "recompute")}
-    for r in range(rounds):
-        for name, fn in methods.items():
-            start = time.perf_counter()
-            np.asarray(fn(batch))
-            batch_times[name].append(time.perf_counter() - start)
-        for name in latencies:
-            for single in singles:
-                start = time.perf_counter()
-                np.asarray(methods[name](single))
-                latencies[name].append(time.perf_counter() - start)
-        log(
-            f"  round {r + 1}/{rounds}: "
-            + ", ".join(f"{n} {batch_size / v[-1]:.1f} sent/s" for n, v in batch_times.items())
-        )
-    best = {name: float(np.median(v)) for name, v in batch_times.items()}
-    latency = {name: float(np.median(v)) for name, v in latencies.items()}
-    fastest = {name: float(np.min(v)) for name, v in latencies.items()}  # least disturbed by other processes
-    return dict(
-        batch=batch_size,
-        output_tokens=OUTPUT_TOKENS,
-        identical_ids=identical,
-        sentences_per_second={k: batch_size / v for k, v in best.items()},
-        latency_ms={k: 1000 * v for k, v in latency.items()},
-        latency_min_ms={k: 1000 * v for k, v in fastest.items()},
-        cached_latency_speedup_min=fastest["recompute"] / fastest["cached"],
-        xla_speedup=best["recompute"] / best["xla"],
-        xla_latency_speedup=latency["recompute"] / latency["xla"],
-        xla_latency_speedup_min=fastest["recompute"] / fastest["xla"],
-        cached_speedup=best["recompute"] / best["cached"],
-        cached_latency_speedup=latency["recompute"] / latency["cached"],
-        beam4_over_greedy_time=best["beam4"] / best["cached"],
-    )
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -219,184 +108,22 @@ def matmul_peak(n, dtype="float32", repeats=5):
     return 2 * n**3 / best
 
 
-# ----------------------------------------------------------------------------- report
-
-RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
-
-
-def recorded_quality(results=RESULTS):
-    """The time-to-quality and bfloat16-quality records (see the module docstring, item 5);
-    a missing file gives None for that figure."""
-    files = {"time_to_quality": "time-to-quality.json", "bfloat16_quality": "bfloat16-quality.json"}
-    return {
-        key: read_json(results / name, "") if (results / name).is_file() else None
-        for key, name in files.items()
-    }
-
-
-def quality_rows(quality):
-    """Report rows for the recorded quality figures."""
-    rows = []
-    ttq = quality.get("time_to_quality")
-    if ttq:
-        hit = next((e for e in ttq["epochs"] if e.get("test_bleu_beam4", 0) >= ttq["goal_bleu"]), None)
-        reached = f"{hit['elapsed_seconds'] / 60:.1f} min (epoch {hit['epoch']})" if hit else "not reached"
-        rows.append(
-            (
-                f"time to test BLEU {ttq['goal_bleu']:g} (beam 4), `{ttq['command']}` "
-                f"({ttq['date']}, {ttq['machine']})",
-                reached,
-                f"goal {ttq['goal_minutes']} min",
-                "",
-            )
-        )
-        rows.append(
-            (
-                f"the same run end to end (tokenizer, {ttq['epochs'][-1]['epoch']} epochs, beam-4 test "
-                "evaluation): wall minutes; its test BLEU (beam 4)",
-                f"{ttq['wall_seconds'] / 60:.1f} min; BLEU {ttq['final']['bleu']:.2f}",
-                "",
-                "",
-            )
-        )
-    bf16 = quality.get("bfloat16_quality")
-    if bf16:
-        f32, b16 = bf16["float32"], bf16["mixed_bfloat16"]
-        rows.append(
-            (
-                f"test BLEU (beam 4) of a mixed_bfloat16-trained model vs a float32-trained one, "
-                f"{bf16['recipe']} ({bf16['date']})",
-                f"{b16['bleu_beam4']:.2f}",
-                f"{f32['bleu_beam4']:.2f}",
-                f"{b16['bleu_beam4'] - f32['bleu_beam4']:+.2f} BLEU",
-            )
-        )
-    return rows
-
-
-def markdown(report):
-    t, d, e, m = report["training"], report["decoding"], report["efficiency"], report["memory"]
-    c = report["config"]
-    dims = f"{c['num_layers']} layers, d_model {c['d_model']}, {c['num_heads']} heads, dff {c['dff']}"
-    ours, other = t["precision"], t["other_precision"]
-    rows = [
-        (
-            f"training throughput, target tokens/s, ours in {ours} (the default here; baseline: stock Keras "
-            f"in float32, fixed length {t['lengths'][base]}, batch 64, `model.fit`)",
-            f"{t['ours']['tokens_per_second']:,.0f}",
-            f"{t[base]['tokens_per_second']:,.0f}",
-            benchreport.ratio(t["speedup"][base]),
-        )
-        for base in t["baselines"]
-    ]
-    rows += [
-        (
-            f"the same, ours in {other}",
-            f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
-            f"{t[base]['tokens_per_second']:,.0f}",
-            benchreport.ratio(t["speedup_other_precision"][base]),
-        )
-        for base in t["baselines"]
-    ]
-    rows += [
-        (
-            f"training throughput, ours in {ours} vs ours in {other} (target tokens/s)",
-            f"{t['ours']['tokens_per_second']:,.0f}",
-            f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
-            benchreport.ratio(t["precision_speedup"]),
-        )
-    ]
-    peaks = e["matmul_peak_gflops"]
-    rows += [
-        (f"matmul peak, {dtype} ({e['matmul_n']}x{e['matmul_n']}), GFLOP/s", f"{gflops:.0f}", "", "")
-        for dtype, gflops in peaks.items()
-    ]
-    for name in ["ours", "ours_other_precision", *t["baselines"]]:
-        label = {"ours": f"ours ({ours})", "ours_other_precision": f"ours ({other})"}.get(
-            name, f"stock Keras, length {t['lengths'].get(name)}"
-        )
-        rows.append(
-            (
-                f"training FLOP/s, {label}: share of the {e['dtype'][name]} matmul peak",
-                f"{e['gflops'][name]:.1f} GFLOP/s = {e['utilization_pct'][name]:.1f}%",
-                "",
-                "",
-            )
-        )
-    rows += [
-        (
-            "share of computed target positions that are real tokens",
-            f"{t['ours']['padding_efficiency']:.0%}",
-            " / ".join(format(t[b]["padding_efficiency"], ".0%") for b in t["baselines"]),
-            "",
-        ),
-        (
-            f"greedy decoding, sentences/s (batch {d['batch']}, {d['output_tokens']} output tokens; "
-            "baseline: recompute the prefix)",
-            f"{d['sentences_per_second']['cached']:.1f}",
-            f"{d['sentences_per_second']['recompute']:.1f}",
-            benchreport.ratio(d["cached_speedup"]),
-        ),
-        (
-            "greedy decoding latency per sentence, ms (batch 1; median)",
-            f"{d['latency_ms']['cached']:.0f}",
-            f"{d['latency_ms']['recompute']:.0f}",
-            benchreport.ratio(d["cached_latency_speedup"]),
-        ),
-        (
-            "the same, fastest of all repetitions (the least disturbed by other processes)",
-            f"{d['latency_min_ms']['cached']:.0f}",
-            f"{d['latency_min_ms']['recompute']:.0f}",
-            benchreport.ratio(d["cached_latency_speedup_min"]),
-        ),
-        (
-            f"the same, XLA-compiled loop (`greedy_decode_xla`), sentences/s (batch {d['batch']})",
-            f"{d['sentences_per_second']['xla']:.1f}",
-            f"{d['sentences_per_second']['recompute']:.1f}",
-            benchreport.ratio(d["xla_speedup"]),
-        ),
-        (
-            "XLA-compiled loop, latency per sentence, ms (batch 1; median)",
-            f"{d['latency_ms']['xla']:.0f}",
-            f"{d['latency_ms']['recompute']:.0f}",
-            benchreport.ratio(d["xla_latency_speedup"]),
-        ),
-        (
-            "the same, fastest of all repetitions",
-            f"{d['latency_min_ms']['xla']:.0f}",
-            f"{d['latency_min_ms']['recompute']:.0f}",
-            benchreport.ratio(d["xla_latency_speedup_min"]),
-        ),
-        (
-            f"beam 4 time / greedy time (batch {d['batch']}, cached)",
-            "",
-            "",
-            f"{d['beam4_over_greedy_time']:.2f}",
-        ),
-        (
-            f"peak resident memory after {m['steps']} training steps (the bench process before any baseline "
-            "is built: TensorFlow, data, model, optimizer), MiB",
-            f"{m['ours_mib']:.0f}",
-            "",
-            "",
-        ),
-    ]
-    rows += quality_rows(report.get("quality", {}))
-    lines = [
-        f"Measured {report['date']} on {report['device']} with `{report['command']}`; "
-        f"model `{report['profile']}` ({dims}, vocabulary {c['tgt_vocab_size']}), data: {report['data']}.",
-        "",
-        *benchreport.table(rows),
-        "",
-        "Counting: throughput = real (non-padding) target tokens per second of training, summed over "
-        f"{report['rounds']} alternating rounds of about {report['seconds_per_round']:g} s per side; "
-        "FLOPs = 3 x forward matmul FLOPs of the executed (padded) batch shapes; decoding times are "
-        "medians; the ids of cached, XLA and recompute decoding are identical; memory = ru_maxrss. "
-        "Decoding runs in float32 (shipped models load in float32). The time to quality and the BLEU of "
-        "a bfloat16-trained model take full training runs and are copied from docs/results/ (date, "
-        "machine and command in their rows), not measured by this command.",
-    ]
-    return "\n".join(lines) + "\n"
+def end_to_end_figures(data_path, sizes, data_description):
+    """The `translate` and server rows (``end_to_end.py``), or None without the shipped es-en
+    model or the spa.txt data (synthetic lengths)."""
+    checkpoint = PRETRAINED_ROOT / "es-en"
+    if not checkpoint.is_dir() or data_description.startswith("synthetic"):
+        log("  skipped: no shipped es-en model or no spa.txt")
+        return None
+    run = load_run(checkpoint)
+    path = data_path or datafiles.fetch("spa-eng")
+    test = data.load_splits("es-en", path, seed=run.config["split_seed"], warn=False)["test"]
+    sentences = [source for source, _ in test[: sizes["translate_sentences"]]]
+    return dict(
+        model=str(checkpoint.relative_to(PRETRAINED_ROOT.parents[1])),
+        translate=end_to_end.translate_timing(checkpoint, sentences),
+        server=end_to_end.server_latency(run, sizes["server_requests"]),
+    )
 
 
 def run_bench(
@@ -473,6 +200,9 @@ def run_bench(
     decoding = measure_decoding(
         config, src_ids, sizes["decode_batch"], sizes["latency_sentences"], sizes["rounds"] + 1
     )
+
+    log("2b. decoding end to end (the shipped es-en model, real test sentences)")
+    decoding.update(end_to_end=end_to_end_figures(data_path, sizes, data_description))
 
     report = benchreport.header(
         command,

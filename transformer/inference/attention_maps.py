@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from transformer.inference import names
+from transformer.inference import names, names_words
 from transformer.inference.decoding import BOS, decode
 from transformer.inference.translate import encode_source
 from tutorials_common.cliutil import UserError
@@ -65,13 +65,14 @@ def teacher_forced(run, sentence, beam=1, keep_names=False):
         raise UserError("the sentence is empty")
     replacements = []
     if keep_names:
-        sentence, replacements = names.protect(sentence, run.src_tokenizer)
-    labels = {f"\u2581{form}": f"\u2581{original}" for forms, original in replacements for form in forms}
+        sentence, replacements = names.protect(sentence, run.src_tokenizer, names_words.lexicon_of(run))
+    src_labels = {f"\u2581{form}": f"\u2581{r.original}" for r in replacements for form in r.forms}
+    tgt_labels = {f"\u2581{form}": f"\u2581{r.translation}" for r in replacements for form in r.forms}
     src = encode_source(run, sentence.strip())
     out = decode_ids(run, src, beam)
     tgt_in = ([BOS] + out)[: run.model.max_length]
-    src_pieces = [labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
-    tgt_pieces = [labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
+    src_pieces = [src_labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
+    tgt_pieces = [tgt_labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
     translation = names.restore(run.tgt_tokenizer.decode(out), replacements)
     return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces)
 

@@ -10,6 +10,7 @@ with the incremental greedy decoder or beam search of `transformer.inference.dec
 import datetime
 import json
 import math
+import re
 import sys
 import time
 import unicodedata
@@ -19,17 +20,28 @@ import numpy as np
 import sacrebleu
 
 from transformer import data
-from transformer.inference import names
+from transformer.inference import names, names_words
 from transformer.inference.decoding import decode
 from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
 from tutorials_common.cliutil import UserError
+
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+_BREAKS = re.compile(f"[ {_CONTROLS}]*[{_CONTROLS}][ {_CONTROLS}]*")  # see clean_output
 
 
 def has_text(text):
     """False for empty lines and lines made only of whitespace, control or format characters
     (NUL, escape codes, zero-width marks): those translate to an empty line."""
     return any(not ch.isspace() and unicodedata.category(ch)[0] not in "CZ" for ch in text)
+
+
+def clean_output(text):
+    """``text`` as one line: every run of control characters (category Cc: U+0000-001F,
+    U+007F-009F, which hold the line breaks U+000A-000D, U+001C-001E and U+0085) and of
+    line / paragraph separators (U+2028, U+2029), with the spaces around it, becomes one
+    space; so ``str.splitlines()`` and other tools see one line per translation."""
+    return _BREAKS.sub(" ", text).strip(" ")
 
 
 def encode_source(run, text, line_number=None, warn=True):
@@ -56,9 +68,9 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     results = [""] * len(sentences)
     replacements = [[] for _ in sentences]
     if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
-        sentences = list(sentences)
+        sentences, lexicon = list(sentences), names_words.lexicon_of(run)
         for i, s in enumerate(sentences):
-            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer)
+            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer, lexicon)
     encoded = [
         (i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)
     ]
@@ -71,7 +83,7 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
             src[row, : len(ids)] = ids
         out = decode(run.model, src, beam=beam, length_penalty=length_penalty)
         for (i, _), ids in zip(chunk, np.asarray(out)):
-            results[i] = names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i])
+            results[i] = clean_output(names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i]))
     return results
 
 
@@ -166,7 +178,7 @@ def translate_main(args):
     for translation in translate(
         run, lines, args.beam, args.length_penalty, args.batch_size, keep_names=args.keep_names
     ):
-        print(translation.replace("\n", " "))
+        print(translation)  # one line: translate() cleans every output
 
 
 def evaluate_main(args):

@@ -7,17 +7,7 @@ CDN) plus a JSON API over one or more trained translators:
 * ``POST /api/translate`` with ``{"text": ..., "direction": "en-es", "beam": 1}`` returns the
   translation, the source and target subword tokens, every attention map (kind -> layers x
   heads x queries x keys, rounded to 3 decimals), the entropy / diagonal-distance table of
-  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken. With
-  ``"vectors": {"kind": K, "layer": L}`` (opt-in; K a key of ``attention`` and L from 1) it
-  also returns ``vectors``: that layer's per-head projected ``queries``, ``keys`` and
-  ``values`` (heads x tokens x depth), the per-head ``outputs`` (heads x queries x depth,
-  sum_j w_ij v_j) rounded to 3 decimals and the ``mask`` (queries x keys, 1 = may attend),
-  from the same teacher-forced pass as the maps
-  (:mod:`transformer.inference.attention_vectors`). One layer per request: that adds
-  4 x T x d_model numbers and T^2 mask entries, T the longer of the source (at most
-  max_sentence_tokens) and the decoder input (bos + at most 2 n + 10 tokens); for the shipped
-  models (64 and 139 tokens, d_model 128) at most 71,168 numbers, under
-  ``MAX_VECTORS_JSON_BYTES`` (1 MB); the request stays under ``MAX_BODY_BYTES``.
+  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken.
 
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
@@ -26,12 +16,17 @@ translation) (:func:`transformer.figures.heatmaps.sentence_attention`): for gree
 exactly the weights the decoder used; for beam > 1 they are the weights of the beam's
 output re-run with teacher forcing.
 
-Flask (sync, small, with a test client) runs the app; model calls are serialised with one
-lock, so concurrent requests are answered one after another and correctly. Every error
-is a JSON body ``{"error": message}``: 400 for malformed or non-UTF-8 JSON, a missing or
-empty text, an unknown direction or a bad beam; 413 for a body or text over the limits;
-an exception inside a request is logged on stderr and answered with a 500, and the
-server keeps running.
+Flask (sync, small, with a test client) holds the routes; waitress serves them
+(transformer/serve/wsgi.py: bounded threads, read timeout, connection limit; the Flask
+development server only with ``--debug``). Model calls are serialised with one lock, so
+concurrent requests are answered one after another and correctly. Requests from other
+sites are refused before any route runs (transformer/serve/security.py: 403 for a foreign
+``Host`` or ``Origin``, 415 for a body not sent as ``application/json``). Every error is a
+JSON body ``{"error": message}``: 400 for malformed, non-UTF-8, too deeply nested JSON or
+a lone surrogate escape, a missing or empty text, an unknown direction or a bad beam; 413
+for a body (declared or chunked) or text over the limits; an exception inside a request is
+logged on stderr and answered with a 500, and the server keeps running. No answer names a
+local path (a model is named by its run folder's name).
 """
 
 import json
@@ -46,9 +41,11 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from transformer.inference import attention_maps, attention_vectors
-from transformer.inference.translate import has_text
+from transformer.inference import attention_maps, attention_vectors, decoding
+from transformer.inference.translate import clean_output, has_text
 from transformer.runs import PRETRAINED_ROOT, load_run
+from transformer.serve import security, wsgi
+from transformer.serve.errors import ApiError
 from tutorials_common.cliutil import UserError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -59,19 +56,11 @@ DECIMALS = 3  # attention weights in responses
 MAX_VECTORS_JSON_BYTES = 1_000_000  # "vectors" of the longest input a shipped model takes (tested)
 
 
-class ApiError(Exception):
-    """A bad request: answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
 def _model_info(run):
     c = run.config
     return {
         "direction": run.direction,
-        "run": str(run.run_dir),
+        "run": run.run_dir.name,  # never a local path
         "layers": c["num_layers"],
         "heads": c["num_heads"],
         "d_model": c["d_model"],
@@ -79,16 +68,38 @@ def _model_info(run):
     }
 
 
-def parse_request(body, runs):
-    """(text, run, beam, vectors) from a raw request body, or ApiError naming what is wrong."""
+def read_body(request):
+    """The raw request body; 413 past MAX_BODY_BYTES, declared or not (a chunked body)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def read_json(body):
+    """The JSON value of a raw body: UTF-8, well formed, nested less deeply than the parser's
+    recursion limit, and with no lone surrogate escape ("\\ud800" is not a character)."""
     try:
         decoded = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8") from None
     try:
         payload = json.loads(decoded)
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate
     except json.JSONDecodeError as e:
         raise ApiError(400, f"the request body is not valid JSON ({e.msg} at character {e.pos})") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ApiError(400, "the request body has a lone surrogate escape (such as \\ud800)") from None
+    return payload
+
+
+def parse_request(body, runs):
+    """(text, run, beam, vectors) from a raw request body, or ApiError naming what is wrong."""
+    payload = read_json(body)
     if not isinstance(payload, dict):
         raise ApiError(
             400, 'the request body must be a JSON object like {"text": "...", "direction": "en-es"}'
@@ -101,6 +112,8 @@ def parse_request(body, runs):
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(413, f'"text" has {len(text)} characters; the limit is {MAX_TEXT_CHARS}')
     direction = payload.get("direction", next(iter(runs)))
+    if not isinstance(direction, str):
+        raise ApiError(400, f'"direction" must be a string, one of {", ".join(runs)}')
     if direction not in runs:
         raise ApiError(400, f"unknown direction {direction!r}; this server has {', '.join(runs)}")
     beam = payload.get("beam", 1)
@@ -156,7 +169,7 @@ def explain(run, text, beam=1, vectors=None):
         "direction": run.direction,
         "text": text,
         "beam": beam,
-        "translation": translation,
+        "translation": clean_output(translation),
         "source_tokens": src_pieces,
         "target_tokens": tgt_pieces,
         "attention": attention,
@@ -174,15 +187,22 @@ def explain(run, text, beam=1, vectors=None):
     }
 
 
-def create_app(runs):
-    """The Flask app over ``runs`` ({direction: Run}); the first direction is the default."""
+def create_app(runs, allowed_hosts=security.LOCAL_HOSTS):
+    """The Flask app over ``runs`` ({direction: Run}); the first direction is the default.
+    Requests whose ``Host`` is not in ``allowed_hosts`` are refused (security.py)."""
     if not runs:
         raise UserError("no model to serve")
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.merge_slashes = False  # "//x" is a 404, not a redirect (to another host)
     app.json.sort_keys = False
     app.json.ensure_ascii = False  # tokens as UTF-8, not \u escapes: smaller and readable
     lock = threading.Lock()
+
+    @app.before_request
+    def refuse_other_sites():
+        host = request.headers.get("Host", "")
+        security.check_host(host, allowed_hosts)
+        security.check_origin(request.headers.get("Origin"), host)
 
     @app.get("/")
     def index():
@@ -204,12 +224,19 @@ def create_app(runs):
 
     @app.post("/api/translate")
     def translate_endpoint():
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-        text, run, beam, vectors = parse_request(request.get_data(cache=False), runs)
+        security.check_json_body(request.mimetype)
+        text, run, beam, vectors = parse_request(read_body(request), runs)
         with lock:  # one model call at a time; the JSON is encoded outside the lock
             answer = explain(run, text, beam, vectors)
         return jsonify(answer)
+
+    app.after_request(security.harden_response)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app):
+    """Every error as ``{"error": one line}`` with its status; a 500 logs the traceback."""
 
     @app.errorhandler(ApiError)
     def api_error(e):
@@ -226,8 +253,6 @@ def create_app(runs):
         return jsonify(
             error=f"internal error ({type(e).__name__}); the server logged it and keeps running"
         ), 500
-
-    return app
 
 
 def load_runs(directories):
@@ -252,33 +277,67 @@ def default_checkpoints(root=None):
     return found
 
 
-def serve_in_thread(app, host="127.0.0.1", port=0):
-    """Start ``app`` on a background thread (port 0: a free one); returns the server
-    (``server.server_port``; ``server.shutdown()`` stops it). For tests and scripts."""
-    server = make_server(host, port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def serve_in_thread(app, host="127.0.0.1", port=0, **limits):
+    """Start ``app`` under waitress on a background thread (port 0: a free one); returns a
+    :class:`wsgi.ServerThread` (``.server_port``, ``.shutdown()``). For tests and scripts; ``limits``
+    override waitress settings such as ``channel_timeout``."""
+    return wsgi.ServerThread(wsgi.create_server(app, host, port, MAX_BODY_BYTES, **limits))
+
+
+def warm_up(runs):
+    """Compile the decoder's shapes and trace the attention passes now, not on the first click."""
+    for run in runs.values():
+        start = time.perf_counter()
+        shapes, _ = decoding.precompile(run.model, max_source=run.config["max_sentence_tokens"])
+        hello = "Hello." if run.direction.startswith("en") else "Hola."
+        explain(run, hello)
+        explain(run, hello, vectors=("cross", 1))  # the query-and-keys view traces another pass
+        print(
+            f"{run.direction}: {shapes} decoder shapes compiled, warmed up in "
+            f"{time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
+
+
+def listen(app, host, port, dev_server):
+    """The server for ``main``: waitress, or with ``dev_server`` Flask's (werkzeug's)."""
+    try:
+        if dev_server:
+            return make_server(host, port, app, threaded=True)
+        return wsgi.create_server(app, host, port, MAX_BODY_BYTES)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
 
 
 def main(args):
     runs = load_runs(args.checkpoint or default_checkpoints())
-    app = create_app(runs)
-    for run in runs.values():  # trace the decoders now, not on the first click
-        start = time.perf_counter()
-        hello = "Hello." if run.direction.startswith("en") else "Hola."
-        explain(run, hello)
-        explain(run, hello, vectors=("cross", 1))  # the page's request traces another pass
-        print(f"{run.direction}: warmed up in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    try:
-        server = make_server(args.host, args.port, app, threaded=True)
-    except OSError as e:
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
-    print(
-        f"attention explorer on http://{args.host}:{server.server_port}/ (Ctrl-C stops it)", file=sys.stderr
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    allowed = security.allowed_hosts(args.host, args.allow_host or ())
+    app = create_app(runs, allowed)
+    warm_up(runs)
+    if getattr(args, "debug", False):
+        server = listen(app, args.host, args.port, dev_server=True)
+        _announce(args.host, server.server_port, "the Flask development server (--debug)", allowed)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    else:
+        server = listen(app, args.host, args.port, dev_server=False)
+        limits = (
+            f"waitress: {wsgi.THREADS} threads, {wsgi.CONNECTION_LIMIT} connections, "
+            f"{wsgi.READ_TIMEOUT_S} s read timeout"
+        )
+        _announce(args.host, server.effective_port, limits, allowed)
+        server.run()  # returns on Ctrl-C, after stopping the worker threads
+
+
+def _announce(host, port, kind, allowed):
+    print(f"attention explorer on http://{host}:{port}/ ({kind}; Ctrl-C stops it)", file=sys.stderr)
+    print(f"answering requests for Host {', '.join(sorted(allowed))}", file=sys.stderr)
+    if host not in security.LOCAL_HOSTS:
+        print(
+            f"warning: listening on {host}, beyond this machine; see docs/safety.md (reverse proxy)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,219 @@
+"""The decoding loops as graph code (``tf.while_loop``: no Python runs per token), for
+:mod:`transformer.inference.decoding` to trace and compile.
+
+* :func:`greedy`: incremental greedy decoding, the cache as long as the longest bound and the
+  output in a growing ``TensorArray`` (today's loop; not XLA-compilable);
+* :func:`greedy_static`: the same ids with static shapes, as XLA needs them: a cache of
+  :func:`cache_length` positions for the source width, the output in a fixed tensor;
+* :func:`greedy_recompute`: the textbook loop that re-runs the whole model every step;
+* :func:`beam` / :func:`beam_static`: beam search with the GNMT length penalty (Wu et al.
+  2016, eq. 14), dynamic and static shapes.
+
+Every loop takes (model, src_ids (batch, width), max_lengths (batch,)) and never generates
+pad or bos; the static ones return the ids before :func:`finish`.
+"""
+
+import tensorflow as tf
+
+from transformer.model.attention import padding_mask
+from tutorials_common.subword import BOS_ID as BOS
+from tutorials_common.subword import EOS_ID as EOS
+from tutorials_common.subword import PAD_ID as PAD
+
+CACHE_STEP = 16  # cache lengths of the static loops: 2 width + 10 rounded up to a multiple of this
+
+
+def output_bound(src_lengths):
+    """The longest translation allowed for sources of ``src_lengths`` tokens (eos included): 2 n + 10."""
+    return 2 * src_lengths + 10
+
+
+def cache_length(width, max_length):
+    """Cache positions of the XLA loop for a padded source of ``width`` columns: the longest
+    output bound, 2 width + 10, rounded up to a multiple of :data:`CACHE_STEP`, at most
+    ``max_length`` (ints, or scalar tensors inside a traced function)."""
+    rounded = (output_bound(width) + CACHE_STEP - 1) // CACHE_STEP * CACHE_STEP
+    return tf.minimum(rounded, max_length) if tf.is_tensor(rounded) else min(rounded, max_length)
+
+
+def next_token_log_probs(logits):
+    """log softmax over the target vocabulary with pad and bos ruled out."""
+    allowed = tf.range(tf.shape(logits)[-1]) > BOS
+    return tf.nn.log_softmax(tf.where(allowed, logits, float("-inf")), axis=-1)
+
+
+def finish(ids):
+    """(batch, steps) generated ids with eos and pad after it -> eos dropped, trimmed to the longest."""
+    ids = tf.where(ids == EOS, PAD, ids)
+    lengths = tf.reduce_sum(tf.cast(ids != PAD, tf.int32), axis=1)
+    longest = tf.reduce_max(tf.concat([lengths, [0]], axis=0))  # 0 for an empty batch
+    return ids[:, :longest]
+
+
+def greedy(model, src_ids, max_lengths):
+    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
+    enc_output, _ = model.encode(src_ids)
+    src_mask = padding_mask(src_ids)
+    cache = model.init_cache(enc_output, steps)  # encoder keys/values projected once, here
+
+    def step(t, ids, finished, cache, out):
+        logits, cache = model.decode_step(ids, t, cache, src_mask)
+        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = tf.where(finished, PAD, ids)
+        finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
+        return t + 1, ids, finished, cache, out.write(t, ids)
+
+    def not_done(t, ids, finished, cache, out):
+        return (t < steps) & ~tf.reduce_all(finished)
+
+    out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
+    start = (0, tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out)
+    *_, out = tf.while_loop(not_done, step, start)
+    return finish(tf.transpose(out.stack()))
+
+
+def greedy_static(model, src_ids, max_lengths):
+    """:func:`greedy` with static shapes, as XLA needs them: a cache of :func:`cache_length`
+    positions for the source width and the output ids written into a (batch, cache_length)
+    tensor; returns the ids before `finish`."""
+    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
+    cache_length = static_cache_length(model, src_ids)
+    enc_output, _ = model.encode(src_ids)
+    src_mask = padding_mask(src_ids)
+    cache = model.init_cache(enc_output, cache_length)
+    column = tf.range(cache_length)[None, :]
+
+    def step(t, ids, finished, cache, out):
+        logits, cache = model.decode_step(ids, t, cache, src_mask)
+        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = tf.where(finished, PAD, ids)
+        finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
+        return t + 1, ids, finished, cache, tf.where(column == t, ids[:, None], out)
+
+    def not_done(t, ids, finished, cache, out):
+        return (t < steps) & ~tf.reduce_all(finished)
+
+    start = (
+        tf.constant(0),
+        tf.fill([batch], BOS),
+        tf.zeros([batch], tf.bool),
+        cache,
+        tf.zeros([batch, cache_length], tf.int32),
+    )
+    *_, out = tf.while_loop(not_done, step, start)
+    return out
+
+
+def static_cache_length(model, src_ids):
+    """:func:`cache_length` of a traced source: XLA sees it as a constant of the input shape."""
+    return cache_length(tf.shape(src_ids)[1], model.max_length)
+
+
+def greedy_recompute(model, src_ids, max_lengths):
+    """The textbook loop (as in the TensorFlow tutorial): call the whole model on
+    (source, bos + prefix) every step and keep the logits of the last position."""
+    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
+
+    def step(t, prefix, finished):
+        logits, _ = model((src_ids, prefix))
+        logits = logits[:, -1, :]
+        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = tf.where(finished, PAD, ids)
+        finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
+        return t + 1, tf.concat([prefix, ids[:, None]], axis=1), finished
+
+    def not_done(t, prefix, finished):
+        return (t < steps) & ~tf.reduce_all(finished)
+
+    start = (0, tf.fill([batch, 1], BOS), tf.zeros([batch], tf.bool))
+    invariants = (tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None]))
+    _, prefix, _ = tf.while_loop(not_done, step, start, shape_invariants=invariants)
+    return finish(prefix[:, 1:])
+
+
+def gnmt_length_penalty(length, alpha):
+    """lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016); |Y| counts the eos token."""
+    return ((5.0 + tf.cast(length, tf.float32)) / 6.0) ** alpha
+
+
+def beam(model, src_ids, max_lengths, beam_size, alpha):
+    """:func:`beam_ids` with arrays as long as the longest bound, then :func:`finish`."""
+    return finish(beam_ids(model, src_ids, max_lengths, beam_size, alpha, tf.reduce_max(max_lengths)))
+
+
+def beam_static(model, src_ids, max_lengths, beam_size, alpha):
+    """:func:`beam_ids` with a cache of :func:`cache_length` positions, as XLA needs it."""
+    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, static_cache_length(model, src_ids))
+
+
+def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
+    """Batched beam search (fairseq-style bookkeeping).
+
+    Every step expands the ``K = beam_size`` alive prefixes of each sentence into the
+    2K best (prefix + token) candidates. Candidates among the best K that end in eos,
+    and all of the best K when the sentence reaches its length bound, move to the
+    finished set (the K best by length-penalised score are kept); the K best
+    candidates that do not end in eos stay alive. A sentence is done once it has K
+    finished hypotheses, and the answer is its best finished one. With K = 1 this is
+    exactly greedy decoding. The cache and the prefixes hold ``size`` positions (at least the
+    longest bound); returns the ids (batch, size) before :func:`finish`.
+    """
+    K, neg_inf = beam_size, float("-inf")
+    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
+    enc_output, _ = model.encode(src_ids)
+    enc_output = tf.repeat(
+        enc_output, K, axis=0
+    )  # (batch * K, src_len, d_model), beams of a sentence adjacent
+    src_mask = padding_mask(tf.repeat(src_ids, K, axis=0))
+    cache = model.init_cache(enc_output, size)
+    column = tf.range(size)
+
+    def step(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache):
+        logits, cache = model.decode_step(ids, t, cache, src_mask)
+        logp = tf.reshape(next_token_log_probs(logits), [batch, K, -1])
+        vocab = tf.shape(logp)[-1]
+        cand_logp, cand = tf.math.top_k(tf.reshape(alive_logp[:, :, None] + logp, [batch, -1]), k=2 * K)
+        cand_beam, cand_token = cand // vocab, cand % vocab
+        cand_seq = tf.gather(alive_seq, cand_beam, batch_dims=1)
+        cand_seq = tf.where(column == t, cand_token[:, :, None], cand_seq)  # write token t
+
+        # finished: eos among the best K, or the best K when the length bound is reached
+        in_top_k = tf.range(2 * K) < K
+        at_limit = (t + 1 >= max_lengths)[:, None]
+        finishing = in_top_k & ((cand_token == EOS) | at_limit) & ~done[:, None]
+        cand_score = tf.where(finishing, cand_logp / gnmt_length_penalty(t + 1, alpha), neg_inf)
+        fin_score, best = tf.math.top_k(tf.concat([fin_score, cand_score], axis=1), k=K)
+        fin_seq = tf.gather(tf.concat([fin_seq, cand_seq], axis=1), best, batch_dims=1)
+        done = done | tf.squeeze(at_limit, 1) | tf.reduce_all(fin_score > neg_inf, axis=1)
+
+        # alive: the K best candidates that do not end in eos
+        alive_logp, keep = tf.math.top_k(tf.where(cand_token == EOS, neg_inf, cand_logp), k=K)
+        alive_seq = tf.gather(cand_seq, keep, batch_dims=1)
+        ids = tf.reshape(tf.gather(cand_token, keep, batch_dims=1), [-1])
+        parent = tf.reshape(tf.gather(cand_beam, keep, batch_dims=1) + tf.range(batch)[:, None] * K, [-1])
+        cache = [
+            {
+                "self": {name: tf.gather(kv, parent) for name, kv in layer["self"].items()},
+                "cross": layer["cross"],
+            }
+            for layer in cache
+        ]
+        return t + 1, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache
+
+    def not_done(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache):
+        return (t < steps) & ~tf.reduce_all(done)
+
+    first_beam_only = tf.where(tf.range(K) == 0, 0.0, neg_inf)  # all beams start equal: expand one
+    start = (
+        0,
+        tf.fill([batch * K], BOS),
+        tf.zeros([batch, K, size], tf.int32),
+        tf.tile(first_beam_only[None], [batch, 1]),
+        tf.zeros([batch, K, size], tf.int32),
+        tf.fill([batch, K], neg_inf),
+        tf.zeros([batch], tf.bool),
+        cache,
+    )
+    result = tf.while_loop(not_done, step, start)
+    fin_seq, fin_score = result[4], result[5]
+    return tf.gather(fin_seq, tf.argmax(fin_score, axis=1, output_type=tf.int32), batch_dims=1)
