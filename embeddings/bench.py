@@ -26,9 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from keras import layers
 
-from tutorials_common import benchreport
+from embeddings import data, tokenize
+from embeddings import model as models
+from tutorials_common import benchreport, datafiles
 from tutorials_common.benchreport import log
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "aclImdb"
@@ -43,8 +48,6 @@ def imdb_reviews(n, data_dir=None, seed=0):
     """n (texts, labels) from the IMDb training reviews (of `data_dir` if given), or from the
     committed fixture when the data cannot be had, cycled to n reviews if there are fewer;
     and a description of where they came from."""
-    from embeddings import data
-    from tutorials_common import datafiles
 
     try:
         root = data.imdb_dir(data_dir)
@@ -62,8 +65,6 @@ def imdb_reviews(n, data_dir=None, seed=0):
 
 def stock_tutorial_model(vocab_size, dim, hidden, length):
     """The tutorial's classifier as the tutorial writes it (no mask: padding is averaged in)."""
-    import keras
-    from keras import layers
 
     model = keras.Sequential(
         [
@@ -85,7 +86,6 @@ class EpochClock:
     """A Keras callback factory: seconds from the first batch's start to the last batch's end of each epoch."""
 
     def __init__(self):
-        import keras
 
         self.seconds = []
         clock = self
@@ -128,8 +128,6 @@ class Side:
 
 
 def ours_side(ids, labels, seed=0):
-    from embeddings import data
-    from embeddings import model as models
 
     model = models.build("tutorial", VOCAB_SIZE, DIM, HIDDEN, 0.0)
     train_ds = data.token_dataset(ids, labels, BATCH, shuffle=True, seed=seed)
@@ -142,7 +140,6 @@ def ours_side(ids, labels, seed=0):
 
 
 def baseline_side(ids, labels, length, seed=0):
-    import tensorflow as tf
 
     padded = np.zeros((len(ids), length), np.int32)  # pad_sequences(padding="post"), nothing cut
     for i, x in enumerate(ids):
@@ -227,9 +224,6 @@ def markdown(report):
 
 
 def run_bench(quick=False, out="out/bench/embeddings", data_dir=None, command="python -m embeddings bench"):
-    import keras
-
-    from embeddings import tokenize
 
     sizes = SIZES["quick" if quick else "full"]
     log(f"bench: {'quick' if quick else 'full'} sizes {sizes}")

@@ -7,13 +7,12 @@ after the epoch, so early in training the validation loss can sit below the trai
 
 from pathlib import Path
 
+from tutorials_common.plotting import pyplot
+
 
 def plot(history, path, title):
     """Two panels (loss, accuracy) from a Keras history dict; returns the PNG's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = range(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))

@@ -8,7 +8,9 @@ The official archive unpacks to ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.t
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
+from tutorials_common import datafiles
 from tutorials_common.cliutil import UserError
 
 LABELS = ("neg", "pos")  # index = label
@@ -26,7 +28,6 @@ def imdb_dir(data_dir=None):
         if not (root / "train").is_dir() or not (root / "test").is_dir():
             raise UserError(f"{root} is not an aclImdb directory (expected train/ and test/ inside)")
         return root
-    from tutorials_common import datafiles
 
     return datafiles.fetch("imdb")
 
@@ -87,7 +88,6 @@ def train_val_split(texts, labels, val_fraction=0.2, seed=42):
 
 def text_dataset(texts, labels, batch_size=32, shuffle=False, seed=42):
     """A `tf.data.Dataset` of (review text, 0/1 label) batches."""
-    import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels)))
     if shuffle:
@@ -100,7 +100,6 @@ def token_dataset(ids, labels, batch_size=32, shuffle=False, seed=42):
 
     `ids` is a list of 1-D integer arrays of any lengths (0 is the padding id).
     """
-    import tensorflow as tf
 
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     flat = np.concatenate([np.asarray(x, dtype=np.int32) for x in ids]) if len(ids) else np.zeros(0, np.int32)

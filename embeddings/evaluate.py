@@ -8,12 +8,15 @@ import json
 import sys
 from pathlib import Path
 
+from sklearn import metrics as m
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
 from embeddings import data, runs
 from embeddings.predict import Predictor
+from tutorials_common.plotting import pyplot
 
 
 def metrics(labels, proba, threshold=0.5):
-    from sklearn import metrics as m
 
     pred = (proba >= threshold).astype(int)
     return {
@@ -28,11 +31,7 @@ def metrics(labels, proba, threshold=0.5):
 
 
 def plot(labels, proba, out_dir, title, split="test"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+    plt = pyplot()
 
     paths = []
     fig, ax = plt.subplots(figsize=(4.5, 4))

@@ -10,6 +10,8 @@ so `tensorboard --logdir OUT` shows the vectors under the "Projector" tab.
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from tensorboard.plugins import projector
 
 from embeddings import runs
 
@@ -39,8 +41,6 @@ def write_tsv(out_dir, tokens, matrix):
 
 def write_projector(out_dir, matrix):
     """A checkpoint holding the matrix as variable `embedding`, and the projector config that points at it."""
-    import tensorflow as tf
-    from tensorboard.plugins import projector
 
     checkpoint = tf.train.Checkpoint(embedding=tf.Variable(matrix.astype(np.float32)))
     checkpoint.save(str(Path(out_dir) / "embedding.ckpt"))

@@ -20,6 +20,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
+from sklearn.svm import LinearSVC
 
 from tutorials_common.cliutil import UserError
 
@@ -46,7 +50,6 @@ class LinearModel:
         normalize=False,
         calibration=(1.0, 0.0),
     ):
-        from sklearn.feature_extraction.text import CountVectorizer
 
         self.kind, self.vectorizer = kind, dict(vectorizer)
         self.vocabulary = list(vocabulary)
@@ -68,7 +71,6 @@ class LinearModel:
 
     def features(self, texts):
         """phi(texts) as a sparse (n, |V|) matrix."""
-        from sklearn.preprocessing import normalize
 
         x = self.counter.transform(list(texts)).tocsr()
         if self.sublinear_tf:
@@ -137,8 +139,6 @@ def load(run_dir):
 
 def fit_tfidf(texts, labels, C=4.0, seed=0):
     """TF-IDF (words and word pairs, min_df 2, sublinear tf) -> logistic regression, as arrays."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     vectorizer = dict(
         ngram_range=[1, 2], token_pattern=r"(?u)\b\w\w+\b", lowercase=True, strip_accents="unicode"
@@ -173,8 +173,6 @@ def fit_nbsvm(
     texts, labels, C=0.1, beta=0.25, alpha=1.0, ngram_max=2, token_pattern=NBSVM_TOKEN_PATTERN, seed=0
 ):
     """NBSVM (Wang & Manning 2012): SVM on r o x^, weights interpolated towards their mean magnitude."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.svm import LinearSVC
 
     vectorizer = dict(ngram_range=[1, ngram_max], token_pattern=token_pattern, lowercase=True, binary=True)
     counter = CountVectorizer(dtype=np.float64, **{**vectorizer, "ngram_range": (1, ngram_max)})
@@ -189,7 +187,6 @@ def fit_nbsvm(
 
 def platt(decision, labels):
     """Platt scaling: (a, c) of P(positive) = sigmoid(a * decision + c), fitted by logistic regression."""
-    from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(decision, np.float64).reshape(-1, 1), labels)
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])

@@ -15,17 +15,22 @@ the mean vector (the BiLSTM) the tokens are drawn in one colour.
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from sklearn import decomposition, manifold
+from tqdm import tqdm
 
 from embeddings import runs
+from embeddings.model import EMBEDDING, MaskedMean
 from tutorials_common.cliutil import UserError
+from tutorials_common.plotting import pyplot
 
 METHODS = ("pca", "tsne", "isomap", "mds", "spectral", "lle")
 
 
 def reducer(method, n_points, seed=0):
     """The scikit-learn estimator that maps the vectors to 2-D."""
-    from sklearn import decomposition, manifold
 
     neighbours = max(2, min(10, n_points - 1))
     return {
@@ -46,10 +51,6 @@ def reducer(method, n_points, seed=0):
 
 def sentiment_scores(model, vectors, weights):
     """d . (e_t - h0) for each row e_t of `vectors`, h0 = frequency-weighted mean vector (see module doc)."""
-    import keras
-    import tensorflow as tf
-
-    from embeddings.model import EMBEDDING, MaskedMean
 
     layers = model.layers
     at = next((i for i, layer in enumerate(layers) if isinstance(layer, MaskedMean)), None)
@@ -67,10 +68,7 @@ def sentiment_scores(model, vectors, weights):
 
 
 def draw(points, labels, scores, title, path, dpi=100):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 9))
     if scores is None:
@@ -99,7 +97,6 @@ def top_tokens(tokens, counts, top):
 
 
 def main(args):
-    from tqdm import tqdm
 
     tokens, matrix, counts = runs.load_embedding(args.checkpoint)
     ids = top_tokens(tokens, counts, args.top)

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from embeddings import data, runs
+from embeddings import data, linear, runs
 from tutorials_common.cliutil import UserError
 
 
@@ -21,8 +21,6 @@ class Predictor:
     def __init__(self, run_dir):
         self.config = runs.load_config(run_dir)
         if runs.is_linear(self.config):
-            from embeddings import linear
-
             self.linear = linear.load(run_dir)
         else:
             self.linear = None

@@ -12,8 +12,13 @@
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 
+import embeddings.model  # noqa: F401  registers MaskedMean for deserialisation
+from embeddings import tokenize
+from embeddings.model import embedding_matrix
+from embeddings.ngrams import NgramTokenizer
 from tutorials_common.cliutil import UserError, read_json
 
 MODELS = ("tutorial", "fasttext", "tfidf", "nbsvm")
@@ -40,20 +45,14 @@ def is_linear(config):
 
 
 def load_tokenizer(run_dir, config=None):
-    from embeddings import tokenize
 
     config = config or load_config(run_dir)
     if config.get("tokenizer") == "ngrams":
-        from embeddings.ngrams import NgramTokenizer
-
         return NgramTokenizer.load(run_dir)
     return tokenize.load(config["tokenizer"], run_dir)
 
 
 def load_model(run_dir):
-    import keras
-
-    import embeddings.model  # noqa: F401  registers MaskedMean for deserialisation
 
     path = Path(run_dir) / "model.keras"
     if not path.is_file():
@@ -67,7 +66,6 @@ def load_model(run_dir):
 
 def load_embedding(run_dir):
     """(tokens, matrix, counts) of a run: token text per id, the (V, D) embedding, training frequencies."""
-    from embeddings.model import embedding_matrix
 
     config = load_config(run_dir)
     if is_linear(config):

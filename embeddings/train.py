@@ -18,10 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from embeddings import data, runs
+from embeddings import curves, data, linear, ngrams, runs, tokenize
+from embeddings import model as models
 from tutorials_common.cliutil import UserError, checkpoints_dir
+from tutorials_common.subword import bpemb_files
 
 # Defaults per model; command-line options override them.
 PROFILES = {
@@ -93,7 +97,6 @@ def truncate(ids, max_len):
 
 def fit_linear(run_dir, cfg, train, val, seed):
     """TF-IDF + logistic regression, or NBSVM with C chosen on the validation split; stored as arrays."""
-    from embeddings import linear
 
     start = time.perf_counter()
     tried = {}
@@ -133,7 +136,6 @@ def fit_linear(run_dir, cfg, train, val, seed):
 def make_strategy(name):
     """tf.distribute strategy: the default (one device), mirrored over the local GPUs (or, without
     GPUs, over every logical CPU device), or multi-worker mirrored (one worker: see main)."""
-    import tensorflow as tf
 
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -153,7 +155,6 @@ def cluster_size():
 
 
 def build_tokenizer(cfg, texts, run_dir):
-    from embeddings import ngrams, tokenize
 
     if cfg["tokenizer"] == "ngrams":
         tokenizer = ngrams.NgramTokenizer.train(
@@ -167,10 +168,6 @@ def build_tokenizer(cfg, texts, run_dir):
 
 
 def fit_keras(run_dir, cfg, train, val, pretrained_file, seed, strategy="default", figure=None):
-    import keras
-
-    from embeddings import curves
-    from embeddings import model as models
 
     start = time.perf_counter()
     print(f"fitting the {cfg['tokenizer']} tokenizer on the training reviews ...", file=sys.stderr)
@@ -284,8 +281,6 @@ def main(args):
         )
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    import keras
-
     keras.utils.set_random_seed(args.seed)
     texts, labels = data.load("train", args.data_dir, args.source)
     train, val = data.train_val_split(texts, labels, args.val_fraction, args.seed)
@@ -297,8 +292,6 @@ def main(args):
     else:
         pretrained_file = None
         if args.pretrained:
-            from tutorials_common.subword import bpemb_files
-
             _, pretrained_file = bpemb_files("en", cfg["vocab_size"], args.bpemb_dim, need_vectors=True)
         figures = getattr(args, "figures_dir", None)
         figure = Path(figures) / f"{run_dir.name}-curves.png" if figures else None

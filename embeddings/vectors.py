@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embeddings import runs
 from tutorials_common.cliutil import UserError
-from tutorials_common.subword import WORD_START
+from tutorials_common.subword import WORD_START, BPEmbTokenizer, load_bpemb_vectors
 
 UNKNOWN = ("<unk>", "[UNK]", "<pad>")
 
@@ -77,7 +78,6 @@ class Vectors:
 
 
 def from_run(run_dir):
-    from embeddings import runs
 
     config = runs.load_config(run_dir)
     tokens, matrix, _ = runs.load_embedding(run_dir)
@@ -89,7 +89,6 @@ def from_run(run_dir):
 
 def from_bpemb(vs, dim):
     """BPEmb's pretrained English vectors (downloaded with internet; from the mirror offline)."""
-    from tutorials_common.subword import BPEmbTokenizer, load_bpemb_vectors
 
     tokenizer = BPEmbTokenizer.from_bpemb("en", vs, dim)
     kv = load_bpemb_vectors(tokenizer.emb_file)

@@ -81,10 +81,10 @@ def stop(procs, grace):
             p.wait()
 
 
-def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python=sys.executable):
-    """Run the workers to the end; returns (exit status, one-line message or None)."""
+def start_workers(workers, train_args, out, python):
+    """Start the worker processes, each with its TF_CONFIG, and the threads that copy their output."""
     ports = free_ports(workers)
-    procs, pumps = [], []
+    procs = []
     for i in range(workers):
         env = {**os.environ, "TF_CONFIG": tf_config(ports, i), "PYTHONUNBUFFERED": "1"}
         cmd = [python, "-m", "transformer", "train", *train_args, "--strategy", "multiworker"]
@@ -98,61 +98,76 @@ def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python
         file=out,
         flush=True,
     )
-    for i, p in enumerate(procs):
-        pumps.append(threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True))
-        pumps[-1].start()
+    pumps = [
+        threading.Thread(target=_pump, args=(p.stdout, f"[worker {i}] ", out), daemon=True)
+        for i, p in enumerate(procs)
+    ]
+    for t in pumps:
+        t.start()
+    return procs, pumps
 
-    interrupted, forwarded = [], None
+
+def _interrupted(signum, codes):
+    """(status, message) once the workers stopped after a forwarded signal."""
+    name, status = signal.Signals(signum).name, 128 + signum
+    if all(c in (0, status) for c in codes):
+        return status, (
+            f"interrupted by {name}: the workers stopped after the same step and the chief saved "
+            "a checkpoint; rerun the same command to resume"
+        )
+    return status, (
+        f"interrupted by {name}, but the workers' exit statuses are {codes} (the chief may "
+        "not have saved a checkpoint)"
+    )
+
+
+def watch(procs, grace, timeout, interrupted, previous_sigint):
+    """Poll the workers until all succeeded, one failed, a signal in `interrupted` was
+    forwarded to all and they stopped, or `timeout` passed; returns (status, message)."""
+    start, forwarded = time.monotonic(), None
+    while True:
+        codes = [p.poll() for p in procs]
+        if forwarded is not None:  # every worker stops after the same step; the chief saves first
+            if all(c is not None for c in codes) or time.monotonic() > forwarded[1]:
+                return _interrupted(forwarded[0], codes)
+        else:
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                how = (
+                    f"was killed by {signal.Signals(-code).name}"
+                    if code < 0
+                    else f"exited with status {code}"
+                )
+                return (code if code > 0 else 1), f"worker {i} {how}; stopped the other workers"
+            if all(c == 0 for c in codes):
+                return 0, None
+            if interrupted:
+                forwarded = (interrupted[0], time.monotonic() + grace)
+                for p in procs:
+                    p.send_signal(interrupted[0])
+                signal.signal(signal.SIGINT, previous_sigint)  # a second Ctrl-C: stop at once
+        if timeout and time.monotonic() - start > timeout:
+            return 1, f"the workers were still running after {timeout:g} s; stopped them"
+        time.sleep(0.2)
+
+
+def launch(workers, train_args, grace=20.0, timeout=None, out=sys.stderr, python=sys.executable):
+    """Run the workers to the end; returns (exit status, one-line message or None)."""
+    procs, pumps = start_workers(workers, train_args, out, python)
+    interrupted = []
     previous = {
         s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
         for s in (signal.SIGINT, signal.SIGTERM)
     }
-    start = time.monotonic()
-    status, message = 0, None
     try:
-        while True:
-            codes = [p.poll() for p in procs]
-            if forwarded is not None:  # every worker stops after the same step; the chief saves first
-                if all(c is not None for c in codes) or time.monotonic() > forwarded[1]:
-                    name, status = signal.Signals(forwarded[0]).name, 128 + forwarded[0]
-                    message = (
-                        f"interrupted by {name}: the workers stopped after the same step and the chief saved "
-                        "a checkpoint; rerun the same command to resume"
-                        if all(c in (0, status) for c in codes)
-                        else f"interrupted by {name}, but the workers' exit statuses are {codes} (the chief may "
-                        "not have saved a checkpoint)"
-                    )
-                    break
-            else:
-                failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-                if failed:
-                    i, code = failed[0]
-                    how = (
-                        f"was killed by {signal.Signals(-code).name}"
-                        if code < 0
-                        else f"exited with status {code}"
-                    )
-                    status = code if code > 0 else 1
-                    message = f"worker {i} {how}; stopped the other workers"
-                    break
-                if all(c == 0 for c in codes):
-                    break
-                if interrupted:
-                    forwarded = (interrupted[0], time.monotonic() + grace)
-                    for p in procs:
-                        p.send_signal(interrupted[0])
-                    signal.signal(signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C: stop at once
-            if timeout and time.monotonic() - start > timeout:
-                status, message = 1, f"the workers were still running after {timeout:g} s; stopped them"
-                break
-            time.sleep(0.2)
+        return watch(procs, grace, timeout, interrupted, previous[signal.SIGINT])
     finally:
         stop(procs, grace)
         for t in pumps:
             t.join(timeout=5)
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return status, message
 
 
 def main(argv=None):

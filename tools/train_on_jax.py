@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def prepare(args):
     from transformer import data
-    from transformer.runs import make_config, prepare_run
+    from transformer.config import make_config
+    from transformer.runs import prepare_run
 
     config = make_config(
         "base",
@@ -59,7 +60,7 @@ def prepare(args):
     arrays = {}
     for split in ("train", "validation"):
         src, tgt, dropped = data.encode_pairs(
-            data.flatten(splits[split]), src_tok, tgt_tok, config["max_length"]
+            data.flatten(splits[split]), src_tok, tgt_tok, config["max_sentence_tokens"]
         )
         for side, ids in (("src", src), ("tgt", tgt)):
             arrays[f"{split}_{side}"] = np.fromiter((i for row in ids for i in row), np.int16)
@@ -120,12 +121,13 @@ def train(args):
     import jax
     import keras
 
+    from transformer.config import upgrade
     from transformer.model.encoder_decoder import build_model
     from transformer.training.losses import masked_loss, target_mask
     from transformer.training.optimizer import make_optimizer
 
     run_dir = Path(args.run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = upgrade(json.loads((run_dir / "config.json").read_text()))  # today's key names
     keras.mixed_precision.set_global_policy(config.get("precision") or "float32")
     with np.load(run_dir / "ids.npz") as f:
         split = {
@@ -168,7 +170,7 @@ def train(args):
         split["validation_src"],
         split["validation_tgt"],
         config["token_budget"],
-        config["max_length"],
+        config["max_sentence_tokens"],
         np.random.default_rng(0),
     )
     best, best_epoch, seconds, step, log = math.inf, 0, 0.0, 0, []
@@ -178,7 +180,7 @@ def train(args):
     for epoch in range(1, args.epochs + 1):
         start, losses = time.perf_counter(), []
         for src, t_in, t_out in buckets(
-            split["train_src"], split["train_tgt"], config["token_budget"], config["max_length"], rng
+            split["train_src"], split["train_tgt"], config["token_budget"], config["max_sentence_tokens"], rng
         ):
             loss, state = train_step(state, src, t_in, t_out)
             losses.append(loss)

@@ -7,6 +7,7 @@ Arguments are declared here (cheap); each handler imports its module lazily so t
 
 import argparse
 
+from transformer import config
 from tutorials_common import cliutil
 from tutorials_common.cliutil import (
     int_range,
@@ -14,7 +15,6 @@ from tutorials_common.cliutil import (
     nonnegative_int,
     positive_float,
     positive_int,
-    probability,
 )
 
 
@@ -27,17 +27,14 @@ def add_run_arguments(p):
     )
     p.add_argument(
         "--direction",
-        choices=["en-es", "es-en"],
+        choices=config.DIRECTIONS,
         default="en-es",
         help="which shipped model to use when --checkpoint is not given (default %(default)s)",
     )
 
 
-def build_parser():
-    parser = cliutil.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    # --- data, training, translation, evaluation (transformer/data.py, train.py, translate.py) ---
+def add_data_stats(sub):
+    """`data-stats` (transformer/figures/curves.py)."""
     p = sub.add_parser(
         "data-stats", help="pairs, unique sources and the source-disjoint split sizes of spa.txt"
     )
@@ -59,86 +56,25 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.figures.curves", "data_stats_main"))
 
+
+def add_train(sub):
+    """`train` (transformer/training/loop.py): the run's name and place, then one flag per
+    setting of transformer/config.py."""
     p = sub.add_parser(
         "train",
         help="train (or resume) a translator; flags override the profile's values",
         description="Train an English<->Spanish Transformer into CHECKPOINTS_DIR/RUN. Rerunning "
         "the same command resumes from the latest checkpoint; Ctrl-C or SIGTERM save one first.",
     )
-    p.add_argument("--direction", choices=["en-es", "es-en"], help="translation direction (default en-es)")
     p.add_argument(
         "--profile",
-        choices=["tiny", "demo", "base", "big"],
+        choices=config.PROFILE_NAMES,
         default="base",
         help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)",
     )
     p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
     p.add_argument(
         "--checkpoints-dir", metavar="DIR", help="where runs live (default $CHECKPOINTS_DIR or ./checkpoints)"
-    )
-    p.add_argument("--data", metavar="FILE", help="a spa.txt-style file (default: fetch spa-eng)")
-    p.add_argument("--epochs", type=positive_int, help="train until this many epochs are done")
-    p.add_argument(
-        "--steps", type=positive_int, help="stop once the optimizer has made this many steps in total"
-    )
-    p.add_argument(
-        "--tokenizer",
-        choices=["sentencepiece", "bpemb"],
-        help="SentencePiece BPE trained on the training split (default) or pretrained BPEmb",
-    )
-    p.add_argument("--vocab-size", type=positive_int, help="SentencePiece vocabulary size (default 8000)")
-    p.add_argument("--bpemb-vs", type=positive_int, help="BPEmb vocabulary size (default 10000)")
-    p.add_argument("--bpemb-dim", type=positive_int, help="BPEmb vector size (default 100)")
-    p.add_argument("--bpemb-model", action="append", metavar="LANG=FILE", help="local BPEmb .model file")
-    p.add_argument("--bpemb-emb", action="append", metavar="LANG=FILE", help="local BPEmb .w2v.bin file")
-    p.add_argument(
-        "--init-embeddings",
-        choices=["none", "bpemb"],
-        help="initialise the token embeddings from the BPEmb vectors (needs d_model = bpemb-dim)",
-    )
-    p.add_argument("--num-layers", type=positive_int)
-    p.add_argument("--d-model", type=positive_int)
-    p.add_argument("--num-heads", type=positive_int)
-    p.add_argument("--dff", type=positive_int)
-    p.add_argument("--dropout", dest="dropout_rate", type=probability)
-    p.add_argument(
-        "--pre-norm", action=argparse.BooleanOptionalAction, help="pre-norm layers (default post-norm)"
-    )
-    p.add_argument("--max-length", type=int_range(2), help="longest training sentence, in tokens")
-    p.add_argument(
-        "--max-positions", type=int_range(2), help="positions of the positional encoding (longest output)"
-    )
-    p.add_argument(
-        "--token-budget", type=positive_int, help="padded tokens per batch (sets the batch size per length)"
-    )
-    p.add_argument("--warmup-steps", type=positive_int)
-    p.add_argument(
-        "--lr-scale",
-        type=positive_float,
-        help="multiplies the warm-up schedule (e.g. for a larger global batch)",
-    )
-    p.add_argument("--label-smoothing", type=probability, help="default 0.1")
-    p.add_argument(
-        "--keep-checkpoints", type=positive_int, help="how many recent checkpoints to keep (default 3)"
-    )
-    p.add_argument("--seed", type=nonnegative_int)
-    p.add_argument("--split-seed", type=nonnegative_int)
-    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
-    p.add_argument(
-        "--precision",
-        choices=["float32", "mixed_bfloat16", "mixed_float16"],
-        help="dtype policy: mixed_bfloat16 suits CPUs with bf16 units and TPUs, mixed_float16 GPUs",
-    )
-    p.add_argument(
-        "--share-embeddings",
-        action=argparse.BooleanOptionalAction,
-        help="one SentencePiece vocabulary for both languages and tied source, target and output "
-        "embeddings (default on; Vaswani et al. 3.4)",
-    )
-    p.add_argument(
-        "--patience",
-        type=nonnegative_int,
-        help="stop after this many epochs without a better validation loss (0: never; base: 4)",
     )
     p.add_argument(
         "--restart",
@@ -148,18 +84,14 @@ def build_parser():
     p.add_argument(
         "--mixed-precision",
         action=argparse.BooleanOptionalAction,
-        help="mixed_float16 with loss scaling (helps GPUs, not CPUs)",
+        help="the older spelling of --precision mixed_float16 (loss scaling; helps GPUs, not CPUs)",
     )
-    p.add_argument(
-        "--strategy",
-        choices=["default", "mirrored", "multiworker"],
-        help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster",
-    )
-    p.add_argument(
-        "--log-every", type=positive_int, help="TensorBoard logging interval in steps (default 50)"
-    )
+    config.add_flags(p)
     p.set_defaults(handler=cliutil.lazy("transformer.training.loop", "main"))
 
+
+def add_translate(sub):
+    """`translate` (transformer/inference/translate.py)."""
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
     add_run_arguments(p)
@@ -176,6 +108,9 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "translate_main"))
 
+
+def add_evaluate(sub):
+    """`evaluate` (transformer/inference/translate.py)."""
     p = sub.add_parser(
         "evaluate", help="BLEU, chrF and perplexity on a split; writes a JSON report in the run"
     )
@@ -199,12 +134,18 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "evaluate_main"))
 
+
+def add_pack(sub):
+    """`pack` (transformer/runs.py)."""
     p = sub.add_parser(
         "pack", help="turn a run into a shipped directory: weights only, tokenizers, SHA256SUMS"
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="a run directory written by `train`")
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="the directory to write (e.g. transformer/pretrained/en-es)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the directory to write (e.g. transformer/pretrained/en-es)",
     )
     p.add_argument(
         "--dtype",
@@ -215,6 +156,9 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
+
+def add_export(sub):
+    """`export` (transformer/inference/export.py)."""
     p = sub.add_parser(
         "export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)"
     )
@@ -227,7 +171,9 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.inference.export", "main"))
 
-    # --- heat maps, demos, benchmarks (transformer/plot.py, demos.py, bench.py) ---
+
+def add_heatmaps(sub):
+    """`heatmaps` (transformer/figures/heatmaps.py)."""
     p = sub.add_parser(
         "heatmaps",
         help="attention heat maps of a trained run for a sentence, and their statistics",
@@ -248,6 +194,9 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.figures.heatmaps", "heatmaps_main"))
 
+
+def add_demo(sub):
+    """`demo` (transformer/figures/demos.py)."""
     p = sub.add_parser(
         "demo",
         help="the article's worked examples: split-heads, mantra, cross-attention, masks, "
@@ -261,6 +210,9 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.figures.demos", "main"))
 
+
+def add_plot_run(sub):
+    """`plot-run` (transformer/figures/curves.py)."""
     p = sub.add_parser(
         "plot-run",
         help="learning-rate schedule, loss, accuracy and perplexity curves of a run",
@@ -274,7 +226,9 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.figures.curves", "plot_run_main"))
 
-    # --- the attention explorer (transformer/serve/app.py, transformer/serve/static/) ---
+
+def add_serve(sub):
+    """`serve` (transformer/serve/app.py)."""
     p = sub.add_parser(
         "serve",
         help="the attention explorer: a local web page and JSON API over trained runs",
@@ -299,6 +253,9 @@ def build_parser():
     )
     p.set_defaults(handler=cliutil.lazy("transformer.serve.app", "main"))
 
+
+def add_bench(sub):
+    """`bench` (transformer/bench/benchmark.py)."""
     p = sub.add_parser(
         "bench",
         help="speed benchmarks against stock-Keras baselines measured in the same run",
@@ -318,7 +275,7 @@ def build_parser():
     )
     p.add_argument(
         "--profile",
-        choices=["tiny", "demo", "base", "big"],
+        choices=config.PROFILE_NAMES,
         default="base",
         help="model size to measure (default %(default)s)",
     )
@@ -327,6 +284,24 @@ def build_parser():
     p.add_argument("--pairs", type=positive_int, help="sentence pairs to sample")
     p.set_defaults(handler=cliutil.lazy("transformer.bench.benchmark", "main"))
 
+
+def build_parser():
+    parser = cliutil.ArgumentParser(prog="python -m transformer", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        add_data_stats,
+        add_train,
+        add_translate,
+        add_evaluate,
+        add_pack,
+        add_export,
+        add_heatmaps,
+        add_demo,
+        add_plot_run,
+        add_serve,
+        add_bench,
+    ):
+        add(sub)
     return parser
 
 

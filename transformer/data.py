@@ -154,22 +154,18 @@ def stats(path, seed=0):
 
 # ----------------------------------------------------------------------------- tf.data
 
-# width of the length buckets (tokens): batches are padded to the bucket's upper bound.
-# 4 rather than 8: 79% instead of 69% of the computed target positions are real tokens, and
-# the base step trains 1.13x the real tokens/s (4,474 vs 3,957 in mixed_bfloat16, 2,048-token
-# budget, idle 2-core CPU, 2026-11-26); the compiled step sees 16 shapes instead of 8.
+# Width of the length buckets (tokens): batches are padded to the bucket's upper bound, and
+# 4 pads less than 8 at twice the compiled shapes (measured: docs/).
 BUCKET_WIDTH = 4
 
-# Batches are shuffled again after bucketing, over a whole epoch (~650 batches for es-en at a
-# 2,048 budget). Without it every epoch ended with the buckets' part-full last batches, one
-# after another: a dozen small, noisy Adam steps right before the validation loss is taken and
-# the checkpoint saved. Measured on es-en base: validation loss 4.38 at the end of epoch 1
-# (step 628), 3.35 only 72 steps later (step 700), in float32 and in bfloat16 alike.
+# Batches are shuffled again after bucketing, over a whole epoch: otherwise every epoch ends
+# with the buckets' part-full last batches, small noisy steps right before the validation
+# loss is taken and the checkpoint saved (measured: docs/).
 BATCH_SHUFFLE_BUFFER = 4096
 
 
 def bucket_boundaries(max_length, width=BUCKET_WIDTH):
-    """Upper bounds (exclusive) of the length buckets: 9, 17, 25, ... covering `max_length`."""
+    """Upper bounds (exclusive) of the length buckets: 5, 9, 13, ... (width 4) covering `max_length`."""
     return list(range(width + 1, max_length + width + 1, width))
 
 

@@ -1,4 +1,4 @@
-"""Run directories: the profiles a run is made from, creating one, and loading one back.
+"""Run directories: creating one, loading one back, and shipping one.
 
 A *training run* (`checkpoints/<run>`, written by `python -m transformer train`) holds
 `config.json`, the tokenizers, `ckpt/` (the last N checkpoints, for resuming), `best/`
@@ -9,7 +9,7 @@ A *shipped run* (`transformer/pretrained/<direction>`, written by `python -m tra
 float16 or float32 plain arrays: no pickle) and `SHA256SUMS`, which loading verifies.
 
 `load_run(dir)` accepts either kind and returns the model with its weights, the
-tokenizers and the config.
+tokenizers and the config. What a config holds is `transformer/config.py`.
 """
 
 import contextlib
@@ -23,131 +23,15 @@ import numpy as np
 import tensorflow as tf
 
 from transformer import data
+from transformer.config import LOADED_KEYS, RESUMABLE, upgrade
 from transformer.model.encoder_decoder import build_model
-from transformer.training.optimizer import default_precision
+from tutorials_common import runlock
 from tutorials_common import subword as tok
 from tutorials_common.cliutil import UserError, read_json
 from tutorials_common.datafiles import sha256
 
-# Model and training sizes. Flags override any value. `base` is the TensorFlow tutorial's
-# size (4 layers, d_model 128, 8 heads) with one vocabulary shared by both languages and
-# tied embeddings; `demo` is a 2-layer model; `big` is the paper's base model, for a GPU.
-# base warms up for 1,000 steps, not the paper's 4,000: an epoch here is only ~650-730
-# steps, and with 4,000 the learning rate still rises through epoch 5. Measured on es-en
-# (same GPU run, float32): validation loss after 5 epochs 1.452 instead of 1.757, and the
-# same converged loss (1.0017 vs 1.0023); twice the rate (--lr-scale 2) trained worse (1.81).
-PROFILES = {
-    "tiny": dict(
-        num_layers=1,
-        d_model=32,
-        num_heads=2,
-        dff=64,
-        dropout_rate=0.1,
-        vocab_size=1000,
-        token_budget=512,
-        max_length=48,
-        max_positions=128,
-        epochs=3,
-        warmup_steps=50,
-    ),
-    "demo": dict(
-        num_layers=2,
-        d_model=128,
-        num_heads=4,
-        dff=512,
-        dropout_rate=0.1,
-        vocab_size=8000,
-        token_budget=2048,
-        max_length=48,
-        max_positions=128,
-        epochs=2,
-        warmup_steps=1000,
-    ),
-    "base": dict(
-        num_layers=4,
-        d_model=128,
-        num_heads=8,
-        dff=512,
-        dropout_rate=0.1,
-        vocab_size=8000,
-        token_budget=2048,
-        max_length=64,
-        max_positions=160,
-        epochs=40,
-        warmup_steps=1000,
-        patience=4,
-    ),
-    "big": dict(
-        num_layers=6,
-        d_model=512,
-        num_heads=8,
-        dff=2048,
-        dropout_rate=0.1,
-        vocab_size=8000,
-        token_budget=8192,
-        max_length=64,
-        max_positions=160,
-        epochs=30,
-        warmup_steps=4000,
-    ),
-}
-
-# Values every profile shares (also overridable by flags). precision: mixed_bfloat16 on CPUs
-# with bfloat16 units (measured faster than float32 on an AMD EPYC with AMX), else float32.
-DEFAULTS = dict(
-    direction="en-es",
-    tokenizer="sentencepiece",
-    bpemb_vs=10000,
-    bpemb_dim=100,
-    bpemb_model={},
-    bpemb_emb={},
-    init_embeddings="none",
-    pre_norm=False,
-    share_embeddings=True,
-    label_smoothing=0.1,
-    lr_scale=1.0,
-    steps=0,
-    seed=0,
-    split_seed=0,
-    data=None,
-    keep_checkpoints=3,
-    jit_compile=False,
-    precision=default_precision(),
-    strategy="default",
-    patience=0,
-    log_every=50,
-)
-
-# Flags that may change when a run is resumed; anything else must match the saved config.
-RESUMABLE = {
-    "epochs",
-    "steps",
-    "keep_checkpoints",
-    "jit_compile",
-    "strategy",
-    "log_every",
-    "patience",
-    "data",
-    "bpemb_model",
-    "bpemb_emb",
-    "lr_scale",
-}
-
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 WEIGHTS_FILE, SUMS_FILE = "weights.npz", "SHA256SUMS"
-
-
-def make_config(profile="base", **overrides):
-    """The profile's values, then DEFAULTS, then every override that is not None."""
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    config = {"profile": profile, **DEFAULTS, **PROFILES[profile]}
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    if config["d_model"] % config["num_heads"]:
-        raise UserError(f"d_model {config['d_model']} is not divisible by num_heads {config['num_heads']}")
-    if config["tokenizer"] == "bpemb" and config["share_embeddings"]:
-        config["share_embeddings"] = False  # BPEmb has one vocabulary per language
-    return config
 
 
 def languages(direction):
@@ -229,7 +113,8 @@ def prepare_run(run_dir, config):
                 + ", ".join(f"{k}={saved[k]}" for k in clash)
                 + "; use another --run name to change them"
             )
-        config = {**saved, **{k: config[k] for k in explicit & RESUMABLE}}
+        # (a key that an older run's file lacks takes today's value)
+        config = {**config, **saved, **{k: config[k] for k in explicit & RESUMABLE}}
     src_lang, tgt_lang = languages(config["direction"])
     splits = data.load_splits(config["direction"], config["data"], seed=config["split_seed"])
     if not splits["train"]:
@@ -259,28 +144,15 @@ class Run:
     checkpoint: str
 
 
-MODEL_KEYS = {
-    "direction": str,
-    "num_layers": int,
-    "d_model": int,
-    "num_heads": int,
-    "dff": int,
-    "src_vocab_size": int,
-    "tgt_vocab_size": int,
-    "max_positions": int,
-    "max_length": int,
-    "dropout_rate": (int, float),
-    "pre_norm": bool,
-}
-
-
 def read_config(run_dir):
-    """A run's config.json, checked for the keys and types a model is built from."""
+    """A run's config.json with today's key names (`config.upgrade`), checked for the keys
+    and types a model is built from."""
     config_file = Path(run_dir) / "config.json"
     config = read_json(config_file, f"{run_dir} is not a complete run: config.json is missing")
     if not isinstance(config, dict):
         raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
-    for key, kind in MODEL_KEYS.items():
+    config = upgrade(config)
+    for key, kind in LOADED_KEYS.items():
         if not isinstance(config.get(key), kind):
             raise UserError(
                 f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}"
@@ -381,10 +253,9 @@ def load_run(run_dir):
     if not run_dir.is_dir():
         raise UserError(f"no run directory {run_dir} (train one with `python -m transformer train`)")
     shipped = (run_dir / WEIGHTS_FILE).exists() or (run_dir / SUMS_FILE).exists()
+    # (a weights-only run of one's own, e.g. from tools/train_on_jax.py, may have no SHA256SUMS)
     if shipped and ((run_dir / SUMS_FILE).exists() or PRETRAINED_ROOT in run_dir.resolve().parents):
-        verify_sums(
-            run_dir
-        )  # (a weights-only run of one's own, e.g. from tools/train_on_jax.py, may have none)
+        verify_sums(run_dir)
     config = read_config(run_dir)
     src_lang, tgt_lang = languages(config["direction"])
     tokenizers = []
@@ -418,21 +289,23 @@ def load_run(run_dir):
 def written_into_place(out, force=False):
     """Yield a temporary sibling of `out` to write into; on success it replaces `out` by a
     rename, on failure it is removed (nothing half-written is left under `out`). A
-    non-empty `out` is refused unless `force`."""
+    non-empty `out` is refused unless `force`, and so is an `out` that another process is
+    writing (`tutorials_common.runlock`)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} exists and is not empty; use --force to replace it")
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
+    with runlock.hold(out):
+        if out.exists() and any(out.iterdir()) and not force:
+            raise UserError(f"{out} exists and is not empty; use --force to replace it")
+        tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
 
 
 def pack(run, out, dtype="float16", force=False):

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 _START = time.perf_counter()
@@ -57,7 +58,6 @@ def command_line(prog, default_args):
 
 def header(command, **fields):
     """The fields every report starts with: date (UTC), device, command, library versions."""
-    import keras
 
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),

@@ -14,6 +14,7 @@ of the listing of a folder's files and their SHA-256) wherever it came from: the
 network, the mirror, a file put in ``datasets/`` by hand, or an earlier extraction.
 """
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -27,6 +28,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import keras  # imported here: `--help` and data-stats on extracted data stay fast
 
 from tutorials_common.cliutil import UserError
 
@@ -164,7 +167,6 @@ def _download(src):
     archive = DATA_DIR / src.filename
     if archive.is_file():
         return archive
-    import keras  # imported here: `--help` and data-stats on extracted data stay fast
 
     origin = _origin(src)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -303,7 +305,6 @@ def fetch(name):
 
 def main(argv=None):
     """`python -m tutorials_common.datafiles [NAME ...]`: fetch the named data sets (default: the three main ones)."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tutorials_common.datafiles", description=main.__doc__)
     parser.add_argument(

@@ -21,6 +21,8 @@ BAD_ARGUMENTS = [
     ("transformer", "train --num-heads 0", "--num-heads: must be an integer >= 1, got 0"),
     ("transformer", "train --vocab-size 0", "--vocab-size"),
     ("transformer", "train --max-length 1", "--max-length: must be an integer >= 2, got 1"),
+    ("transformer", "train --max-sentence-tokens 1", "--max-sentence-tokens/--max-length: must be"),
+    ("transformer", "train --log-every 50", "unrecognized arguments: --log-every"),
     ("transformer", "train --steps -5", "--steps"),
     ("transformer", "train --dropout 1.5", "--dropout: must be in [0, 1)"),
     ("transformer", "train --lr-scale nan", "--lr-scale: expected a finite number"),

@@ -1,5 +1,5 @@
-"""The project's own import graph has no cycle, counting imports inside functions, and the
-heavy libraries stay out of the package `__init__` files (so `--help` stays fast)."""
+"""The project's own import graph has no cycle, counting imports inside functions; the package
+`__init__` files import nothing (so `--help` stays fast); no module is longer than 350 lines."""
 
 import ast
 from pathlib import Path
@@ -107,3 +107,10 @@ def test_package_inits_import_nothing_heavy():
             tree = ast.parse(init.read_text())
             imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
             assert not imports, f"{init.relative_to(ROOT)} imports at package import time"
+
+
+def test_no_module_over_350_lines():
+    long = {
+        name: n for name, path in project_modules().items() if (n := len(path.read_text().splitlines())) > 350
+    }
+    assert not long, f"modules over 350 lines: {long}"

@@ -1,6 +1,6 @@
 """The wheel installs like any other package: built from the checkout, installed (not editable)
 into a fresh folder outside it, and used from another working directory, it translates with
-the shipped model, exports a SavedModel and serves the explorer's page and API. The wheel holds
+the shipped models, draws heat maps and serves the explorer's page and API. The wheel holds
 only the project's packages at the top level, with the shipped models and the page inside."""
 
 import json
@@ -35,7 +35,18 @@ def wheel(tmp_path_factory):
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(src.read_bytes())
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            ".",
+        ],
         cwd=build,
         check=True,
         timeout=300,
@@ -82,28 +93,29 @@ def test_installed_copy_is_the_one_imported(installed):
     assert Path(out.strip()).is_relative_to(target)
 
 
-def test_installed_translate_and_export(installed):
-    target, env, elsewhere = installed
-    r = subprocess.run(
-        [sys.executable, "-m", "transformer", "translate", "--direction", "en-es", "Hello.", "He is a great director."],
-        cwd=elsewhere,
+def run_installed(env, cwd, *argv):
+    return subprocess.run(
+        [sys.executable, "-m", "transformer", *argv],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
+    )
+
+
+def test_installed_translate_and_heatmaps(installed):
+    target, env, elsewhere = installed
+    r = run_installed(
+        env, elsewhere, "translate", "--direction", "en-es", "Hello.", "He is a great director."
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["Hola.", "Él es un gran director."]
-    r = subprocess.run(
-        [sys.executable, "-m", "transformer", "export", "--direction", "en-es", "--out", "exported"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = run_installed(
+        env, elsewhere, "heatmaps", "--direction", "es-en", "--sentence", "Hola.", "--out", "maps"
     )
     assert r.returncode == 0, r.stderr
-    assert (elsewhere / "exported" / "saved_model.pb").is_file()
+    assert len(list((elsewhere / "maps").rglob("*.png"))) >= 4
 
 
 def test_installed_serve_page_and_api(installed):

@@ -22,10 +22,10 @@ def train_tiny(run_dir, **overrides):
     dtype policy that training sets is restored afterwards."""
     import keras
 
-    from transformer import runs
+    from transformer import config as settings
     from transformer.training import loop as train
 
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny", direction="en-es", data=str(FIXTURE), **{"precision": "float32", **overrides}
     )
     config["_explicit"] = set(overrides)

@@ -86,7 +86,7 @@ def training_targets(run_dir):
     config = json.loads((run_dir / "config.json").read_text())
     src, tgt = (subword.load_tokenizer(run_dir, lang) for lang in ("en", "es"))
     splits = data.load_splits("en-es", str(FIXTURE), seed=config["split_seed"], warn=False)
-    _, targets, _ = data.encode_pairs(data.flatten(splits["train"]), src, tgt, config["max_length"])
+    _, targets, _ = data.encode_pairs(data.flatten(splits["train"]), src, tgt, config["max_sentence_tokens"])
     return targets
 
 

@@ -1,6 +1,7 @@
 """The shipped models in transformer/pretrained/: checksums, a regression floor on the test split,
 names and numbers that survive translation, and the loaders' refusals."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,15 @@ def test_shipped_files_are_small_and_checksummed():
         verify_sums(PRETRAINED_ROOT / direction)
         with np.load(PRETRAINED_ROOT / direction / "weights.npz", allow_pickle=False) as f:
             assert {f[k].dtype for k in f.files} == {np.dtype("float16")}
+
+
+def test_shipped_configs_keep_their_key_names_and_load_under_todays(shipped):
+    """The checksummed config.json files are not rewritten: `max_length` is read as
+    `max_sentence_tokens` and the retired `log_every` is dropped."""
+    saved = json.loads((shipped.run_dir / "config.json").read_text())
+    assert saved["max_length"] == shipped.config["max_sentence_tokens"] == 64
+    assert "max_sentence_tokens" not in saved and not {"max_length", "log_every"} & set(shipped.config)
+    assert shipped.config["max_positions"] == shipped.model.max_length == 160
 
 
 @pytest.mark.skipif(not _spa_txt_available(), reason="spa-eng not available (set DATASETS_MIRROR)")

@@ -67,7 +67,7 @@ def test_shapes_per_kind(answer, run):
         "layers": layers,
         "heads": heads,
         "d_model": run.config["d_model"],
-        "max_tokens": run.config["max_length"] - 1,
+        "max_tokens": run.config["max_sentence_tokens"] - 1,
     }
 
 
@@ -163,7 +163,7 @@ def test_too_many_tokens_is_413(client, run):
     assert len(text) <= serve.MAX_TEXT_CHARS
     response = post(client, {"text": text})
     assert response.status_code == 413
-    assert f"at most {run.config['max_length'] - 1}" in response.get_json()["error"]
+    assert f"at most {run.config['max_sentence_tokens'] - 1}" in response.get_json()["error"]
 
 
 def test_other_http_errors_are_json(client):

@@ -165,8 +165,8 @@ def test_baseline_has_our_dimensions():
     """The stock-Keras baseline computes what ours computes: the same number of weights in
     every matrix of the encoder and decoder blocks (it adds learned position embeddings)."""
     from transformer.bench.keras_baseline import build_baseline
+    from transformer.config import make_config
     from transformer.model.encoder_decoder import build_model
-    from transformer.runs import make_config
 
     config = make_config("tiny", src_vocab_size=50, tgt_vocab_size=50, share_embeddings=False)
     ours = build_model(config)

@@ -18,11 +18,12 @@ SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from transformer import runs
+    from transformer.config import make_config
+    from transformer.training.optimizer import make_optimizer
     from transformer.training import loop as train
     from transformer.model.encoder_decoder import build_model
 
-    config = runs.make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=10)
+    config = make_config("tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=10)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(3):  # global batch 6: 3 sentences per replica, uneven padding
@@ -35,7 +36,7 @@ SCRIPT = textwrap.dedent("""
 
     if len(sys.argv) > 1:  # the whole training loop: bucketed batches split over 2 replicas, checkpoints
         run_dir = sys.argv[2] + "/mirrored-run"
-        status = train.train(runs.make_config("tiny", data=sys.argv[1], strategy="mirrored", steps=3), run_dir)
+        status = train.train(make_config("tiny", data=sys.argv[1], strategy="mirrored", steps=3), run_dir)
         print(json.dumps({"status": status, "checkpoint": tf.train.latest_checkpoint(run_dir + "/ckpt")}))
         sys.exit()
 
@@ -43,7 +44,7 @@ SCRIPT = textwrap.dedent("""
         with strategy.scope():
             model = build_model(config)
             model.set_weights(initial)
-            optimizer = train.make_optimizer(config)
+            optimizer = make_optimizer(config)
             optimizer.build(model.trainable_variables)
         step = train.make_train_step(model, optimizer, config, strategy)
         dataset = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=(

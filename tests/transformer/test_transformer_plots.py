@@ -249,5 +249,5 @@ def test_data_stats_plot(run_dir, tmp_path, capsys):
     assert code == 0 and "sentence lengths in subword tokens incl. eos:" in out
     import json
 
-    limit = json.loads((run_dir / "config.json").read_text())["max_length"]
+    limit = json.loads((run_dir / "config.json").read_text())["max_sentence_tokens"]
     assert f"> {limit}" in out  # pairs over the run's training length are counted

@@ -19,8 +19,8 @@ def test_bpemb_embedding_matrix_and_model_initialisation():
     import bpemb
     import numpy as np
 
+    from transformer.config import make_config
     from transformer.model.encoder_decoder import build_model
-    from transformer.runs import make_config
     from transformer.training import loop as train
 
     reference = bpemb.BPEmb(model_file=BPEMB_MODEL, emb_file=BPEMB_EMB, dim=25)

@@ -1,8 +1,11 @@
 """Loss, schedule, the training loop's run directory, resuming, signals and non-finite losses,
 mixed precision and XLA numerics."""
 
+import errno
 import json
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from transformer import config as settings
 from transformer import runs
 from transformer.model.encoder_decoder import build_model
 from transformer.training import loop as train
@@ -58,12 +62,12 @@ def test_warmup_schedule_follows_the_paper():
             expected, rel=1e-5
         )  # optimizer.iterations is 0-based
     assert float(recipe.WarmupSchedule(128, 4000, scale=2.0)(99)) == pytest.approx(2 * float(schedule(99)))
-    optimizer = recipe.make_optimizer(runs.make_config("tiny"))
+    optimizer = recipe.make_optimizer(settings.make_config("tiny"))
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
 
 
 def test_profiles_and_overrides():
-    base = runs.make_config("base")
+    base = settings.make_config("base")
     assert (base["num_layers"], base["d_model"], base["dff"], base["num_heads"], base["dropout_rate"]) == (
         4,
         128,
@@ -72,11 +76,11 @@ def test_profiles_and_overrides():
         0.1,
     )
     assert base["vocab_size"] == 8000 and base["label_smoothing"] == 0.1
-    assert runs.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
+    assert settings.make_config("base", d_model=64, num_heads=None)["d_model"] == 64
     with pytest.raises(UserError, match="divisible"):
-        runs.make_config("base", d_model=100)
+        settings.make_config("base", d_model=100)
     with pytest.raises(UserError, match="profile"):
-        runs.make_config("huge")
+        settings.make_config("huge")
 
 
 def test_tiny_run_directory_holds_everything(tiny_run):
@@ -197,7 +201,7 @@ def _two_steps(config, weights):
 
 
 def test_mixed_precision_matches_float32():
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
     )
     keras.utils.set_random_seed(0)
@@ -235,7 +239,7 @@ def test_bfloat16_training_matches_float32():
     150 steps of the tiny model take the loss from about 4.4 to about 1.1 in both (measured:
     float32 1.156, bfloat16 1.091); the first losses agree within 1%, the last within 10%
     (bfloat16 keeps 8 bits of mantissa; variables, softmax and loss stay float32)."""
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny",
         dropout_rate=0.0,
         src_vocab_size=50,
@@ -263,7 +267,7 @@ def test_bfloat16_training_matches_float32():
 
 
 def test_jit_compiled_step_matches_plain_step():
-    config = runs.make_config(
+    config = settings.make_config(
         "tiny", dropout_rate=0.0, src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, warmup_steps=1
     )
     keras.utils.set_random_seed(0)
@@ -273,3 +277,109 @@ def test_jit_compiled_step_matches_plain_step():
     assert after < loss
     assert loss_xla == pytest.approx(loss, rel=1e-5)
     assert after_xla == pytest.approx(after, rel=1e-4)
+
+
+def _no_space(folder=None):
+    """A checkpoint merge that fails with ENOSPC (when it writes into `folder`, or always),
+    after the shards are written into its `_temp` folder, as a full disk does."""
+    from tensorflow.python.ops import gen_io_ops
+
+    real = gen_io_ops.merge_v2_checkpoints
+
+    def merge(checkpoint_prefixes, destination_prefix, *args, **kwargs):
+        destination = destination_prefix.numpy().decode() if hasattr(destination_prefix, "numpy") else ""
+        if folder is None or f"/{folder}/" in str(destination or destination_prefix):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(checkpoint_prefixes, destination_prefix, *args, **kwargs)
+
+    return gen_io_ops, "merge_v2_checkpoints", merge
+
+
+def test_a_failing_save_keeps_no_log_line_nor_temp_folder_and_the_run_resumes(
+    tiny_trainer, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    assert tiny_trainer(run_dir, steps=2) == 0
+    before = (run_dir / "train_log.jsonl").read_text()
+    (line,) = [json.loads(x) for x in before.splitlines()]
+    assert (line["epoch"], line["epoch_finished"], line["step"]) == (1, False, 2)  # the epoch being trained
+    with monkeypatch.context() as patch:
+        patch.setattr(*_no_space("ckpt"))  # (best/ may be replaced first: it is kept)
+        with pytest.raises(UserError, match=r"could not save the checkpoint of step 4 .*No space left"):
+            tiny_trainer(run_dir, steps=4)
+    assert (run_dir / "train_log.jsonl").read_text() == before
+    assert not list(run_dir.rglob("*_temp*")) and not (run_dir / "best.new").exists()
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-2")
+    assert not list((run_dir / "ckpt").glob("ckpt-4*"))
+    capsys.readouterr()
+    assert tiny_trainer(run_dir, steps=4) == 0
+    assert "at step 2" in capsys.readouterr().err
+    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in log] == [(1, 2), (1, 4)]
+    assert tf.train.latest_checkpoint(str(run_dir / "ckpt")).endswith("ckpt-4")
+
+
+def test_a_failing_save_of_best_takes_back_the_log_line(tmp_path, monkeypatch):
+    """Checkpoints.commit on its own: the save of best.new/ fails, so neither the log line nor
+    best.new/ (nor its ckpt-N_temp/) is left, and best/ and ckpt/ are as they were."""
+    from transformer.training.checkpoints import Checkpoints
+
+    variable = tf.Variable(1.0)
+    ckpts = Checkpoints(tmp_path, tf.train.Checkpoint(v=variable), keep=3)
+    ckpts.commit({"epoch": 1, "step": 10, "val_loss": 2.0}, best=True)
+    log = (tmp_path / "train_log.jsonl").read_text()
+    variable.assign(5.0)
+    monkeypatch.setattr(*_no_space("best.new"))
+    with pytest.raises(UserError, match=r"could not save the checkpoint of step 20 .*No space left"):
+        ckpts.commit({"epoch": 2, "step": 20, "val_loss": 1.0}, best=True)
+    assert (tmp_path / "train_log.jsonl").read_text() == log
+    assert not (tmp_path / "best.new").exists() and not list(tmp_path.rglob("*_temp*"))
+    assert ckpts.best_loss() == 2.0 and tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-10")
+    assert tf.train.load_variable(str(tmp_path / "best" / "ckpt-10"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
+
+
+def test_the_config_table_gives_the_flags_the_resumable_set_and_the_model_arguments():
+    from transformer.__main__ import build_parser
+
+    args = build_parser().parse_args(
+        "train --profile tiny --max-length 30 --dropout 0.2 --no-share-embeddings --bpemb-model en=x.model".split()
+    )
+    given = {k: v for k, v in settings.overrides(args).items() if v is not None}
+    assert given == {
+        "max_sentence_tokens": 30,  # --max-length: the older name of --max-sentence-tokens
+        "dropout_rate": 0.2,
+        "share_embeddings": False,
+        "bpemb_model": {"en": str(Path("x.model").resolve())},
+    }
+    assert settings.RESUMABLE == {  # (the set before the table, less the retired log_every)
+        *("epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "patience", "data"),
+        *("bpemb_model", "bpemb_emb", "lr_scale"),
+    }
+    base = settings.make_config("base", src_vocab_size=5, tgt_vocab_size=6)
+    assert settings.model_arguments(base) == dict(
+        num_layers=4,
+        d_model=128,
+        num_heads=8,
+        dff=512,
+        input_vocab_size=5,
+        target_vocab_size=6,
+        dropout_rate=0.1,
+        pre_norm=False,
+        max_length=160,  # the Transformer's positional table: max_positions
+        share_embeddings=True,
+    )
+
+
+def test_an_old_run_directory_loads_and_resumes_under_todays_key_names(tiny_run, spa_fixture, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    config = json.loads((old / "config.json").read_text())
+    config["max_length"] = config.pop("max_sentence_tokens")
+    config["log_every"] = 50  # a retired flag
+    (old / "config.json").write_text(json.dumps(config))
+    run = runs.load_run(old)
+    assert run.config["max_sentence_tokens"] == 48 and not {"max_length", "log_every"} & set(run.config)
+    again = settings.make_config("tiny", data=str(spa_fixture), max_sentence_tokens=30)
+    again["_explicit"] = {"data", "max_sentence_tokens"}
+    with pytest.raises(UserError, match="trained with max_sentence_tokens=48"):
+        runs.prepare_run(old, again)

@@ -42,9 +42,9 @@ from keras import ops
 
 from transformer import data
 from transformer.bench.train_step_timing import KerasTrainer, OursTrainer, measure_training, padded
+from transformer.config import make_config as run_config
 from transformer.inference import decoding as decode
 from transformer.model.encoder_decoder import build_model
-from transformer.runs import make_config as run_config
 from transformer.training.optimizer import precision
 from tutorials_common import benchreport, datafiles
 from tutorials_common.benchreport import log
@@ -414,12 +414,11 @@ def run_bench(
         {k: v for k, v in dict(seconds=seconds, rounds=rounds, pairs=pairs).items() if v is not None}
     )
     config = make_config(profile, 8000)
-    keras_lengths = [20] if quick else [20, config["max_length"]]  # the Keras example's length; no truncation
+    limit = config["max_sentence_tokens"]
+    keras_lengths = [20] if quick else [20, limit]  # the Keras example's length; no truncation
     log(f"bench: profile {profile}, {'quick' if quick else 'full'} sizes {sizes}")
     (src_ids, tgt_ids), data_description = spa_eng_ids(sizes["pairs"], config["tgt_vocab_size"], data_path)
-    keep = [
-        i for i, (s, t) in enumerate(zip(src_ids, tgt_ids)) if max(len(s), len(t)) <= config["max_length"]
-    ]
+    keep = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids)) if max(len(s), len(t)) <= limit]
     src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
 
     log("4. peak memory of training ours (in this process, before any baseline exists)")
@@ -492,7 +491,7 @@ def run_bench(
                 "dff",
                 "dropout_rate",
                 "token_budget",
-                "max_length",
+                "max_sentence_tokens",
                 "tgt_vocab_size",
                 "jit_compile",
             )

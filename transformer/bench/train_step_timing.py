@@ -15,10 +15,10 @@ import tensorflow as tf
 
 from transformer import data
 from transformer.bench.keras_baseline import build_baseline
+from transformer.config import make_config
 from transformer.model.encoder_decoder import build_model
-from transformer.runs import make_config
-from transformer.training.loop import make_optimizer, make_train_step
-from transformer.training.optimizer import precision
+from transformer.training.loop import make_train_step
+from transformer.training.optimizer import make_optimizer, precision
 from tutorials_common.benchreport import log
 from tutorials_common.subword import BOS_ID
 
@@ -72,7 +72,7 @@ class OursTrainer:
         self.model = build_in_precision(config)
         self.step = make_train_step(self.model, make_optimizer(config), config)
         dataset = data.make_dataset(
-            src_ids, tgt_ids, config["token_budget"], config["max_length"], shuffle=True, seed=0
+            src_ids, tgt_ids, config["token_budget"], config["max_sentence_tokens"], shuffle=True, seed=0
         )
         self.batches = iter(dataset.repeat())
         self.real_tokens = self.padded_tokens = 0

@@ -63,7 +63,7 @@ def run_curves(run_dir):
     rows = []
     for r in records:
         if r.get("epoch_finished", True) or not steps_per_epoch:
-            position = float(r["epoch"]) if r.get("epoch_finished", True) else r["epoch"] + 0.5
+            position = float(r["epoch"]) if r.get("epoch_finished", True) else r["epoch"] - 0.5
         else:
             position = r["step"] / steps_per_epoch
         rows.append(
@@ -219,7 +219,7 @@ def token_lengths_main(pairs, data_file, plot_path, run_dir=None):
     """`data-stats --plot`: print the length table and draw the histograms of ``pairs``."""
     limit = None
     if run_dir is not None:
-        limit = read_config(run_dir)["max_length"]
+        limit = read_config(run_dir)["max_sentence_tokens"]
     lengths, unit = token_lengths(pairs, run_dir)
     print()
     print(format_token_lengths(lengths, unit, limit))

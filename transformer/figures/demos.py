@@ -18,6 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from transformer.model.attention import (
+    MultiHeadAttention,
+    decoder_self_attention_mask,
+    look_ahead_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+from transformer.model.layers import positional_encoding
 from tutorials_common.plotting import pyplot
 
 SENTENCE = "Anthony Hopkins admired Michael Bay as a great director.".split()
@@ -45,7 +53,6 @@ def sample_sentence():
 
 
 def split_heads_demo(out):
-    from transformer.model.attention import MultiHeadAttention, scaled_dot_product_attention
 
     x = sample_sentence()
     mha = MultiHeadAttention(d_model=512, num_heads=8)
@@ -84,7 +91,6 @@ def split_heads_demo(out):
 
 
 def mantra_demo(out):
-    from transformer.model.attention import scaled_dot_product_attention
 
     w = np.array(MANTRA_WEIGHTS)
     print('query "Michael"; keys and values: the 9 tokens of "' + " ".join(SENTENCE) + '"')
@@ -134,7 +140,6 @@ def mantra_demo(out):
 
 
 def cross_attention_demo(out):
-    from transformer.model.attention import MultiHeadAttention
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=(1, 12, 512)).astype("float32")
@@ -162,7 +167,6 @@ def cross_attention_demo(out):
 
 
 def masks_demo(out):
-    from transformer.model.attention import decoder_self_attention_mask, look_ahead_mask, padding_mask
 
     ids = np.array([[7, 6, 9, 2, 0, 0], [5, 8, 2, 0, 0, 0], [4, 3, 6, 8, 9, 2]])
     print("a batch of 3 token-id sequences padded with 0:")
@@ -195,7 +199,6 @@ def masks_demo(out):
 
 
 def positional_encoding_demo(out, length=2048, depth=512):
-    from transformer.model.layers import positional_encoding
 
     pe = positional_encoding(length, depth)
     print(

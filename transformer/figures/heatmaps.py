@@ -19,11 +19,13 @@ diagonal; it is printed as a table and drawn as a line plot.
 import math
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from transformer.inference.attention_maps import KINDS, attention_summary, sentence_attention
+from transformer.runs import load_run, resolve_checkpoint
 from tutorials_common.cliutil import UserError
 from tutorials_common.plotting import pyplot
 
@@ -65,7 +67,6 @@ def _grid(heads):
 
 def _wrap(title, width_inches):
     """Wrap each line of a title to what fits the figure (about 13 characters per inch at 9 pt)."""
-    import textwrap
 
     return "\n".join(textwrap.fill(line, max(30, int(13 * width_inches))) for line in title.split("\n"))
 
@@ -199,7 +200,6 @@ def write_heatmaps(run, sentence, out):
 
 
 def heatmaps_main(args):
-    from transformer.runs import load_run, resolve_checkpoint
 
     sentences = args.sentence
     if sentences is not None and not all(s.strip() for s in sentences):

@@ -45,7 +45,7 @@ class ExportedTranslator(tf.Module):
         self.model = run.model
         self.src_tokenizer = _sentencepiece(run.src_tokenizer)
         self.tgt_tokenizer = _sentencepiece(run.tgt_tokenizer)
-        self.max_source = run.config["max_length"]
+        self.max_source = run.config["max_sentence_tokens"]
         self.beam, self.length_penalty = beam, length_penalty
 
     def _source_ids(self, sentences):

@@ -35,7 +35,7 @@ def has_text(text):
 def encode_source(run, text, line_number=None, warn=True):
     """Source token ids + eos, truncated (with a warning on stderr) to the training length."""
     ids = run.src_tokenizer.encode(text) + [data.EOS_ID]
-    limit = run.config["max_length"]
+    limit = run.config["max_sentence_tokens"]
     if len(ids) > limit:
         if warn:
             where = f"line {line_number}" if line_number is not None else "input"

@@ -19,6 +19,7 @@ Attention maps are returned in a dict keyed ``"encoder/layer_1/self_attention"``
 import keras
 from keras import ops
 
+from transformer.config import model_arguments
 from transformer.model.attention import decoder_self_attention_mask, padding_mask
 from transformer.model.layers import DecoderLayer, EncoderLayer, PositionalEmbedding, register
 
@@ -264,19 +265,9 @@ class Transformer(keras.Model):
 
 
 def build_model(config):
-    """The Transformer described by a run's `config` dict, with its weights created."""
-    model = Transformer(
-        num_layers=config["num_layers"],
-        d_model=config["d_model"],
-        num_heads=config["num_heads"],
-        dff=config["dff"],
-        input_vocab_size=config["src_vocab_size"],
-        target_vocab_size=config["tgt_vocab_size"],
-        dropout_rate=config["dropout_rate"],
-        pre_norm=config["pre_norm"],
-        max_length=config["max_positions"],
-        share_embeddings=config.get("share_embeddings", False),
-    )
+    """The Transformer described by a run's `config` dict, with its weights created (the
+    config keys that set each argument: `transformer.config.model_arguments`)."""
+    model = Transformer(**model_arguments(config))
     dummy = ops.ones((1, 2), "int32")
     model((dummy, dummy), training=False)
     return model

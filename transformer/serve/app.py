@@ -64,7 +64,7 @@ def _model_info(run):
         "layers": c["num_layers"],
         "heads": c["num_heads"],
         "d_model": c["d_model"],
-        "max_tokens": c["max_length"] - 1,
+        "max_tokens": c["max_sentence_tokens"] - 1,
     }
 
 
@@ -102,7 +102,7 @@ def explain(run, text, beam=1):
     """The API's answer for one sentence (see the module docstring)."""
     start = time.perf_counter()
     n_tokens = len(run.src_tokenizer.encode(text)) + 1
-    limit = run.config["max_length"]
+    limit = run.config["max_sentence_tokens"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
     translation, src_pieces, tgt_pieces, maps = attention_maps.sentence_attention(

@@ -1,12 +1,15 @@
-"""A training run's checkpoints and what keeps them safe (`transformer/train.py` uses them).
+"""A training run's checkpoints and what keeps them safe (`transformer/training/loop.py` uses them).
 
 `ckpt/` keeps the last few checkpoints (for resuming), `best/` the one with the lowest
 validation loss, replaced only by a better one and only by renaming a complete new copy
-into place, and `train_log.jsonl` one line per epoch, written before the checkpoint so a
-kill between the two redoes the epoch instead of losing its line. A run whose checkpoints
-exist but cannot be read stops with an error rather than silently starting over.
+into place, and `train_log.jsonl` one line per epoch, committed together with the epoch's
+checkpoint (`Checkpoints.commit`): a save that fails (a full disk) takes the line back and
+removes its half-written folders, and a kill between the two leaves a line past the
+checkpoint, which the next run drops. A run whose checkpoints exist but cannot be read
+stops with an error rather than silently starting over.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -104,7 +107,54 @@ class Checkpoints:
             return float("inf")
 
     def save(self, step):
-        return self.latest.save(checkpoint_number=step)
+        """Save ckpt/ckpt-<step>; a failed save leaves no part of it behind (UserError)."""
+        try:
+            return self.latest.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            self._remove_partial(step)
+            raise self._failed(e, step) from None
+
+    def commit(self, record, best=False):
+        """Save the epoch of `record`: its log line, best/ when `best`, then ckpt/; returns the
+        checkpoint's path. A save that fails takes the log line back and removes the
+        half-written folders (UserError). (A best/ already replaced stays: resuming takes
+        the lower of its loss and the checkpoint's.)"""
+        step, log = record["step"], self.root / "train_log.jsonl"
+        size = log.stat().st_size if log.exists() else 0
+        try:
+            self.log(record)
+            if best:
+                self.save_best(step, record["val_loss"])
+            return self.save(step)
+        except (OSError, tf.errors.OpError, UserError) as e:
+            self._remove_partial(step)
+            with contextlib.suppress(OSError):
+                os.truncate(log, size)
+            raise (e if isinstance(e, UserError) else self._failed(e, step)) from None
+
+    def _failed(self, error, step):
+        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+        return UserError(
+            f"could not save the checkpoint of step {step} in {self.root} ({reason}); nothing of it "
+            f"was kept and the last checkpoint is {self.latest.latest_checkpoint or 'none'}: free "
+            "some space and rerun the same command to resume"
+        )
+
+    def _remove_partial(self, step):
+        """After a failed save: best.new/, ckpt/ckpt-<step>_temp/, and ckpt-<step> files the
+        state file does not list."""
+        shutil.rmtree(self.root / "best.new", ignore_errors=True)
+        ckpt = self.root / "ckpt"
+        for temp in ckpt.glob(f"ckpt-{step}_temp*"):
+            shutil.rmtree(temp, ignore_errors=True)
+        try:
+            state = tf.train.get_checkpoint_state(str(ckpt))
+            listed = {Path(p).name for p in state.all_model_checkpoint_paths} if state else set()
+        except Exception:  # noqa: BLE001  (a damaged state file: keep the files)
+            return
+        if f"ckpt-{step}" not in listed:
+            for path in ckpt.glob(f"ckpt-{step}.*"):
+                path.unlink(missing_ok=True)
 
     def save_best(self, step, val_loss):
         """Write best.new/ (checkpoint + best.json), then swap it in for best/ with renames

@@ -1,20 +1,32 @@
-"""Training on several devices or machines with `tf.distribute` (`transformer/train.py`
+"""Training on several devices or machines with `tf.distribute` (`transformer/training/loop.py`
 uses it): the strategy, which worker is the chief and where the others write, and what
 keeps N workers in step -- a fingerprint they compare before the first step, a stop signal
 they agree on every step, a tally of the data shard each one read, and one clear line
-when a worker is lost.
+when a worker is lost. `Workers` puts these duties behind one object.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from tutorials_common import runlock
 from tutorials_common.cliutil import UserError
+
+# what a collective operation raises when another worker died or went away
+LOST_WORKER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+)
 
 
 def make_strategy(name):
@@ -159,3 +171,100 @@ def lost_worker(error, strategy):
         f"{why}; stopped this worker {strategy.cluster_resolver.task_id}. Restart every worker to "
         "resume from the chief's last checkpoint"
     )
+
+
+class Workers:
+    """This process's part in a training: every multi-worker duty of the loop behind one
+    object, each a no-op for a single process (the default or mirrored strategy).
+
+    Worker 0, the chief, writes the run directory (and locks it against a second training);
+    every other worker keeps its config and tokenizers in `run_dir/.worker-N` (`root`,
+    removed at the end) and restores the chief's `run_dir/ckpt`."""
+
+    def __init__(self, strategy, run_dir):
+        self.strategy, self.run_dir = strategy, Path(run_dir)
+        self.multi, self.chief = is_multiworker(strategy), is_chief(strategy)
+        self.replicas = strategy.num_replicas_in_sync
+        self.root = self.run_dir if self.chief else worker_dir(self.run_dir, strategy)
+        self._tally = None
+
+    @contextlib.contextmanager
+    def running(self):
+        """Around a whole training: the chief's lock on the run directory, a lost worker as
+        one line, and a worker's own folder removed at the end."""
+        lock = (
+            runlock.hold(self.run_dir, f"run directory {self.run_dir}")
+            if self.chief
+            else contextlib.nullcontext()
+        )
+        try:
+            with lock:
+                yield self
+        except LOST_WORKER_ERRORS as e:
+            if not self.multi:
+                raise
+            raise lost_worker(e, self.strategy) from None
+        finally:
+            if not self.chief:
+                shutil.rmtree(self.root, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()  # a worker on another machine (no shared filesystem) leaves nothing
+
+    def leave_together(self, status):
+        """Wait for every worker: one that exits first looks crashed to the chief."""
+        if self.multi:
+            gather_from_workers(self.strategy, [status])
+
+    def copy_chief_checkpoints(self):
+        """A worker resumes from the chief's checkpoints (a shared or copied run directory)."""
+        if not self.chief and (self.run_dir / "ckpt").is_dir():
+            shutil.rmtree(self.root / "ckpt", ignore_errors=True)
+            shutil.copytree(
+                self.run_dir / "ckpt", self.root / "ckpt", ignore=shutil.ignore_patterns("*_temp*")
+            )
+
+    def agree(self, config, tokenizers, step, epoch):
+        """Before the first step: every worker built the same model and restored the same step."""
+        if not self.multi:
+            return
+        check_workers_agree(self.strategy, run_fingerprint(config, tokenizers), step, epoch)
+        resolver = self.strategy.cluster_resolver
+        print(
+            f"worker {resolver.task_id} of {resolver.cluster_spec().num_tasks('worker')}: the workers agree on "
+            f"the config and start at step {step}; "
+            + (
+                f"this one writes {self.run_dir}"
+                if self.chief
+                else f"worker 0 writes the run, this one only {self.root}"
+            ),
+            file=sys.stderr,
+        )
+
+    def distribute(self, dataset):
+        """The dataset as the strategy feeds it: each worker takes its own part of every global batch."""
+        if self.replicas == 1 and not self.multi:
+            return dataset
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    def read(self, batches):
+        """An epoch's batches, tallied per worker (reported by `report`)."""
+        if not self.multi:
+            return batches
+        self._tally = ShardTally(self.strategy)
+        return self._tally.read(batches)
+
+    def report(self, epoch):
+        if self._tally is not None:
+            self._tally.report(epoch)
+
+    def stop_signal(self, stop):
+        """A signal to any worker stops all of them after the same step."""
+        return AgreedStop(stop, self.strategy) if self.multi else stop
+
+    def summary_writer(self):
+        """TensorBoard logs in run_dir/logs, written by the chief only."""
+        if self.chief:
+            return tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        return tf.summary.create_noop_writer()

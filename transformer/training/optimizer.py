@@ -6,23 +6,8 @@ trains in. Plain Keras, so the same recipe runs on any Keras backend.
 import keras
 from keras import ops
 
+from transformer.config import PRECISIONS, default_precision  # noqa: F401  (default_precision: re-exported)
 from tutorials_common.cliutil import UserError
-
-# mixed precision policies: bfloat16 is what CPUs (avx512_bf16, AMX) and TPUs multiply fast
-# and needs no loss scaling; float16 is for GPUs and needs it.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def default_precision(cpuinfo="/proc/cpuinfo"):
-    """mixed_bfloat16 on a CPU with bfloat16 matmul units (avx512_bf16 or AMX in its flags:
-    oneDNN then multiplies bfloat16 several times faster than float32), else float32."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
 
 
 @keras.saving.register_keras_serializable(package="transformer")
