@@ -169,6 +169,33 @@ lstm-variants-report: install ## Box plot, learning-rate curve and importance ta
 lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM (out/bench/lstm)
 	$(PY) -m lstm bench --out out/bench/lstm
 
+##@ notebooks/: the articles as runnable notebooks (extra `[notebooks]`: JupyterLab, nbconvert, nbmake)
+NB_STAMP := $(VENV)/.notebooks-installed
+NB_TIMEOUT ?= 300
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+.PHONY: notebooks notebooks-test lab
+
+$(NB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,notebooks]"
+	touch $@
+
+notebooks: $(NB_STAMP) ## Execute every notebook and write it with its figures as HTML under out/notebooks/ (seconds per notebook in timings.txt)
+	@mkdir -p out/notebooks
+	@: > out/notebooks/timings.txt
+	@for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s); \
+	  $(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=$(NB_TIMEOUT) \
+	    --output-dir out/notebooks $$nb || exit 1; \
+	  echo "$$(basename $$nb .ipynb) $$(( $$(date +%s) - start )) s" | tee -a out/notebooks/timings.txt; \
+	done
+	@ls -l out/notebooks/*.html
+
+notebooks-test: $(NB_STAMP) ## Run every cell of every notebook (nbmake; NB_TIMEOUT seconds per notebook); a failing cell fails
+	$(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/
+
+lab: $(NB_STAMP) ## Open JupyterLab on notebooks/ in the project's environment
+	$(VENV)/bin/jupyter lab notebooks/
+
 ##@ All packages
 bench: transformer-bench embeddings-bench lstm-bench ## All speed benchmarks: Transformer, embeddings classifier and LSTM (QUICK=1 for smoke runs)
 
