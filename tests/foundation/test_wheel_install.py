@@ -129,7 +129,7 @@ def test_installed_serve_page_and_api(installed):
         text=True,
     )
     try:
-        deadline, url = time.monotonic() + 240, None
+        deadline, url = time.monotonic() + 600, None  # start-up compiles the decoder shapes
         while url is None and time.monotonic() < deadline:
             line = server.stderr.readline()
             if not line and server.poll() is not None:
