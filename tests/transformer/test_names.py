@@ -11,7 +11,9 @@ import pytest
 
 from transformer import data
 from transformer.inference import names, names_words
+from transformer.inference.attention_maps import sentence_attention
 from transformer.inference.number_forms import convert_number, number_spans
+from transformer.runs import load_run
 from tutorials_common import subword as tok
 from tutorials_common.cliutil import UserError
 
@@ -182,9 +184,6 @@ def test_word_statistic_and_its_file(tmp_path, spa_fixture):
 def test_shipped_models_keep_the_names_end_to_end():
     """A handful of the set's sentences through the shipped models (greedy), and the attention
     explorer's labels: the surrogate's pieces carry the original name."""
-    from transformer.inference.attention_maps import sentence_attention
-    from transformer.runs import load_run
-
     rows = [
         r
         for r in read_eval()
@@ -192,7 +191,7 @@ def test_shipped_models_keep_the_names_end_to_end():
     ]
     for direction in ("en-es", "es-en"):
         run = load_run(PRETRAINED / direction)
-        counts, failures = class_survival(run, rows)
+        _, failures = class_survival(run, rows)
         assert not failures, failures
     translation, src_pieces, tgt_pieces, _ = sentence_attention(
         run, "Gwendolyn canta muy bien.", keep_names=True

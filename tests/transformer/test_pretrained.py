@@ -75,7 +75,7 @@ def test_unseen_names_and_numbers_survive(shipped):
     assert all(name in out for name in names), out
     kept, total, _ = survival(shipped, read_set(), keep_names=True)
     raw, _, _ = survival(shipped, read_set(), keep_names=False)
-    assert kept >= total - 2 and kept > raw  # measured 18/18 and 17/18 with, 3 and 5 without
+    assert kept >= total - 2 and kept > raw  # measured 17/18 both with, 3 and 5 without
 
 
 def test_a_corrupted_file_is_named(tmp_path):
