@@ -236,9 +236,11 @@ def _train_losses(config, weights, batches, steps):
 
 def test_bfloat16_training_matches_float32():
     """The same recipe, weights and batches (a copy task) in mixed_bfloat16 and in float32:
-    150 steps of the tiny model take the loss from about 4.4 to about 1.1 in both (measured:
-    float32 1.156, bfloat16 1.091); the first losses agree within 1%, the last within 10%
-    (bfloat16 keeps 8 bits of mantissa; variables, softmax and loss stay float32)."""
+    150 steps of the tiny model take the loss from about 4.4 to about 1 in both; the first
+    losses agree within 1%, and both learn alike: the last within 25% (bfloat16 keeps 8 bits
+    of mantissa, so the two trajectories part over 150 steps, by how much depends on the CPU's
+    bfloat16 kernels: measured float32 1.156 vs bfloat16 1.091 on an Intel Xeon with AMX,
+    1.048 vs 0.935 on an AMD EPYC with avx512_bf16; variables, softmax and loss stay float32)."""
     config = settings.make_config(
         "tiny",
         dropout_rate=0.0,
@@ -263,7 +265,8 @@ def test_bfloat16_training_matches_float32():
     assert model.compute_dtype == "bfloat16" and model.variable_dtype == "float32"
     assert last32 < 0.4 * first32  # it learned
     assert first16 == pytest.approx(first32, rel=0.01)
-    assert last16 == pytest.approx(last32, rel=0.1)
+    assert last16 < 0.4 * first16  # it learned in bfloat16 too
+    assert last16 == pytest.approx(last32, rel=0.25)
 
 
 def test_jit_compiled_step_matches_plain_step():
