@@ -239,8 +239,8 @@ def test_bfloat16_training_matches_float32():
     150 steps of the tiny model take the loss from about 4.4 to about 1 in both; the first
     losses agree within 1%, and both learn alike: the last within 25% (bfloat16 keeps 8 bits
     of mantissa, so the two trajectories part over 150 steps, by how much depends on the CPU's
-    bfloat16 kernels: measured float32 1.156 vs bfloat16 1.091 on an Intel Xeon with AMX,
-    1.048 vs 0.935 on an AMD EPYC with avx512_bf16; variables, softmax and loss stay float32)."""
+    bfloat16 kernels: measured float32 1.156 vs bfloat16 1.091 on an Intel Xeon with AMX, the two
+    0.935 and 1.048 on an AMD EPYC with avx512_bf16; variables, softmax and loss stay float32)."""
     config = settings.make_config(
         "tiny",
         dropout_rate=0.0,
