@@ -7,12 +7,19 @@ the same batches are trained twice with plain SGD, once as is and once with clip
 norm ("if ||g|| > threshold: g = threshold * g / ||g||"). Per step we record the loss and the
 gradient norm before clipping; CSV, one PNG, and a verdict computed from the numbers.
 """
+
 import csv
 import math
 import sys
 from pathlib import Path
 
+import keras
+import matplotlib
 import numpy as np
+import tensorflow as tf
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the non-interactive backend)
 
 
 def adding_problem(rng, batch, length):
@@ -24,20 +31,22 @@ def adding_problem(rng, batch, length):
 
 
 def build(units, gain, seed):
-    import keras
 
-    return keras.Sequential([
-        keras.Input((None, 2)),
-        keras.layers.SimpleRNN(units, recurrent_initializer=keras.initializers.Orthogonal(gain, seed=seed),
-                               kernel_initializer=keras.initializers.GlorotUniform(seed)),
-        keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed + 1)),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            keras.layers.SimpleRNN(
+                units,
+                recurrent_initializer=keras.initializers.Orthogonal(gain, seed=seed),
+                kernel_initializer=keras.initializers.GlorotUniform(seed),
+            ),
+            keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed + 1)),
+        ]
+    )
 
 
 def train(clipnorm, args):
     """Loss and pre-clipping gradient norm per step; clipnorm None trains without clipping."""
-    import keras
-    import tensorflow as tf
 
     model = build(args.units, args.gain, args.seed)
     optimizer = keras.optimizers.SGD(args.lr, global_clipnorm=clipnorm)
@@ -48,7 +57,7 @@ def train(clipnorm, args):
             loss = tf.reduce_mean(tf.square(model(x) - target))
         grads = tape.gradient(loss, model.trainable_variables)
         norm = tf.linalg.global_norm(grads)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss, norm
 
     rng = np.random.default_rng(args.seed)
@@ -63,11 +72,15 @@ def train(clipnorm, args):
 def summary(losses, norms, threshold):
     """Mean loss over the last 10% of steps (nan if it diverged), largest gradient norm, and
     the steps whose gradient norm exceeded 10 x the threshold."""
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     final = float(np.mean(tail)) if np.all(np.isfinite(tail)) else math.nan
     bad = np.flatnonzero(~np.isfinite(losses))
-    return {"final_loss": final, "max_norm": float(np.nanmax(norms)), "diverged_at": int(bad[0]) if len(bad) else None,
-            "big_steps": int(np.sum(~np.isfinite(norms) | (norms > 10 * threshold)))}
+    return {
+        "final_loss": final,
+        "max_norm": float(np.nanmax(norms)),
+        "diverged_at": int(bad[0]) if len(bad) else None,
+        "big_steps": int(np.sum(~np.isfinite(norms) | (norms > 10 * threshold))),
+    }
 
 
 def verdict(clip, plain, threshold):
@@ -81,19 +94,16 @@ def verdict(clip, plain, threshold):
         outcome = "clipping hurt"
     else:
         outcome = "clipping made no clear difference"
-    return (f"verdict: {outcome} (final loss {clip['final_loss']:.4g} with clipping at {threshold:g} vs "
-            f"{plain['final_loss']:.4g} without; largest gradient norm {plain['max_norm']:.3g}; "
-            f"{plain['big_steps']} unclipped steps had a gradient norm above {10 * threshold:g} or non-finite)")
+    return (
+        f"verdict: {outcome} (final loss {clip['final_loss']:.4g} with clipping at {threshold:g} vs "
+        f"{plain['final_loss']:.4g} without; largest gradient norm {plain['max_norm']:.3g}; "
+        f"{plain['big_steps']} unclipped steps had a gradient norm above {10 * threshold:g} or non-finite)"
+    )
 
 
 def plot(curves, threshold, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.0), dpi=90)
-    for (label, (losses, norms)), color in zip(curves.items(), ("C3", "C2")):
+    for (label, (losses, norms)), color in zip(curves.items(), ("C3", "C2"), strict=True):
         axes[0].semilogy(losses, color=color, lw=0.8, label=label)
         axes[1].semilogy(norms, color=color, lw=0.8, label=label)
     axes[1].axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
@@ -116,11 +126,15 @@ def main(args):
         writer = csv.writer(f)
         writer.writerow(["run", "step", "loss", "grad_norm"])
         for label, (losses, norms) in curves.items():
-            writer.writerows((label, k, loss, norm) for k, (loss, norm) in enumerate(zip(losses, norms)))
+            writer.writerows(
+                (label, k, loss, norm) for k, (loss, norm) in enumerate(zip(losses, norms, strict=True))
+            )
     plot(curves, args.clipnorm, out / "clipping.png")
     plain, clip = (summary(*c, args.clipnorm) for c in curves.values())
-    print(f"SimpleRNN({args.units}), recurrent init orthogonal x {args.gain:g}, SGD lr {args.lr:g}, "
-          f"adding problem T={args.length}, {args.steps} steps of 32 (predicting the mean, 1, scores MSE 1/6 = 0.167)")
+    print(
+        f"SimpleRNN({args.units}), recurrent init orthogonal x {args.gain:g}, SGD lr {args.lr:g}, "
+        f"adding problem T={args.length}, {args.steps} steps of 32 (predicting the mean, 1, scores MSE 1/6 = 0.167)"
+    )
     print(verdict(clip, plain, args.clipnorm))
     print(f"wrote {out / 'clipping.csv'} and {out / 'clipping.png'}", file=sys.stderr)
     return 0

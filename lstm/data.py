@@ -5,9 +5,11 @@ JSON: {"train": [chorale, ...], "valid": [...], "test": [...]}, a chorale being 
 time steps and a time step the list of MIDI pitches sounding. The .mat files of the same
 benchmark family (JSB_Chorales, Nottingham, Piano_midi, MuseData) already hold piano rolls.
 """
+
 import json
 
 import numpy as np
+from scipy.io import loadmat
 
 import datafiles
 from cliutil import UserError
@@ -54,15 +56,19 @@ def load_json(path):
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise UserError(f'{path} must hold a JSON object {{"train": [...], "valid": [...], "test": [...]}}, '
-                        f"not a {type(data).__name__}")
+        raise UserError(
+            f'{path} must hold a JSON object {{"train": [...], "valid": [...], "test": [...]}}, '
+            f"not a {type(data).__name__}"
+        )
     missing = [s for s in SPLITS if s not in data]
     if missing:
         raise UserError(f"{path} has no {', '.join(missing)} split")
     splits = {}
     for s in SPLITS:
         if not isinstance(data[s], list):
-            raise UserError(f"{path}: the {s} split must be a list of chorales, not a {type(data[s]).__name__}")
+            raise UserError(
+                f"{path}: the {s} split must be a list of chorales, not a {type(data[s]).__name__}"
+            )
         splits[s] = []
         for k, chorale in enumerate(data[s]):
             try:
@@ -76,7 +82,6 @@ def load_json(path):
 
 def load_mat(path):
     """{split: list of (time, 88) piano rolls} from one of the polyphonic .mat files."""
-    from scipy.io import loadmat
 
     try:
         mat = loadmat(path)

@@ -5,9 +5,11 @@ random sequence; J = sum_t sum_k delta_out(t)_k * y(t)_k for a random delta_out,
 dJ(t)/dy(t) = delta_out(t). The gradients of J from `bptt.backward` are compared with
 `tf.GradientTape` on the Keras layer, and on a tiny case with central differences.
 """
+
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from lstm import bptt
 from lstm.cell import LSTM, VARIANTS
@@ -24,13 +26,12 @@ def random_layer(variant, units, inputs, seed):
 
 
 def autodiff_gradients(layer, x, delta_out):
-    import tensorflow as tf
 
     variables = bptt.cell_variables(layer.cell)
     with tf.GradientTape() as tape:
         y = layer(x)
     grads = tape.gradient(y, list(variables.values()), output_gradients=tf.constant(delta_out))
-    return {k: g.numpy() for k, g in zip(variables, grads)}, y.numpy()
+    return {k: g.numpy() for k, g in zip(variables, grads, strict=True)}, y.numpy()
 
 
 def compare(variant, batch=3, steps=7, inputs=4, units=5, seed=0, finite_diff=False):
@@ -45,8 +46,13 @@ def compare(variant, batch=3, steps=7, inputs=4, units=5, seed=0, finite_diff=Fa
     auto, y_keras = autodiff_gradients(layer, x, delta_out)
     forward_err = bptt.relative_error(y, y_keras)
     numeric = bptt.finite_differences(layer.cell, params, x, delta_out) if finite_diff else {}
-    rows = {k: (bptt.relative_error(hand[k], auto[k]),
-                bptt.relative_error(hand[k], numeric[k]) if k in numeric else None) for k in hand}
+    rows = {
+        k: (
+            bptt.relative_error(hand[k], auto[k]),
+            bptt.relative_error(hand[k], numeric[k]) if k in numeric else None,
+        )
+        for k in hand
+    }
     return forward_err, rows
 
 
@@ -64,7 +70,9 @@ def main(args):
             worst = max(worst, auto, fd)
             print(f"{v:8} {k:10} {auto:12.3e} {fd:15.3e}")
     ok = worst <= args.tolerance
-    print(f"largest relative error {worst:.3e} ({'within' if ok else 'ABOVE'} tolerance {args.tolerance:.0e})")
+    print(
+        f"largest relative error {worst:.3e} ({'within' if ok else 'ABOVE'} tolerance {args.tolerance:.0e})"
+    )
     if not ok:
         print("error: hand-written BPTT disagrees with autodiff", file=sys.stderr)
         return 1

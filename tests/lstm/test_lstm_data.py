@@ -1,4 +1,5 @@
 """Piano rolls from the JSB JSON format, and the NLL metric on hand-computed cases."""
+
 import json
 import math
 import os
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from cliutil import UserError
-from lstm import data, variants
+from lstm import data, music
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "jsb_small.json"
 
@@ -18,7 +19,7 @@ def test_fixture_piano_rolls():
     splits = data.load_json(FIXTURE)
     for split in data.SPLITS:
         assert len(splits[split]) == 3
-        for chorale, roll in zip(raw[split], splits[split]):
+        for chorale, roll in zip(raw[split], splits[split], strict=True):
             assert roll.shape == (len(chorale), 88) and roll.dtype == np.float32
             for t, pitches in enumerate(chorale):
                 assert set(np.flatnonzero(roll[t]) + 21) == set(pitches)
@@ -45,7 +46,7 @@ def test_pad_and_batches():
     rolls = [np.ones((3, 88), np.float32), np.ones((5, 88), np.float32)]
     padded, lengths = data.pad(rolls)
     assert padded.shape == (2, 5, 88) and list(lengths) == [3, 5] and padded[0, 3:].sum() == 0
-    (x, target, mask), = list(variants.batches(rolls, 8))
+    ((x, target, mask),) = list(music.batches(rolls, 8))
     assert x.shape == target.shape == (2, 4, 88)
     assert mask.tolist() == [[True, True, False, False], [True] * 4]  # T-1 predictions per roll
 
@@ -56,10 +57,10 @@ def test_nll_per_time_step_hand_computed():
     targets = np.array([[[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]], np.float32)
     step1 = 3 * math.log(2)
     step2 = -math.log(0.75) - math.log(0.25) - math.log(0.75)  # key 3: p = 0.25, target 0
-    total, count = variants.nll(logits, targets, np.array([[True, True]]))
+    total, count = music.nll(logits, targets, np.array([[True, True]]))
     assert float(count) == 2
     assert float(total) / float(count) == pytest.approx((step1 + step2) / 2, rel=1e-6)
-    total, count = variants.nll(logits, targets, np.array([[True, False]]))
+    total, count = music.nll(logits, targets, np.array([[True, False]]))
     assert (float(total), float(count)) == (pytest.approx(step1, rel=1e-6), 1.0)
 
 
@@ -72,22 +73,37 @@ def test_full_jsb_split(monkeypatch, tmp_path):
     assert [len(splits[s]) for s in data.SPLITS] == [229, 76, 77]
     assert [int(data.lengths(splits[s]).sum()) for s in data.SPLITS] == [13807, 4602, 4725]
     mat = data.load("jsb_chorales")  # the .mat piano rolls of the same benchmark are identical
-    assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s]))
+    assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s], strict=True))
 
 
-@pytest.mark.parametrize("content, message", [
-    (bytes(range(256)) * 4, "is not a JSON text file (byte 128 is not UTF-8)"),
-    (b"", "is not valid JSON"),
-    (b"[1, 2]", "must hold a JSON object"),
-    (b'"train valid test"', "must hold a JSON object"),
-    (b'{"train": 5, "valid": [], "test": []}', "the train split must be a list of chorales"),
-    (b'{"train": [[[60], [62]]], "valid": [[[60], 7]], "test": []}', "valid chorale 0: step 1 must be a list"),
-    (b'{"train": [[["C4"], [62]]], "valid": [], "test": []}', "train chorale 0: pitch 'C4' at step 0 is not an integer"),
-    (b'{"train": [[[60.5]]], "valid": [], "test": []}', "pitch 60.5 at step 0 is not an integer"),
-    (b'{"train": [[[true]]], "valid": [], "test": []}', "pitch True at step 0 is not an integer"),
-    (b'{"train": [[[60], [200]]], "valid": [], "test": []}', "train chorale 0: pitch 200 at step 1 is outside"),
-    (b'{"train": [[[60], [62]]], "valid": [[[60]]], "test": [[[60], [61]]]}', "the valid split has no sequence"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 4, "is not a JSON text file (byte 128 is not UTF-8)"),
+        (b"", "is not valid JSON"),
+        (b"[1, 2]", "must hold a JSON object"),
+        (b'"train valid test"', "must hold a JSON object"),
+        (b'{"train": 5, "valid": [], "test": []}', "the train split must be a list of chorales"),
+        (
+            b'{"train": [[[60], [62]]], "valid": [[[60], 7]], "test": []}',
+            "valid chorale 0: step 1 must be a list",
+        ),
+        (
+            b'{"train": [[["C4"], [62]]], "valid": [], "test": []}',
+            "train chorale 0: pitch 'C4' at step 0 is not an integer",
+        ),
+        (b'{"train": [[[60.5]]], "valid": [], "test": []}', "pitch 60.5 at step 0 is not an integer"),
+        (b'{"train": [[[true]]], "valid": [], "test": []}', "pitch True at step 0 is not an integer"),
+        (
+            b'{"train": [[[60], [200]]], "valid": [], "test": []}',
+            "train chorale 0: pitch 200 at step 1 is outside",
+        ),
+        (
+            b'{"train": [[[60], [62]]], "valid": [[[60]]], "test": [[[60], [61]]]}',
+            "the valid split has no sequence",
+        ),
+    ],
+)
 def test_damaged_json_is_one_user_error_naming_file_and_place(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -123,8 +139,13 @@ def test_variants_on_a_binary_file_is_one_error_line(tmp_path):
 
     junk = tmp_path / "junk.json"
     junk.write_bytes(bytes(range(256)) * 4)
-    proc = subprocess.run([sys.executable, "-m", "lstm", "variants", "--data", str(junk), "--out", str(tmp_path)],
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lstm", "variants", "--data", str(junk), "--out", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,  # TensorFlow and Optuna load first (imports at the top): slow on a busy machine
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {junk} is not a JSON text file (byte 128 is not UTF-8)"]
