@@ -149,6 +149,7 @@ embeddings-train-tfidf: install ## Fit and score the scikit-learn TF-IDF + logis
 BUDGET ?= quick
 JOBS ?= 1
 REFINE ?=
+STORAGE ?= sqlite:///out/lstm/jsb.db
 .PHONY: lstm-gradcheck lstm-vanishing lstm-clipping lstm-variants lstm-variants-report lstm-bench bench
 
 lstm-gradcheck: install ## Check hand-written LSTM BPTT against autodiff and finite differences (every variant)
@@ -160,11 +161,12 @@ lstm-vanishing: install ## Gradient norm vs time lag for a SimpleRNN and the LST
 lstm-clipping: install ## Exploding RNN trained with and without gradient clipping (CSV + PNG + verdict)
 	$(PY) -m lstm clipping --out out/lstm-clipping
 
-lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; JOBS=N parallel trials; BUDGET=full REFINE=K: retrain the K best trials per variant up to 200 epochs)
-	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) $(if $(REFINE),--refine $(REFINE)) --out out/lstm-variants
+lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; full: Optuna studies in STORAGE=URL, JOBS=N worker processes, the earlier 207 trials imported; REFINE=K: retrain each variant's K best trials up to 200 epochs)
+	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) $(if $(REFINE),--refine $(REFINE)) \
+		$(if $(filter full,$(BUDGET)),--storage $(STORAGE) $(if $(REFINE),,--import docs/results/jsb-random-search.jsonl)) --out out/lstm-variants
 
-lstm-variants-report: install ## Box plot, learning-rate curve and importance table of the random search (out/lstm-variants)
-	$(PY) -m lstm variants-report
+lstm-variants-report: install ## Tables, box plot, learning-rate curve and fANOVA + binned importance of the study (docs/results/jsb-study.jsonl, or STORAGE=URL)
+	$(PY) -m lstm variants-report $(if $(filter command line environment,$(origin STORAGE)),--storage $(STORAGE))
 
 lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM (out/bench/lstm)
 	$(PY) -m lstm bench --out out/bench/lstm

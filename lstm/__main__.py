@@ -4,14 +4,12 @@ from tutorials_common import cliutil
 from tutorials_common.cliutil import int_range, nonnegative_int, positive_float, positive_int
 
 BUDGETS = ("quick", "full")
+STORAGE = "sqlite:///out/lstm/jsb.db"  # lstm.study.STORAGE, here so that --help does not import Optuna
 # the names of lstm.cell.VARIANTS (Greff et al. section 3), here so that --help does not import Keras
 VARIANTS = ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR")
 
 
-def build_parser():
-    parser = cliutil.ArgumentParser(prog="python -m lstm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_gradcheck(sub):
     p = sub.add_parser(
         "gradcheck",
         help="check hand-written BPTT against autodiff and finite differences",
@@ -35,6 +33,8 @@ def build_parser():
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(handler=cliutil.lazy("lstm.gradcheck", "main"))
 
+
+def _add_vanishing(sub):
     p = sub.add_parser(
         "vanishing",
         help="gradient norms ||dJ(t)/dh(k)|| against t-k for a SimpleRNN and the LSTM",
@@ -48,6 +48,8 @@ def build_parser():
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(handler=cliutil.lazy("lstm.gradients", "main"))
 
+
+def _add_clipping(sub):
     p = sub.add_parser(
         "clipping",
         help="train an exploding RNN with and without gradient clipping",
@@ -68,6 +70,8 @@ def build_parser():
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(handler=cliutil.lazy("lstm.clipping", "main"))
 
+
+def _add_variants(sub):
     p = sub.add_parser(
         "variants",
         help="Greff et al.'s variant study on polyphonic music (JSB Chorales)",
@@ -107,7 +111,13 @@ def build_parser():
     p.add_argument(
         "--batch-size", type=positive_int, default=8, help="chorales per training batch (default 8)"
     )
-    p.add_argument("--trials", type=positive_int, help="full: random-search trials per variant (default 20)")
+    _add_study_flags(p)
+    p.set_defaults(handler=cliutil.lazy("lstm.variants", "main"))
+
+
+def _add_study_flags(p):
+    """The flags of `variants --budget full`, the Optuna study."""
+    p.add_argument("--trials", type=positive_int, help="full: random-search trials per variant (default 50)")
     p.add_argument(
         "--patience",
         type=positive_int,
@@ -122,22 +132,59 @@ def build_parser():
         "validation NLL (same hyper-parameters and seed) for up to --epochs with --patience",
     )
     p.add_argument(
-        "--jobs", type=positive_int, default=1, help="full: trials trained in parallel processes (default 1)"
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="full: worker processes on this machine sharing the storage (default 1)",
+    )
+    p.add_argument(
+        "--storage",
+        default=STORAGE,
+        metavar="URL",
+        help="full: Optuna storage, any SQLAlchemy URL (default %(default)s; a shared PostgreSQL or "
+        "MySQL URL lets several machines run one study)",
+    )
+    p.add_argument(
+        "--study",
+        default="jsb",
+        metavar="NAME",
+        help="full: study name prefix, one study per variant: NAME-V, NAME-NP, ... (default jsb)",
+    )
+    p.add_argument(
+        "--import",
+        dest="import_results",
+        metavar="JSONL",
+        help="full: first add the finished trials of this earlier random-search results file to the "
+        "studies that are still empty (e.g. docs/results/jsb-random-search.jsonl)",
     )
     p.add_argument("--out", default="out/lstm-variants", help="output directory (CSV, JSON, PNG)")
-    p.set_defaults(handler=cliutil.lazy("lstm.variants", "main"))
 
+
+def _add_variants_report(sub):
     p = sub.add_parser(
         "variants-report",
-        help="tables and figures of the random search (variants --budget full)",
-        description="Read the random-search results file and write, per variant, the test NLL of "
-        "the best-validation trial, a box plot over trials, the learning-rate "
-        "sensitivity and a per-hyper-parameter importance (Markdown + PNG).",
+        help="tables and figures of the study (variants --budget full)",
+        description="Read the study's trials (from its Optuna storage or an exported JSONL file) and "
+        "write, per variant, the test NLL of the best-validation trial, a box plot over "
+        "trials, the learning-rate sensitivity and the hyper-parameter importance by "
+        "fANOVA and by binned marginals (Markdown + PNG).",
     )
-    p.add_argument("--results", default="out/lstm-variants/search.jsonl", help="JSONL results file")
+    p.add_argument(
+        "--results",
+        default="docs/results/jsb-study.jsonl",
+        metavar="JSONL",
+        help="exported trials, or the earlier random search's results file (default %(default)s)",
+    )
+    p.add_argument("--storage", metavar="URL", help="read the study from this Optuna storage instead")
+    p.add_argument(
+        "--study", default="jsb", metavar="NAME", help="study name prefix in --storage (default jsb)"
+    )
+    p.add_argument("--export", metavar="JSONL", help="also write the trials to this JSONL file")
     p.add_argument("--out", default="out/lstm-variants", help="output directory (Markdown, PNG)")
-    p.set_defaults(handler=cliutil.lazy("lstm.search_report", "main"))
+    p.set_defaults(handler=cliutil.lazy("lstm.study_report", "main"))
 
+
+def _add_bench(sub):
     p = sub.add_parser(
         "bench",
         help="forward+backward time of this LSTM against keras.layers.LSTM",
@@ -154,6 +201,20 @@ def build_parser():
     p.add_argument("--inputs", type=positive_int, default=88)
     p.add_argument("--repeats", type=positive_int, default=20)
     p.set_defaults(handler=cliutil.lazy("lstm.bench", "main"))
+
+
+def build_parser():
+    parser = cliutil.ArgumentParser(prog="python -m lstm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_gradcheck,
+        _add_vanishing,
+        _add_clipping,
+        _add_variants,
+        _add_variants_report,
+        _add_bench,
+    ):
+        add(sub)
     return parser
 
 

@@ -13,7 +13,13 @@ import math
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from tutorials_common.plotting import pyplot
+
+plt = pyplot()  # matplotlib on the file-only Agg backend
 
 
 def adding_problem(rng, batch, length):
@@ -25,7 +31,6 @@ def adding_problem(rng, batch, length):
 
 
 def build(units, gain, seed):
-    import keras
 
     return keras.Sequential(
         [
@@ -42,8 +47,6 @@ def build(units, gain, seed):
 
 def train(clipnorm, args):
     """Loss and pre-clipping gradient norm per step; clipnorm None trains without clipping."""
-    import keras
-    import tensorflow as tf
 
     model = build(args.units, args.gain, args.seed)
     optimizer = keras.optimizers.SGD(args.lr, global_clipnorm=clipnorm)
@@ -54,7 +57,7 @@ def train(clipnorm, args):
             loss = tf.reduce_mean(tf.square(model(x) - target))
         grads = tape.gradient(loss, model.trainable_variables)
         norm = tf.linalg.global_norm(grads)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss, norm
 
     rng = np.random.default_rng(args.seed)
@@ -99,13 +102,8 @@ def verdict(clip, plain, threshold):
 
 
 def plot(curves, threshold, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.0), dpi=90)
-    for (label, (losses, norms)), color in zip(curves.items(), ("C3", "C2")):
+    for (label, (losses, norms)), color in zip(curves.items(), ("C3", "C2"), strict=True):
         axes[0].semilogy(losses, color=color, lw=0.8, label=label)
         axes[1].semilogy(norms, color=color, lw=0.8, label=label)
     axes[1].axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
@@ -128,7 +126,9 @@ def main(args):
         writer = csv.writer(f)
         writer.writerow(["run", "step", "loss", "grad_norm"])
         for label, (losses, norms) in curves.items():
-            writer.writerows((label, k, loss, norm) for k, (loss, norm) in enumerate(zip(losses, norms)))
+            writer.writerows(
+                (label, k, loss, norm) for k, (loss, norm) in enumerate(zip(losses, norms, strict=True))
+            )
     plot(curves, args.clipnorm, out / "clipping.png")
     plain, clip = (summary(*c, args.clipnorm) for c in curves.values())
     print(

@@ -9,6 +9,7 @@ benchmark family (JSB_Chorales, Nottingham, Piano_midi, MuseData) already hold p
 import json
 
 import numpy as np
+from scipy.io import loadmat
 
 from tutorials_common import datafiles
 from tutorials_common.cliutil import UserError
@@ -81,7 +82,6 @@ def load_json(path):
 
 def load_mat(path):
     """{split: list of (time, 88) piano rolls} from one of the polyphonic .mat files."""
-    from scipy.io import loadmat
 
     try:
         mat = loadmat(path)

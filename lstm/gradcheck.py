@@ -9,6 +9,7 @@ dJ(t)/dy(t) = delta_out(t). The gradients of J from `bptt.backward` are compared
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from lstm import bptt
 from lstm.cell import LSTM, VARIANTS
@@ -25,13 +26,12 @@ def random_layer(variant, units, inputs, seed):
 
 
 def autodiff_gradients(layer, x, delta_out):
-    import tensorflow as tf
 
     variables = bptt.cell_variables(layer.cell)
     with tf.GradientTape() as tape:
         y = layer(x)
     grads = tape.gradient(y, list(variables.values()), output_gradients=tf.constant(delta_out))
-    return {k: g.numpy() for k, g in zip(variables, grads)}, y.numpy()
+    return {k: g.numpy() for k, g in zip(variables, grads, strict=True)}, y.numpy()
 
 
 def compare(variant, batch=3, steps=7, inputs=4, units=5, seed=0, finite_diff=False):

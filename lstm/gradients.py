@@ -18,9 +18,15 @@ import csv
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from lstm import bptt
+from lstm.cell import LSTM
+from tutorials_common.plotting import pyplot
+
+plt = pyplot()  # matplotlib on the file-only Agg backend
 
 
 def make_batch(rng, batch, length):
@@ -29,9 +35,6 @@ def make_batch(rng, batch, length):
 
 
 def build(kind, units):
-    import keras
-
-    from lstm.cell import LSTM
 
     rnn = (
         keras.layers.SimpleRNN(units, name="rnn")
@@ -42,8 +45,6 @@ def build(kind, units):
 
 
 def train(model, steps, length, seed, batch=64):
-    import keras
-
     model.compile(
         keras.optimizers.Adam(3e-3, global_clipnorm=1.0), "binary_crossentropy", metrics=["accuracy"]
     )
@@ -57,8 +58,6 @@ def train(model, steps, length, seed, batch=64):
 
 def gradient_norms(model, kind, x, y):
     """{quantity: array over lag 0..T-1} for one batch (lag = T - k)."""
-    import tensorflow as tf
-
     cell, readout = model.get_layer("rnn").cell, model.get_layer("readout")
     B, T, _ = x.shape
     states = [tf.zeros((B, cell.units))] * (2 if kind == "lstm" else 1)
@@ -107,11 +106,6 @@ def gradient_norms(model, kind, x, y):
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     style = {
         ("rnn", "dJ/dh(k)"): ("C0", "-", "SimpleRNN ||dJ/dh(k)||"),
         ("rnn", "bound"): ("C0", "--", "SimpleRNN bound ||W||^(t-k) prod ||g'||"),
@@ -120,14 +114,14 @@ def plot(rows, path):
         ("lstm", "cell path"): ("C1", "--", "LSTM cell path prod ||dc(s)/dc(s-1)||"),
     }
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90, sharey=True)
-    for ax, phase in zip(axes, ("init", "trained")):
+    for ax, phase in zip(axes, ("init", "trained"), strict=True):
         for (model, quantity), (color, ls, label) in style.items():
             pts = sorted(
                 (r["lag"], r["value"])
                 for r in rows
                 if r["phase"] == phase and r["model"] == model and r["quantity"] == quantity
             )
-            lags, values = zip(*pts)
+            lags, values = zip(*pts, strict=True)
             ax.semilogy(lags, np.maximum(values, 1e-30), color=color, ls=ls, label=label, lw=1.2)
         ax.set_title("at initialisation" if phase == "init" else "after training", fontsize=9)
         ax.set_xlabel("t - k (steps back from the loss)")
@@ -140,8 +134,6 @@ def plot(rows, path):
 
 
 def main(args):
-    import keras
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm import data, variants
+from lstm import data, music
 from tutorials_common.cliutil import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "jsb_small.json"
@@ -19,7 +19,7 @@ def test_fixture_piano_rolls():
     splits = data.load_json(FIXTURE)
     for split in data.SPLITS:
         assert len(splits[split]) == 3
-        for chorale, roll in zip(raw[split], splits[split]):
+        for chorale, roll in zip(raw[split], splits[split], strict=True):
             assert roll.shape == (len(chorale), 88) and roll.dtype == np.float32
             for t, pitches in enumerate(chorale):
                 assert set(np.flatnonzero(roll[t]) + 21) == set(pitches)
@@ -46,7 +46,7 @@ def test_pad_and_batches():
     rolls = [np.ones((3, 88), np.float32), np.ones((5, 88), np.float32)]
     padded, lengths = data.pad(rolls)
     assert padded.shape == (2, 5, 88) and list(lengths) == [3, 5] and padded[0, 3:].sum() == 0
-    ((x, target, mask),) = list(variants.batches(rolls, 8))
+    ((x, target, mask),) = list(music.batches(rolls, 8))
     assert x.shape == target.shape == (2, 4, 88)
     assert mask.tolist() == [[True, True, False, False], [True] * 4]  # T-1 predictions per roll
 
@@ -57,10 +57,10 @@ def test_nll_per_time_step_hand_computed():
     targets = np.array([[[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]], np.float32)
     step1 = 3 * math.log(2)
     step2 = -math.log(0.75) - math.log(0.25) - math.log(0.75)  # key 3: p = 0.25, target 0
-    total, count = variants.nll(logits, targets, np.array([[True, True]]))
+    total, count = music.nll(logits, targets, np.array([[True, True]]))
     assert float(count) == 2
     assert float(total) / float(count) == pytest.approx((step1 + step2) / 2, rel=1e-6)
-    total, count = variants.nll(logits, targets, np.array([[True, False]]))
+    total, count = music.nll(logits, targets, np.array([[True, False]]))
     assert (float(total), float(count)) == (pytest.approx(step1, rel=1e-6), 1.0)
 
 
@@ -73,7 +73,7 @@ def test_full_jsb_split(monkeypatch, tmp_path):
     assert [len(splits[s]) for s in data.SPLITS] == [229, 76, 77]
     assert [int(data.lengths(splits[s]).sum()) for s in data.SPLITS] == [13807, 4602, 4725]
     mat = data.load("jsb_chorales")  # the .mat piano rolls of the same benchmark are identical
-    assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s]))
+    assert all(np.array_equal(a, b) for s in data.SPLITS for a, b in zip(splits[s], mat[s], strict=True))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_variants_on_a_binary_file_is_one_error_line(tmp_path):
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # TensorFlow and Optuna load first (imports at the top): slow on a busy machine
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
