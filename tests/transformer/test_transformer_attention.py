@@ -99,7 +99,9 @@ def test_equals_keras_multi_head_attention(q_len, kv_len, masked):
     ref_out, ref_weights = theirs(query, value, attention_mask=keras_mask, return_attention_scores=True)
     assert out.shape == (batch, q_len, d_model) and weights.shape == (batch, heads, q_len, kv_len)
     np.testing.assert_allclose(np.asarray(weights), np.asarray(ref_weights), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(ref_out), atol=1e-5)
+    # the outputs pass two more float32 matmuls (values, output projection) summed in another
+    # order than Keras' einsum: 1.2e-5 apart at most on an AMD EPYC (rel 1.6e-5)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref_out), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
