@@ -67,7 +67,7 @@ def server_latency(run, requests, sentence=SENTENCE):
     requests alternating; also the precompilation the server would do at start-up."""
     client = create_app({run.direction: run}).test_client()
     body = {"text": sentence, "direction": run.direction}
-    shapes, compile_seconds = decoding.precompile(run.model, max_source=run.config["max_length"])
+    shapes, compile_seconds = decoding.precompile(run.model, max_source=run.config["max_sentence_tokens"])
     times, answers, setting = {loops: [] for loops in LOOPS}, {}, decoding.XLA_LOOPS
     try:
         for i in range(requests + 1):  # request 0 warms up each loop
