@@ -1,4 +1,5 @@
-"""The study's trials as rows: imported from the old JSONL results, exported to a committed JSONL file.
+"""The study's trials as rows: imported from a JSONL file (the old random search's results, or this
+study's own export, so that a new machine can continue the committed study), exported to one.
 
 A row is one trial: study, number, state, variant, stage, draw, seed, the five hyper-parameters,
 max_epochs, patience, batch_size, best_epoch, epochs_run, valid_nll, test_nll, seconds, the validation
@@ -55,7 +56,14 @@ def _row(line):
             diverged=not math.isfinite(row["valid_nll"]),
         )
     row.setdefault("diverged", False)
+    if not isinstance(row.get("curve"), list) or not all(number(v) for v in row["curve"]):
+        row["curve"] = []
     return row
+
+
+def finished(row):
+    """A row that holds its draw: a completed trial, or one that diverged (not a lost or queued attempt)."""
+    return row["state"] == "COMPLETE" or (row["state"] == "FAIL" and row["diverged"])
 
 
 def read_jsonl(path):
@@ -80,7 +88,7 @@ def _frozen(row, source_trial=None):
     """An Optuna FrozenTrial for a finished row of the old results file."""
     finite = math.isfinite(row["valid_nll"])
     attrs = {k: row[k] for k in ATTRS if k in row and not (isinstance(row[k], float) and math.isnan(row[k]))}
-    attrs.update(draw=row["trial"], seed=row.get("seed", row["trial"]), imported=True)
+    attrs.update(draw=row["trial"], seed=row.get("seed", row["trial"]), imported=row.get("imported", True))
     if source_trial is not None:
         attrs["source_trial"] = source_trial
     if not finite:
@@ -91,6 +99,7 @@ def _frozen(row, source_trial=None):
         params={k: row[k] for k in DISTRIBUTIONS},
         distributions=DISTRIBUTIONS,
         user_attrs=attrs,
+        intermediate_values={epoch: v for epoch, v in enumerate(row["curve"], start=1) if v is not None},
     )
 
 
@@ -114,12 +123,13 @@ def _add(study, rows, source):
 
 
 def import_jsonl(path, store, name, variants, budget):
-    """Add the finished trials of the old random-search JSONL file to the studies of `variants`: stage 1
-    in trial order (so trial n of a study is draw n), refined rows to the refine studies, each study only
-    while it is empty, so nothing is added twice. Returns the number of trials added."""
+    """Add the finished trials of a JSONL file (the old random search's, or this study's export) to the
+    studies of `variants`: stage 1 in trial order (so trial n of a study is draw n), refined rows to the
+    refine studies, each study only while it is empty, so nothing is added twice. Lost or queued
+    attempts in an export are left out (their draws run again). Returns the number of trials added."""
     if not Path(path).is_file():
         raise UserError(f"no results file {path} to import")
-    rows, added = read_jsonl(path), 0
+    rows, added = [r for r in read_jsonl(path) if finished(r)], 0
     for v in variants:
         first = open_study(store, name, v, budget)
         added += _add(first, [r for r in rows if r["variant"] == v and r["stage"] == 1], {})

@@ -105,6 +105,36 @@ def test_import_keeps_every_trial_and_value_and_adds_nothing_twice(tmp_path, cap
         study.open_study(store, "jsb", "V", {**budget, "max_epochs": 10})
 
 
+def test_the_export_imports_back_without_its_lost_attempts(tmp_path):
+    """A new machine continues the committed study: export -> import keeps every finished trial, its
+    values and curve; a killed worker's FAIL and its queued retry are left out, so their draw runs again."""
+    store = study.storage(f"sqlite:///{tmp_path / 'a.db'}")
+    budget = {"stage": 1, "max_epochs": 30, "patience": 5, "batch_size": 8}
+    s = study.open_study(store, "jsb", "NP", budget)
+    for n, value in enumerate([9.5, 8.9]):
+        t = optuna.trial.create_trial(
+            value=value,
+            params=space.draw(n, "NP"),
+            distributions=space.DISTRIBUTIONS,
+            user_attrs={"draw": n, "seed": n, "test_nll": value + 0.1, "best_epoch": 2, **budget},
+            intermediate_values={1: value + 1, 2: value},
+        )
+        s.add_trial(t)
+    s.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"draw": 2}))
+    s.enqueue_trial({}, user_attrs={"draw": 2})
+    exported = tmp_path / "export.jsonl"
+    results.write_jsonl(results.rows_of(store, "jsb", ["NP"]), exported)
+    assert len(exported.read_text().splitlines()) == 4
+    again = study.storage(f"sqlite:///{tmp_path / 'b.db'}")
+    assert results.import_jsonl(exported, again, "jsb", ["NP"], budget) == 2
+    got = study.load_study(again, "jsb-NP").get_trials()
+    assert [t.value for t in got] == [9.5, 8.9] and [t.user_attrs["draw"] for t in got] == [0, 1]
+    assert [t.intermediate_values for t in got] == [{1: 10.5, 2: 9.5}, {1: 9.9, 2: 8.9}]
+    assert got[1].params == pytest.approx(space.draw(1, "NP"), rel=1e-5)
+    assert not any(t.user_attrs["imported"] for t in got)  # run by Optuna, not the earlier search
+    assert study.next_draw(study.load_study(again, "jsb-NP"), 2) == 2  # the lost draw runs next
+
+
 def test_two_workers_share_one_sqlite_file_and_resume_adds_nothing(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     argv = [
