@@ -132,6 +132,13 @@ def _add_study_flags(p):
         "validation NLL (same hyper-parameters and seed) for up to --epochs with --patience",
     )
     p.add_argument(
+        "--tune",
+        type=positive_int,
+        metavar="N",
+        help="full, third stage (beyond the paper): N more trials per variant drawn by Optuna's TPE sampler, "
+        "warm-started with the variant's random-search trials; a later --refine K retrains the best of both",
+    )
+    p.add_argument(
         "--jobs",
         type=positive_int,
         default=1,

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from lstm import tuning
 from lstm.space import DISTRIBUTIONS
 from lstm.study import BUDGET, name_of, open_study
 from tutorials_common.cliutil import UserError
@@ -32,6 +33,7 @@ ATTRS = (
     "test_nll",
     "seconds",
     "source_trial",
+    "source_stage",
 )
 
 
@@ -103,9 +105,12 @@ def _frozen(row, source_trial=None):
     )
 
 
-def _add(study, rows, source):
-    """Add `rows` (in trial order) to an empty study; a study that already holds trials is left alone."""
-    if study.get_trials(deepcopy=False):
+def _add(study, rows, source, skip=0):
+    """Add `rows` (in trial order) to a study that holds no trials but its first `skip` (the tuning's
+    copies of stage 1); a study that already holds others is left alone."""
+    if not rows:
+        return 0
+    if len(study.get_trials(deepcopy=False)) > skip:
         print(f"{study.study_name}: not empty, nothing imported", file=sys.stderr)
         return 0
     attrs = study.user_attrs
@@ -114,7 +119,10 @@ def _add(study, rows, source):
         for r in sorted(rows, key=lambda r: r["trial"])
         if all(r[k] == attrs[k] for k in ("max_epochs", "patience", "batch_size"))
     ]
-    study.add_trials([_frozen(r, source.get(r["trial"])) for r in fits])
+    # a refined row names its source by draw; a stage-1 source is renumbered here, a tuned one kept
+    study.add_trials(
+        [_frozen(r, source.get(r["trial"]) if r.get("source_stage", 1) == 1 else None) for r in fits]
+    )
     print(
         f"{study.study_name}: imported {len(fits)} trials ({len(rows) - len(fits)} of another budget left out)",
         file=sys.stderr,
@@ -133,6 +141,10 @@ def import_jsonl(path, store, name, variants, budget):
     for v in variants:
         first = open_study(store, name, v, budget)
         added += _add(first, [r for r in rows if r["variant"] == v and r["stage"] == 1], {})
+        tuned = [r for r in rows if r["variant"] == v and r["stage"] == 3]
+        if tuned:  # after the copies of stage 1 that start the tuning, as when it ran
+            tune, copies = tuning.warm_started(store, name, v, budget)
+            added += _add(tune, tuned, {}, skip=copies)
         refined = [r for r in rows if r["variant"] == v and r["stage"] == 2]
         if refined:
             second = open_study(store, name, v, {"stage": 2, **{k: refined[0][k] for k in BUDGET[1:]}})
@@ -142,16 +154,18 @@ def import_jsonl(path, store, name, variants, budget):
 
 
 def rows_of(store, name, variants):
-    """Every trial of the studies of `variants` (both stages) as rows."""
+    """Every trial of the studies of `variants` (every stage; not the tuning's copies of stage 1) as rows."""
     names = set(optuna.get_all_study_names(store))
     rows = []
     for v in variants:
-        for stage in (1, 2):
+        for stage in (1, 2, 3):
             if name_of(name, v, stage) not in names:
                 continue
             study = optuna.load_study(study_name=name_of(name, v, stage), storage=store)
             for t in study.get_trials(deepcopy=False):
                 a = t.user_attrs
+                if "copied_from" in a:  # the tuning's copy of a stage-1 trial, not a result of its own
+                    continue
                 rows.append(
                     {
                         "study": study.study_name,

@@ -78,3 +78,11 @@ class DrawSampler(optuna.samplers.RandomSampler):
         if value is None or not param_distribution._contains(param_distribution.to_internal_repr(value)):
             return super().sample_independent(study, trial, param_name, param_distribution)
         return value
+
+
+def tpe_sampler(variant, worker=0, seed=SEED):
+    """Optuna's TPE sampler for the tuning stage (`--tune`), seeded per variant and worker; with the
+    constant liar a running trial counts as a bad one, so parallel workers do not propose the same point."""
+    return optuna.samplers.TPESampler(
+        seed=zlib.crc32(f"{seed}/{variant}/{worker}".encode()), multivariate=True, constant_liar=True
+    )

@@ -16,6 +16,8 @@ A diverged trial (no finite validation NLL) is FAIL with the attribute "diverged
 
 `--refine K` is a second stage: each variant's K stage-1 trials with the best validation NLL are
 queued in the study "jsb-V-refine" with the same parameters and seed and trained for longer.
+`--tune N` (lstm/tuning.py) is a third, beyond the paper: N trials drawn by Optuna's TPE sampler in
+"jsb-V-tune"; a later `--refine K` takes the K best of stage 1 and the tuning together.
 """
 
 import multiprocessing
@@ -34,7 +36,7 @@ from optuna.trial import TrialState
 from lstm import data
 from lstm.cell import VARIANTS
 from lstm.music import RunConfig, train_run
-from lstm.space import DISTRIBUTIONS, DrawSampler
+from lstm.space import DISTRIBUTIONS, DrawSampler, tpe_sampler
 from tutorials_common.cliutil import UserError
 
 STORAGE = "sqlite:///out/lstm/jsb.db"
@@ -67,8 +69,15 @@ def storage(url, grace=GRACE):
         raise UserError(f"cannot open the storage {url!r}: {str(e).splitlines()[0]}") from None
 
 
+SUFFIX = {1: "", 2: "-refine", 3: "-tune"}  # stage 1 random search, 2 refinement, 3 TPE tuning
+
+
 def name_of(name, variant, stage=1):
-    return f"{name}-{variant}" + ("-refine" if stage == 2 else "")
+    return f"{name}-{variant}{SUFFIX[stage]}"
+
+
+def sampler_of(variant, stage, worker=0):
+    return tpe_sampler(variant, worker) if stage == 3 else DrawSampler(variant)
 
 
 def open_study(store, name, variant, budget):
@@ -77,7 +86,7 @@ def open_study(store, name, variant, budget):
         storage=store,
         study_name=name_of(name, variant, budget["stage"]),
         direction="minimize",
-        sampler=DrawSampler(variant),
+        sampler=sampler_of(variant, budget["stage"]),
         load_if_exists=True,
     )
     attrs = study.user_attrs
@@ -93,9 +102,9 @@ def open_study(store, name, variant, budget):
     return study
 
 
-def load_study(store, study_name):
+def load_study(store, study_name, worker=0):
     study = optuna.load_study(study_name=study_name, storage=store)
-    study.sampler = DrawSampler(study.user_attrs["variant"])
+    study.sampler = sampler_of(study.user_attrs["variant"], study.user_attrs.get("stage", 1), worker)
     return study
 
 
@@ -196,7 +205,7 @@ def next_study(studies, targets):
     return (fewest[1] if fewest else None), busy
 
 
-def work(url, plan, data_path, dataset):
+def work(url, plan, data_path, dataset, worker=0):
     """One worker process: run trials of the studies in `plan` [(study name, target or None)] until
     every stage-1 study holds its target of draws and no queued or running trial is left."""
     for sig in (
@@ -208,7 +217,7 @@ def work(url, plan, data_path, dataset):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     splits = data.load_json(data_path) if data_path else data.load(dataset)
     store = storage(url)
-    studies = [load_study(store, name) for name, _ in plan]
+    studies = [load_study(store, name, worker) for name, _ in plan]
     objectives = {s.study_name: objective(splits, s.user_attrs) for s in studies}
     while True:
         study, busy = next_study(studies, [target for _, target in plan])
@@ -221,23 +230,32 @@ def work(url, plan, data_path, dataset):
 
 
 def queue_refinements(store, name, variants, k, budget):
-    """Queue, per variant, its k stage-1 trials with the best validation NLL in its refine study (once)."""
-    studies = []
+    """Queue, per variant, its k trials with the best validation NLL, of stage 1 and of the tuning
+    (stage 3, its own trials) together, in its refine study (once each)."""
+    studies, names = [], set(optuna.get_all_study_names(store))
     for v in variants:
         refine = open_study(store, name, v, {**budget, "stage": 2})
-        source = optuna.load_study(study_name=name_of(name, v), storage=store)
-        best = sorted(
-            source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value
-        )[:k]
-        have = {t.user_attrs.get("source_trial") for t in refine.get_trials(deepcopy=False) if counted(t)}
-        for t in best:
-            if t.number not in have:
+        pool = []
+        for stage in (1, 3):
+            if name_of(name, v, stage) in names:
+                source = optuna.load_study(study_name=name_of(name, v, stage), storage=store)
+                done = source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                pool += [(stage, t) for t in done if "copied_from" not in t.user_attrs]
+        best = sorted(pool, key=lambda st: st[1].value)[:k]
+        have = {
+            (t.user_attrs.get("source_stage", 1), t.user_attrs.get("source_trial"))
+            for t in refine.get_trials(deepcopy=False)
+            if counted(t)
+        }
+        for stage, t in best:
+            if (stage, t.number) not in have:
                 refine.enqueue_trial(
                     t.params,
                     user_attrs={
                         "draw": draw_of(t),
                         "seed": t.user_attrs.get("seed", draw_of(t)),
                         "source_trial": t.number,
+                        "source_stage": stage,
                     },
                 )
         studies.append(refine)
@@ -254,20 +272,19 @@ def budget_of(args):
     }
 
 
-def run(args, variants, store):
-    """Create or load the studies and run their trials with args.jobs worker processes."""
+def run(args, variants, store, plan=None):
+    """Create or load the studies (or take `plan`: [(study, target)]) and run their trials with
+    args.jobs worker processes."""
     budget = budget_of(args)
-    if args.refine:
+    if plan is None and args.refine:
         budget.update(max_epochs=args.epochs or REFINE_EPOCHS, patience=args.patience or REFINE_PATIENCE)
-        studies = queue_refinements(store, args.study, variants, args.refine, budget)
-        plan = [(s.study_name, None) for s in studies]
-    else:
-        studies = [open_study(store, args.study, v, budget) for v in variants]
-        plan = [(s.study_name, args.trials or TRIALS) for s in studies]
-    for s in studies:
+        plan = [(s, None) for s in queue_refinements(store, args.study, variants, args.refine, budget)]
+    elif plan is None:
+        plan = [(open_study(store, args.study, v, budget), args.trials or TRIALS) for v in variants]
+    for s, _ in plan:
         held, running, waiting = tally(s)
         print(f"{s.study_name}: {held} draws held ({running} running, {waiting} queued)", file=sys.stderr)
-    spawn_workers(args.storage, plan, args.data, args.dataset, args.jobs)
+    spawn_workers(args.storage, [(s.study_name, t) for s, t in plan], args.data, args.dataset, args.jobs)
 
 
 def spawn_workers(url, plan, data_path, dataset, jobs):
@@ -277,7 +294,7 @@ def spawn_workers(url, plan, data_path, dataset, jobs):
         k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
     }
     os.environ.update({k: "1" for k in saved})  # one thread per worker, set before TensorFlow starts there
-    workers = [context.Process(target=work, args=(url, plan, data_path, dataset)) for _ in range(jobs)]
+    workers = [context.Process(target=work, args=(url, plan, data_path, dataset, k)) for k in range(jobs)]
     for w in workers:
         w.start()
     for k, v in saved.items():

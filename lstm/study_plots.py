@@ -18,22 +18,25 @@ def pyplot():
 
 
 def box_plot(rows, table, path, title):
-    """Test NLL of every stage-1 trial per variant (box + dots), refined trials as crosses, and the
-    best-validation trial of either stage as a star."""
+    """Test NLL of every stage-1 trial per variant (box + dots), refined trials as crosses, tuned (TPE)
+    trials as triangles, and the best-validation trial of any stage as a star."""
     names = list(table)
     ok = finished(rows)
     samples = [
         [r["test_nll"] for r in ok if r["variant"] == v and r["stage"] == 1] or [math.nan] for v in names
     ]
     refined = [[r["test_nll"] for r in ok if r["variant"] == v and r["stage"] == 2] for v in names]
+    tuned = [[r["test_nll"] for r in ok if r["variant"] == v and r["stage"] == 3] for v in names]
     fig, ax = plt.subplots(figsize=(7.6, 3.4), dpi=90)
     ax.boxplot(samples, tick_labels=names, showfliers=False)
-    for k, (v, s, r) in enumerate(zip(names, samples, refined, strict=True), start=1):
+    offset = {1: 0.0, 2: 0.25, 3: -0.25}  # lstm.study.SUFFIX: search, refined, tuned
+    for k, (v, s, r, t) in enumerate(zip(names, samples, refined, tuned, strict=True), start=1):
         ax.plot(np.full(len(s), k), s, ".", color="C0", alpha=0.5)
         ax.plot(np.full(len(r), k + 0.25), r, "x", color="C2", ms=5)
+        ax.plot(np.full(len(t), k - 0.25), t, "^", color="C1", ms=4, alpha=0.6)
         if table[v]["best"]:
             ax.plot(
-                k + 0.25 * (table[v]["best"]["stage"] == 2),
+                k + offset[table[v]["best"]["stage"]],
                 table[v]["best"]["test_nll"],
                 "*",
                 color="C3",
@@ -42,8 +45,10 @@ def box_plot(rows, table, path, title):
     ax.axhline(BAI_2018_LSTM_JSB, color="C3", ls="--", lw=0.8, label="LSTM, Bai et al. 2018: 8.45")
     if any(refined):
         ax.plot([], [], "x", color="C2", label="refined trials")
+    if any(tuned):
+        ax.plot([], [], "^", color="C1", label="tuned (TPE) trials")
     ax.plot([], [], "*", color="C3", label="best-validation trial")
-    finite = [x for s in samples + refined for x in s if math.isfinite(x)]
+    finite = [x for s in samples + refined + tuned for x in s if math.isfinite(x)]
     if finite:
         low = min(min(finite), BAI_2018_LSTM_JSB)  # keep the reference line in view
         ax.set_ylim(low - 0.1, max(min(max(finite), np.percentile(finite, 90) + 0.5), low + 0.5) + 0.1)

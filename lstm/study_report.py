@@ -1,7 +1,7 @@
 """`python -m lstm variants-report`: what the study found, as Greff et al. report it.
 
 From the trials alone (no retraining; from the Optuna storage or from an exported JSONL file), per
-variant: the test NLL of the trial with the best validation NLL over both stages (the paper's model
+variant: the test NLL of the trial with the best validation NLL over all stages (the paper's model
 selection), the distribution of test NLL over the stage-1 trials (box plot, the paper's Fig. 3 style),
 the learning-rate sensitivity, and the importance of each hyper-parameter by fANOVA (what the paper
 used, here Optuna's evaluator) next to the project's binned-marginal estimate (lstm/importance.py).
@@ -27,6 +27,7 @@ GREFF_JSB = (
 )
 BAI_2018_JSB = {"LSTM": 8.45, "GRU": 8.43, "TCN": 8.10}
 pyplot = study_plots.pyplot
+STAGES = {1: "search", 2: "refined", 3: "tuned"}  # lstm.study.SUFFIX
 
 
 def counted(rows):
@@ -38,9 +39,14 @@ def counted(rows):
     ]
 
 
+def tuned(rows):
+    """Finished trials of the tuning stage (TPE, `--tune`)."""
+    return [r for r in finished(rows) if r["stage"] == 3]
+
+
 def summarize(rows):
     """{variant: dict(trials, diverged, median_test, best)}: counts and median over stage 1; best is the
-    row of the best-validation trial of either stage."""
+    row of the best-validation trial of any stage."""
     table = {}
     for v in dict.fromkeys(r["variant"] for r in rows):
         runs = [r for r in counted(rows) if r["variant"] == v]
@@ -72,7 +78,7 @@ def variant_table(table):
             continue
         lines.append(
             f"| {v} | {t['trials']} | {t['diverged']} | **{b['test_nll']:.3f}** | {b['valid_nll']:.3f} | "
-            f"{'search' if b['stage'] == 1 else 'refined'} | {b['trial']} | {b['units']} | {b['lr']:.2e} | "
+            f"{STAGES[b['stage']]} | {b['trial']} | {b['units']} | {b['lr']:.2e} | "
             f"{b['beta_1']:.3f} | {b['noise']:.2f} | {b['dropout']:.2f} | {_epochs(b)} | "
             f"{t['median_test']:.3f} |"
         )
@@ -84,21 +90,23 @@ def refined_table(rows):
     refined = [r for r in finished(rows) if r["stage"] == 2]
     if not refined:
         return []
-    source = {(r["variant"], r["trial"]): r for r in counted(rows)}
+    source = {(r["variant"], r["stage"], r["trial"]): r for r in counted(rows) + tuned(rows)}
     lines = [
         "",
-        "Refined trials (stage 2): each variant's best stage-1 trials by validation NLL, trained again "
-        "with the same hyper-parameters and seed for longer:",
+        "Refined trials (stage 2): each variant's best trials by validation NLL (of the search, and of the "
+        "tuning where there is one), trained again with the same hyper-parameters and seed for longer:",
         "",
         "| variant | trial | units | lr | search valid / test NLL | refined valid / test NLL | epochs (best/run) |",
         "|---|---|---|---|---|---|---|",
     ]
     order = list(dict.fromkeys(r["variant"] for r in rows))
     for r in sorted(refined, key=lambda r: (order.index(r["variant"]), r["valid_nll"])):
-        s = source.get((r["variant"], r["trial"]))
+        stage = int(r.get("source_stage", 1))
+        s = source.get((r["variant"], stage, r["trial"]))
         searched = f"{s['valid_nll']:.3f} / {s['test_nll']:.3f}" if s else "–"
+        name = r["trial"] if stage == 1 else f"{r['trial']} ({STAGES[stage]})"
         lines.append(
-            f"| {r['variant']} | {r['trial']} | {r['units']} | {r['lr']:.2e} | {searched} | "
+            f"| {r['variant']} | {name} | {r['units']} | {r['lr']:.2e} | {searched} | "
             f"{r['valid_nll']:.3f} / {r['test_nll']:.3f} | {_epochs(r)} |"
         )
     return lines
@@ -161,9 +169,10 @@ def markdown(rows, source):
     table = summarize(rows)
     searched = counted(rows)
     lines = [
-        f"Study on JSB Chorales, from `{source}`: {len(searched)} stage-1 trials, "
-        f"{len(finished([r for r in rows if r['stage'] == 2]))} refined. Test NLL per time step at each "
-        "trial's best-validation epoch; a variant's score is its best-validation trial's, of either stage.",
+        f"Study on JSB Chorales, from `{source}`: {len(searched)} stage-1 trials (random search), "
+        f"{len(tuned(rows))} tuned (TPE), {len(finished([r for r in rows if r['stage'] == 2]))} refined. "
+        "Test NLL per time step at each trial's best-validation epoch; a variant's score is its "
+        "best-validation trial's, of any stage.",
         "",
     ]
     lines += variant_table(table) + refined_table(rows)

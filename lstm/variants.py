@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from lstm import data, results, study, study_plots, study_report
+from lstm import data, results, study, study_plots, study_report, tuning
 from lstm.cell import VARIANTS
 from lstm.music import RunConfig, train_run
 from tutorials_common.cliutil import UserError
@@ -131,7 +131,8 @@ def full(args, variants):
     store = study.storage(args.storage)
     if args.import_results:
         results.import_jsonl(args.import_results, store, args.study, variants, study.budget_of(args))
-    study.run(args, variants, store)
+    plan = tuning.plan(store, args.study, variants, args.tune, study.budget_of(args)) if args.tune else None
+    study.run(args, variants, store, plan)
     rows = results.rows_of(store, args.study, variants)
     out = Path(args.out)
     results.write_jsonl(rows, out / "study.jsonl")
@@ -212,8 +213,11 @@ def main(args):
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"unknown variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if args.budget != "full" and (args.refine or args.import_results):
-        raise UserError(
-            f"--{'refine' if args.refine else 'import'} belongs to the random search: it needs --budget full"
-        )
+    study_only = [
+        f for f, on in (("refine", args.refine), ("tune", args.tune), ("import", args.import_results)) if on
+    ]
+    if args.budget != "full" and study_only:
+        raise UserError(f"--{study_only[0]} belongs to the random search: it needs --budget full")
+    if args.refine and args.tune:
+        raise UserError("--refine and --tune are two stages: run --tune first, then --refine")
     return full(args, variants) if args.budget == "full" else quick(args, variants)

@@ -183,6 +183,52 @@ def test_two_workers_share_one_sqlite_file_and_resume_adds_nothing(tmp_path, cap
     assert run(["variants-report", "--results", str(exported), "--out", str(tmp_path / "r2")]) == 0
 
 
+def test_tuning_starts_from_the_search_and_refine_takes_the_best_of_both(tmp_path, capsys):
+    """--tune: TPE trials in jsb-V-tune after copies of stage 1 (left out of the export); --refine then
+    picks the best of both stages; the export imports back into the same shape."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    common = ["variants", "--budget", "full", "--data", str(FIXTURE), "--variants", "V", "--storage", url]
+    out = ["--out", str(tmp_path / "out")]
+    assert run([*common, "--epochs", "2", "--patience", "1", "--trials", "3", *out]) == 0
+    assert run([*common, "--epochs", "2", "--patience", "1", "--tune", "2", *out]) == 0
+    tune = trials(url, "jsb-V-tune")
+    copies, own = tune[:3], tune[3:]
+    assert [t.user_attrs["copied_from"] for t in copies] == [0, 1, 2]
+    assert [t.value for t in copies] == [t.value for t in trials(url, "jsb-V")]
+    assert len(own) == 2 and all(
+        t.state == TrialState.COMPLETE and "copied_from" not in t.user_attrs for t in own
+    )
+    assert sorted(t.user_attrs["draw"] for t in own) == [3, 4]  # seeds of their own, not the copies'
+    assert all(t.params != space.draw(t.user_attrs["draw"], "V") for t in own)  # proposed by TPE
+    sampler = study.load_study(study.storage(url), "jsb-V-tune").sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert run([*common, "--epochs", "2", "--patience", "1", "--tune", "2", *out]) == 0  # resume: nothing new
+    assert len(trials(url, "jsb-V-tune")) == 5
+    assert run([*common, "--epochs", "3", "--patience", "1", "--refine", "1", *out]) == 0
+    (refined,) = trials(url, "jsb-V-refine")
+    best = min(trials(url, "jsb-V")[:3] + own, key=lambda t: t.value)
+    stage = 3 if best in own else 1
+    assert (refined.user_attrs["source_stage"], refined.user_attrs["source_trial"]) == (stage, best.number)
+    assert refined.params == best.params
+    capsys.readouterr()
+    exported = tmp_path / "export.jsonl"
+    assert (
+        run(["variants-report", "--storage", url, "--export", str(exported), "--out", str(tmp_path / "r")])
+        == 0
+    )
+    assert "tuned (TPE)" in capsys.readouterr().out
+    rows = results.read_jsonl(exported)
+    assert sorted(r["stage"] for r in rows) == [1, 1, 1, 2, 3, 3]  # no copies
+    again = study.storage(f"sqlite:///{tmp_path / 'again.db'}")
+    budget = {"stage": 1, "max_epochs": 2, "patience": 1, "batch_size": 8}
+    assert results.import_jsonl(exported, again, "jsb", ["V"], budget) == 6
+    back = study.load_study(again, "jsb-V-tune").get_trials()
+    assert [t.value for t in back] == [t.value for t in tune]
+    assert [t.number for t in back if "copied_from" not in t.user_attrs] == [3, 4]
+    (source,) = study.load_study(again, "jsb-V-refine").get_trials()
+    assert source.user_attrs["source_trial"] == best.number and source.user_attrs["source_stage"] == stage
+
+
 def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
     """SIGTERM in the middle of the first trial; once its heartbeat is stale, the trial is FAIL and queued
     again with its draw, and the rerun finishes the study with every draw once."""
