@@ -18,8 +18,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
-test: install ## Run the test suite (full-data tests run when DATASETS_MIRROR is set)
-	$(PY) -m pytest -q
+TEST_JOBS ?= 2
+test: install ## Run the test suite in TEST_JOBS processes (default 2; 0 = one process; full-data tests run when DATASETS_MIRROR is set)
+	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 
 lint: install ## ruff check (pyflakes, pycodestyle, import order, bugbear) and ruff format --check
 	$(VENV)/bin/ruff check .
@@ -161,9 +162,9 @@ lstm-vanishing: install ## Gradient norm vs time lag for a SimpleRNN and the LST
 lstm-clipping: install ## Exploding RNN trained with and without gradient clipping (CSV + PNG + verdict)
 	$(PY) -m lstm clipping --out out/lstm-clipping
 
-lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; full: Optuna studies in STORAGE=URL, JOBS=N worker processes, the earlier 207 trials imported; REFINE=K: retrain each variant's K best trials up to 200 epochs)
-	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) $(if $(REFINE),--refine $(REFINE)) \
-		$(if $(filter full,$(BUDGET)),--storage $(STORAGE) $(if $(REFINE),,--import docs/results/jsb-random-search.jsonl)) --out out/lstm-variants
+lstm-variants: install ## Greff et al.'s LSTM variant study on JSB Chorales (BUDGET=quick|full; full: Optuna studies in STORAGE=URL, JOBS=N worker processes, continuing the committed study; TUNE=N: N TPE trials per variant; REFINE=K: retrain each variant's K best trials up to 200 epochs)
+	$(PY) -m lstm variants --dataset jsb --budget $(BUDGET) --jobs $(JOBS) $(if $(REFINE),--refine $(REFINE)) $(if $(TUNE),--tune $(TUNE)) \
+		$(if $(filter full,$(BUDGET)),--storage $(STORAGE) $(if $(REFINE)$(TUNE),,--import docs/results/jsb-study.jsonl)) --out out/lstm-variants
 
 lstm-variants-report: install ## Tables, box plot, learning-rate curve and fANOVA + binned importance of the study (docs/results/jsb-study.jsonl, or STORAGE=URL)
 	$(PY) -m lstm variants-report $(if $(filter command line environment,$(origin STORAGE)),--storage $(STORAGE))
