@@ -161,7 +161,7 @@ def test_unreadable_checkpoint_state_stops_training_and_keeps_best(tiny_run, tmp
 
 
 def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
-    """Five SIGKILLs (one while a checkpoint is being written), each followed by a resume:
+    """Three SIGKILLs (the last while a checkpoint is being written), each followed by a resume:
     the run ends with one log line per epoch, no temporary folders, and best/ holding the
     lowest validation loss of the log."""
     run_dir, epochs, rng = tmp_path / "killed", 5, random.Random(0)
@@ -183,13 +183,13 @@ def test_sigkill_at_any_moment_resumes_cleanly(tmp_path, spa_fixture):
         "--patience",
         "0",
     ]
-    for attempt in range(5):
+    for attempt in range(3):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=QUIET, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 240
         for line in proc.stderr:  # wait for training to run
             if b"step" in line and b"epoch" in line or time.time() > deadline:
                 break
-        if attempt == 4:  # kill while a save is in progress, if one shows up in time
+        if attempt == 2:  # kill while a save is in progress, if one shows up in time
             until = time.time() + 20
             while (
                 time.time() < until

@@ -62,12 +62,14 @@ def translate_timing(checkpoint, sentences, rounds=1):
     return dict(sentences=len(sentences), seconds=best, speedup=best["today"] / best["xla"])
 
 
-def server_latency(run, requests, sentence=SENTENCE):
+def server_latency(run, requests, max_source=None, sentence=SENTENCE):
     """Median request latency of the explorer server for `sentence`, XLA loops vs today's,
-    requests alternating; also the precompilation the server would do at start-up."""
+    requests alternating; also the precompilation the server would do at start-up (source
+    widths up to `max_source` tokens, default the model's limit as in `serve`)."""
     client = create_app({run.direction: run}).test_client()
     body = {"text": sentence, "direction": run.direction}
-    shapes, compile_seconds = decoding.precompile(run.model, max_source=run.config["max_sentence_tokens"])
+    limit = min(max_source or run.config["max_sentence_tokens"], run.config["max_sentence_tokens"])
+    shapes, compile_seconds = decoding.precompile(run.model, max_source=limit)
     times, answers, setting = {loops: [] for loops in LOOPS}, {}, decoding.XLA_LOOPS
     try:
         for i in range(requests + 1):  # request 0 warms up each loop
@@ -92,6 +94,7 @@ def server_latency(run, requests, sentence=SENTENCE):
         speedup=median["today"] / median["xla"],
         precompiled_shapes=shapes,
         precompile_seconds=compile_seconds,
+        precompile_max_source=limit,
     )
 
 

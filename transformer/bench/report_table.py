@@ -186,7 +186,8 @@ def end_to_end_rows(e2e):
             benchreport.ratio(srv["speedup"]),
         ),
         (
-            "server start-up: `decoding.precompile` (batch 1, every source width), shapes; seconds",
+            "server start-up: `decoding.precompile` (batch 1, source widths up to "
+            f"{srv.get('precompile_max_source', 'the model limit')} tokens), shapes; seconds",
             f"{srv['precompiled_shapes']}; {srv['precompile_seconds']:.1f} s",
             "",
             "",
