@@ -63,9 +63,10 @@ def _row(line):
     return row
 
 
-def finished(row):
-    """A row that holds its draw: a completed trial, or one that diverged (not a lost or queued attempt)."""
-    return row["state"] == "COMPLETE" or (row["state"] == "FAIL" and row["diverged"])
+def holds_draw(row):
+    """A row that holds its draw: a completed trial, or one that diverged (not a lost, running or
+    queued attempt); the row form of `lstm.study.counted`."""
+    return row["state"] == "COMPLETE" or (row["state"] == "FAIL" and bool(row.get("diverged")))
 
 
 def read_jsonl(path):
@@ -137,7 +138,7 @@ def import_jsonl(path, store, name, variants, budget):
     attempts in an export are left out (their draws run again). Returns the number of trials added."""
     if not Path(path).is_file():
         raise UserError(f"no results file {path} to import")
-    rows, added = [r for r in read_jsonl(path) if finished(r)], 0
+    rows, added = [r for r in read_jsonl(path) if holds_draw(r)], 0
     for v in variants:
         first = open_study(store, name, v, budget)
         added += _add(first, [r for r in rows if r["variant"] == v and r["stage"] == 1], {})

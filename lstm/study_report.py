@@ -32,11 +32,7 @@ STAGES = {1: "search", 2: "refined", 3: "tuned"}  # lstm.study.SUFFIX
 
 def counted(rows):
     """Stage-1 rows that are trials of the study: finished or diverged (not lost, running or queued)."""
-    return [
-        r
-        for r in rows
-        if r["stage"] == 1 and (r["state"] == "COMPLETE" or (r["state"] == "FAIL" and r.get("diverged")))
-    ]
+    return [r for r in rows if r["stage"] == 1 and results.holds_draw(r)]
 
 
 def tuned(rows):

@@ -379,6 +379,16 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
         run(["variants", "--budget", "full", *TINY, "--storage", "nosuchdb://x", "--out", str(tmp_path)])
     with pytest.raises(UserError, match="--refine belongs to the random search: it needs --budget full"):
         run(["variants", "--refine", "2", "--out", str(tmp_path)])
+    with pytest.raises(UserError, match="--tune belongs to the random search: it needs --budget full"):
+        run(["variants", "--tune", "2", "--out", str(tmp_path)])
+    with pytest.raises(UserError, match="run --tune first, then --refine"):
+        run(["variants", "--budget", "full", *TINY, "--tune", "2", "--refine", "1", "--out", str(tmp_path)])
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(UserError, match="no study jsb-V to start tuning from; run the random search first"):
+        run(["variants", "--budget", "full", *TINY, "--variants", "V", "--tune", "2", "--storage", url])
+    with pytest.raises(SystemExit) as bad:
+        build_parser().parse_args(["variants", "--tune", "0"])
+    assert bad.value.code == 2 and "--tune" in capsys.readouterr().err
     with pytest.raises(UserError, match="no results file"):
         run(["variants-report", "--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)])
     junk = tmp_path / "junk.jsonl"
