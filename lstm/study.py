@@ -6,7 +6,7 @@ the sampler is Optuna's random sampler with per-trial seeds (`lstm.space.DrawSam
 variant gets draw n (less the retries before it), whichever worker asks. `--jobs N` starts N worker processes that share the storage;
 the same command on several machines with one database URL shares the study between them. Each
 worker sends a heartbeat; a trial whose worker was killed is marked FAIL once its heartbeat is
-stale (GRACE seconds) and queued again with the same draw (Optuna's RetryHeartbeatStaleTrialCallback).
+stale, or missing, for GRACE seconds and queued again with the same draw (Optuna's RetryHeartbeatStaleTrialCallback).
 Resume = rerun the same command. There is no pruner: early stopping (patience) already ends a
 trial, and the report measures what a median pruner would have changed.
 
@@ -27,10 +27,12 @@ import sys
 import time
 import warnings
 from collections import Counter
+from datetime import datetime, timedelta
 
 import optuna
 import tensorflow as tf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._rdb.models import TrialHeartbeatModel  # no public reader of the heartbeats
 from optuna.trial import TrialState
 
 from lstm import data
@@ -190,12 +192,35 @@ def objective(splits, attrs):
     return run
 
 
-def next_study(studies, targets):
+def fail_dead_trials(study, store):
+    """FAIL the trials whose worker died, each queued again by the storage's retry callback: those
+    with a stale heartbeat (Optuna's check), and those RUNNING for GRACE seconds with no heartbeat
+    at all (a worker killed between Optuna creating its trial and the first beat; Optuna skips them)."""
+    fail_stale_trials(study)
+    cutoff = datetime.now() - timedelta(seconds=store.grace_period)  # Optuna's datetime_start: local
+    old = {
+        t._trial_id: t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.datetime_start < cutoff
+    }
+    with store.scoped_session() as session:
+        beating = session.query(TrialHeartbeatModel.trial_id).filter(TrialHeartbeatModel.trial_id.in_(old))
+        silent = set(old) - {trial_id for (trial_id,) in beating}
+    for trial_id in sorted(silent):
+        try:
+            failed = store.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            failed = False
+        if failed:
+            store.get_heartbeat_stale_trial_callback()(study, store.get_trial(trial_id))
+
+
+def next_study(studies, targets, store):
     """The study to run a trial in next: one with a queued trial first, else the stage-1 study with the
     fewest draws below its target; None with `busy` when only other workers' running trials are left."""
     fewest, busy = None, False
     for study, target in zip(studies, targets, strict=True):
-        fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again by the retry callback
+        fail_dead_trials(study, store)
         held, running, waiting = tally(study)
         if waiting:
             return study, True
@@ -220,7 +245,7 @@ def work(url, plan, data_path, dataset, worker=0):
     studies = [load_study(store, name, worker) for name, _ in plan]
     objectives = {s.study_name: objective(splits, s.user_attrs) for s in studies}
     while True:
-        study, busy = next_study(studies, [target for _, target in plan])
+        study, busy = next_study(studies, [target for _, target in plan], store)
         if study is None:
             if not busy:
                 return

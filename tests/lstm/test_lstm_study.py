@@ -263,10 +263,9 @@ def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) != 0
     [killed] = [t for t in trials(url, "jsb-V") if t.state == TrialState.RUNNING]
-    time.sleep(3)
-    optuna.storages.fail_stale_trials(
-        optuna.load_study(study_name="jsb-V", storage=study.storage(url, grace=2))
-    )
+    time.sleep(3)  # killed before or after its first heartbeat (both happen when the machine is busy)
+    store = study.storage(url, grace=2)
+    study.fail_dead_trials(optuna.load_study(study_name="jsb-V", storage=store), store)
     assert subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=900).returncode == 0
     done = trials(url, "jsb-V")
     assert done[killed.number].state == TrialState.FAIL
@@ -276,6 +275,25 @@ def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
     assert len(retry) == 1 and retry[0].params == space.draw(
         killed.user_attrs.get("draw", killed.number), "V"
     )
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(tmp_path):
+    """Optuna's stale check skips a RUNNING trial with no heartbeat; fail_dead_trials fails it (once its
+    GRACE is over, not before) and the retry callback queues it again, while a beating trial is kept."""
+    store = study.storage(f"sqlite:///{tmp_path / 'study.db'}", grace=1)
+    s = optuna.create_study(study_name="jsb-V", storage=store)
+    silent, beating = s.ask(), s.ask()  # ask() creates RUNNING trials; only optimize() starts heartbeats
+    store.record_heartbeat(beating._trial_id)
+    study.fail_dead_trials(s, store)
+    assert [t.state for t in s.get_trials()] == [TrialState.RUNNING] * 2  # within the grace period
+    time.sleep(1.5)
+    store.record_heartbeat(beating._trial_id)
+    study.fail_dead_trials(s, store)
+    after = s.get_trials()
+    assert [t.state for t in after] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert after[2].system_attrs["failed_trial"] == silent.number
+    study.fail_dead_trials(s, store)  # nothing twice
+    assert len(s.get_trials()) == 3
 
 
 def _maybe(url):
