@@ -53,15 +53,16 @@ HEATMAP_SENTENCES := --sentence "$(SENTENCE)"
 else
 HEATMAP_SENTENCES := --sentence "$(SENTENCE1)" --sentence "$(SENTENCE2)"
 endif
-.PHONY: demo demo-train quality transformer-train transformer-train-multiworker transformer-translate transformer-evaluate transformer-heatmaps \
+.PHONY: demo demo-en-es demo-es-en demo-train quality transformer-train transformer-train-multiworker transformer-translate transformer-evaluate transformer-heatmaps \
 	transformer-demos transformer-data-stats transformer-bench
 
 demo: install ## The main job: translate the article's sentences both ways with the shipped models and plot their attention (about a minute)
-	$(PY) -m transformer translate --direction en-es "$(SENTENCE1)" "$(SENTENCE2)"
-	$(PY) -m transformer translate --direction es-en "$(SENTENCE1_ES)" "$(SENTENCE2_ES)"
-	$(PY) -m transformer heatmaps --direction en-es --out $(FIGURES)/heatmaps/en-es
-	$(PY) -m transformer heatmaps --direction es-en --out $(FIGURES)/heatmaps/es-en
+	@$(MAKE) --no-print-directory -j2 --output-sync=target demo-en-es demo-es-en  # one direction per core, each printed whole
 	@echo "heat maps: $(FIGURES)/heatmaps/en-es/ and $(FIGURES)/heatmaps/es-en/"
+
+demo-en-es demo-es-en: demo-%:
+	$(PY) -m transformer translate --direction $* $(if $(filter en-es,$*),"$(SENTENCE1)" "$(SENTENCE2)","$(SENTENCE1_ES)" "$(SENTENCE2_ES)")
+	$(PY) -m transformer heatmaps --direction $* --out $(FIGURES)/heatmaps/$*
 
 demo-train: install ## Train the small `demo` en->es translator yourself (~15 min on 2 CPU cores; resumable), translate and plot
 	$(PY) -m tutorials_common.datafiles spa-eng

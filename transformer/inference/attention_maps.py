@@ -40,7 +40,9 @@ def _attention_pass(model):
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
         spec = tf.TensorSpec([None, None], tf.int32)
         _compiled_passes[model] = tf.function(
-            lambda src, tgt: model_ref()((src, tgt), training=False)[1], input_signature=(spec, spec)
+            lambda src, tgt: model_ref()((src, tgt), training=False)[1],
+            input_signature=(spec, spec),
+            autograph=False,  # no Python control flow on tensors: tracing without conversion is faster
         )
     return _compiled_passes[model]
 

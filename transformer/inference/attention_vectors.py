@@ -98,7 +98,7 @@ def _recorded_pass(model):
             return attention, {key: _recorded(mha, calls[key][0]) for key, mha in layers.items()}
 
         spec = tf.TensorSpec([None, None], tf.int32)
-        _compiled_passes[model] = tf.function(recorded_pass, input_signature=(spec, spec))
+        _compiled_passes[model] = tf.function(recorded_pass, input_signature=(spec, spec), autograph=False)
     return _compiled_passes[model]
 
 

@@ -71,6 +71,7 @@ def _compiled_fn(model, kind, *options):
             lambda src, lengths: impl(model_ref(), src, lengths, *options),
             input_signature=spec,
             jit_compile=kind.endswith("xla"),
+            autograph=False,  # the loops are explicit tf.while_loops: no conversion, faster tracing
         )
     return functions[key]
 
