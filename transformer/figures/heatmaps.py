@@ -71,16 +71,57 @@ def _wrap(title, width_inches):
     return "\n".join(textwrap.fill(line, max(30, int(13 * width_inches))) for line in title.split("\n"))
 
 
+def _text_inches(fig, labels, fontsize):
+    """Width and height in inches of the widest and the tallest of ``labels`` at ``fontsize``."""
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for label in labels:
+        text = fig.text(0, 0, label, fontsize=fontsize)
+        boxes.append(text.get_window_extent(renderer))
+        text.remove()
+    return max(b.width for b in boxes) / fig.dpi, max(b.height for b in boxes) / fig.dpi
+
+
+def _place_panels(fig, rows, cols, panel, x0, top, step):
+    """Axes for a rows x cols grid of ``panel`` (width, height) images, all in inches: the first
+    panel's top-left corner ``x0`` from the left and ``top`` from the top, ``step`` (dx, dy) from
+    one panel's corner to the next. An explicit layout: matplotlib's constrained layout took
+    about half of each figure's time."""
+    width, height = fig.get_size_inches()
+    pw, ph = panel
+    axes = [
+        fig.add_axes(
+            ((x0 + c * step[0]) / width, (height - top - r * step[1] - ph) / height, pw / width, ph / height)
+        )
+        for r, c in np.ndindex(rows, cols)
+    ]
+    return np.array(axes).reshape(rows, cols)
+
+
+def _colorbar(fig, image, grid_right, label):
+    """A colour bar right of the grid (``grid_right`` inches from the left), half its height."""
+    width, height = fig.get_size_inches()
+    cax = fig.add_axes(((grid_right + 0.2) / width, 0.25, 0.15 / width, 0.5))
+    fig.colorbar(image, cax=cax, label=label)
+
+
 def plot_layer(weights, x_labels, y_labels, title, path):
     """All heads of one layer, (heads, query_len, key_len), on one colour scale;
     x axis: keys (``x_labels``), y axis: queries (``y_labels``)."""
     plt = pyplot()
     heads = weights.shape[0]
     rows, cols = _grid(heads)
-    width, height = max(1.8, 0.17 * len(x_labels)) + 0.8, max(1.8, 0.17 * len(y_labels)) + 1.0
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * width + 1.0, rows * height + 0.8), squeeze=False, layout="constrained"
-    )
+    panel = (max(1.8, 0.17 * len(x_labels)), max(1.8, 0.17 * len(y_labels)))
+    fig = plt.figure(dpi=72)
+    y_label_w, _ = _text_inches(fig, list(y_labels), 7)
+    x_label_h, _ = _text_inches(fig, list(x_labels), 7)  # drawn turned by 90 degrees
+    x0, below = y_label_w + 0.15, x_label_h + 0.15
+    step = (x0 + panel[0] + 0.15, panel[1] + below + 0.35)  # 0.35: the next row's head titles
+    grid_width = x0 + (cols - 1) * step[0] + panel[0]
+    lines = _wrap(title, grid_width + 1.2).count("\n") + 1
+    top = 0.1 + lines * 9 * 1.25 / 72 + 0.35  # the title's lines, then the first row's head titles
+    fig.set_size_inches(grid_width + 1.2, top + (rows - 1) * step[1] + panel[1] + below + 0.1)
+    axes = _place_panels(fig, rows, cols, panel, x0, top, step)
     vmax = float(weights.max())
     for h, ax in enumerate(axes.flat):
         if h >= heads:
@@ -90,8 +131,8 @@ def plot_layer(weights, x_labels, y_labels, title, path):
         ax.set_title(f"head {h + 1}", fontsize=9)
         ax.set_xticks(range(len(x_labels)), x_labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(y_labels)), y_labels, fontsize=7)
-    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
+    _colorbar(fig, image, grid_width, "attention weight")
     fig.savefig(path, dpi=72)
     plt.close(fig)
     return path
@@ -101,9 +142,13 @@ def plot_overview(maps, title, path):
     """Every layer (rows) and head (columns) of one kind, one colour scale, no tick labels."""
     plt = pyplot()
     layers, heads = maps.shape[:2]
-    fig, axes = plt.subplots(
-        layers, heads, figsize=(1.3 * heads + 1, 1.3 * layers + 0.8), squeeze=False, layout="constrained"
-    )
+    panel, x0 = (1.1, 1.1), 0.35  # x0: room for the layer labels
+    step = (panel[0] + 0.1, panel[1] + 0.1)
+    grid_width = x0 + (heads - 1) * step[0] + panel[0]
+    lines = _wrap(title, grid_width + 1.2).count("\n") + 1
+    top = 0.1 + lines * 9 * 1.25 / 72 + 0.3
+    fig = plt.figure(figsize=(grid_width + 1.2, top + (layers - 1) * step[1] + panel[1] + 0.15), dpi=80)
+    axes = _place_panels(fig, layers, heads, panel, x0, top, step)
     vmax = float(maps.max())
     for layer, head in np.ndindex(layers, heads):
         ax = axes[layer, head]
@@ -114,8 +159,8 @@ def plot_overview(maps, title, path):
             ax.set_title(f"head {head + 1}", fontsize=8)
         if head == 0:
             ax.set_ylabel(f"layer {layer + 1}", fontsize=8)
-    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
+    _colorbar(fig, image, grid_width, "attention weight")
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
