@@ -56,7 +56,7 @@ endif
 .PHONY: demo demo-en-es demo-es-en demo-train quality transformer-train transformer-train-multiworker transformer-translate transformer-evaluate transformer-heatmaps \
 	transformer-demos transformer-data-stats transformer-bench
 
-demo: install ## The main job: translate the article's sentences both ways with the shipped models and plot their attention (under 2 minutes on 2 cores)
+demo: install ## The main job: translate the article's sentences both ways with the shipped models and plot their attention (about a minute on 2 cores)
 	@$(MAKE) --no-print-directory -j2 --output-sync=target demo-en-es demo-es-en  # one direction per core, each printed whole
 	@echo "heat maps: $(FIGURES)/heatmaps/en-es/ and $(FIGURES)/heatmaps/es-en/"
 
