@@ -199,13 +199,13 @@ def fail_dead_trials(study, store):
     fail_stale_trials(study)
     cutoff = datetime.now() - timedelta(seconds=store.grace_period)  # Optuna's datetime_start: local
     old = {
-        t._trial_id: t
+        t._trial_id
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t.datetime_start < cutoff
     }
     with store.scoped_session() as session:
         beating = session.query(TrialHeartbeatModel.trial_id).filter(TrialHeartbeatModel.trial_id.in_(old))
-        silent = set(old) - {trial_id for (trial_id,) in beating}
+        silent = old - {trial_id for (trial_id,) in beating}
     for trial_id in sorted(silent):
         try:
             failed = store.set_trial_state_values(trial_id, TrialState.FAIL)

@@ -71,15 +71,14 @@ def _wrap(title, width_inches):
     return "\n".join(textwrap.fill(line, max(30, int(13 * width_inches))) for line in title.split("\n"))
 
 
-def _text_inches(fig, labels, fontsize):
-    """Width and height in inches of the widest and the tallest of ``labels`` at ``fontsize``."""
-    renderer = fig.canvas.get_renderer()
-    boxes = []
+def _widest_inches(fig, labels, fontsize):
+    """Width in inches of the widest of ``labels`` drawn at ``fontsize``."""
+    renderer, widths = fig.canvas.get_renderer(), []
     for label in labels:
         text = fig.text(0, 0, label, fontsize=fontsize)
-        boxes.append(text.get_window_extent(renderer))
+        widths.append(text.get_window_extent(renderer).width)
         text.remove()
-    return max(b.width for b in boxes) / fig.dpi, max(b.height for b in boxes) / fig.dpi
+    return max(widths) / fig.dpi
 
 
 def _place_panels(fig, rows, cols, panel, x0, top, step):
@@ -113,13 +112,12 @@ def plot_layer(weights, x_labels, y_labels, title, path):
     rows, cols = _grid(heads)
     panel = (max(1.8, 0.17 * len(x_labels)), max(1.8, 0.17 * len(y_labels)))
     fig = plt.figure(dpi=72)
-    y_label_w, _ = _text_inches(fig, list(y_labels), 7)
-    x_label_h, _ = _text_inches(fig, list(x_labels), 7)  # drawn turned by 90 degrees
-    x0, below = y_label_w + 0.15, x_label_h + 0.15
+    x0 = _widest_inches(fig, y_labels, 7) + 0.15
+    below = _widest_inches(fig, x_labels, 7) + 0.15  # the x labels are drawn turned by 90 degrees
     step = (x0 + panel[0] + 0.15, panel[1] + below + 0.35)  # 0.35: the next row's head titles
     grid_width = x0 + (cols - 1) * step[0] + panel[0]
-    lines = _wrap(title, grid_width + 1.2).count("\n") + 1
-    top = 0.1 + lines * 9 * 1.25 / 72 + 0.35  # the title's lines, then the first row's head titles
+    title = _wrap(title, grid_width + 1.2)
+    top = 0.1 + (title.count("\n") + 1) * 9 * 1.25 / 72 + 0.35  # the title's lines, the head titles
     fig.set_size_inches(grid_width + 1.2, top + (rows - 1) * step[1] + panel[1] + below + 0.1)
     axes = _place_panels(fig, rows, cols, panel, x0, top, step)
     vmax = float(weights.max())
@@ -131,7 +129,7 @@ def plot_layer(weights, x_labels, y_labels, title, path):
         ax.set_title(f"head {h + 1}", fontsize=9)
         ax.set_xticks(range(len(x_labels)), x_labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(y_labels)), y_labels, fontsize=7)
-    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle(title, fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
     _colorbar(fig, image, grid_width, "attention weight")
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -145,8 +143,8 @@ def plot_overview(maps, title, path):
     panel, x0 = (1.1, 1.1), 0.35  # x0: room for the layer labels
     step = (panel[0] + 0.1, panel[1] + 0.1)
     grid_width = x0 + (heads - 1) * step[0] + panel[0]
-    lines = _wrap(title, grid_width + 1.2).count("\n") + 1
-    top = 0.1 + lines * 9 * 1.25 / 72 + 0.3
+    title = _wrap(title, grid_width + 1.2)
+    top = 0.1 + (title.count("\n") + 1) * 9 * 1.25 / 72 + 0.3
     fig = plt.figure(figsize=(grid_width + 1.2, top + (layers - 1) * step[1] + panel[1] + 0.15), dpi=80)
     axes = _place_panels(fig, layers, heads, panel, x0, top, step)
     vmax = float(maps.max())
@@ -159,7 +157,7 @@ def plot_overview(maps, title, path):
             ax.set_title(f"head {head + 1}", fontsize=8)
         if head == 0:
             ax.set_ylabel(f"layer {layer + 1}", fontsize=8)
-    fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle(title, fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
     _colorbar(fig, image, grid_width, "attention weight")
     fig.savefig(path, dpi=80)
     plt.close(fig)
