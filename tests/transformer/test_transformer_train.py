@@ -39,6 +39,35 @@ def test_token_losses_match_keras_label_smoothing():
         np.testing.assert_allclose(losses.token_losses(labels, logits, eps), reference, rtol=1e-5, atol=1e-6)
 
 
+def test_loss_gradient_and_accuracy_match_references():
+    """The fused cross-entropy's value and gradient equal autodiff through Keras' own loss;
+    the max-based accuracy equals numpy's arg-max accuracy on random logits."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    logits = tf.constant(rng.normal(size=(4, 7, 13)).astype("float32") * 3)
+    labels = rng.integers(1, 13, size=(4, 7))
+    labels[:, 5:] = 0  # padding
+    mask = (labels != 0).astype("float32")
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
+
+    def reference(x):
+        return keras.ops.sum(keras_loss(keras.ops.one_hot(labels, 13), x) * mask) / mask.sum()
+
+    results = []
+    for loss_fn in (lambda x: losses.masked_loss(labels, x, 0.1), reference):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = loss_fn(logits)
+        results.append((float(value), tape.gradient(value, logits).numpy()))
+    (ours, ours_grad), (ref, ref_grad) = results
+    assert ours == pytest.approx(ref, rel=1e-6)
+    np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-5, atol=1e-7)
+    assert np.abs(ours_grad[:, 5:]).max() == 0.0  # padding gets no gradient
+    expected = ((logits.numpy().argmax(-1) == labels) * mask).sum() / mask.sum()
+    assert float(losses.masked_accuracy(labels, logits)) == pytest.approx(expected)
+
+
 def test_masked_loss_and_accuracy_ignore_padding():
     labels = np.array([[5, 6, 2, 0, 0]])
     logits = np.zeros((1, 5, 8), "float32")
