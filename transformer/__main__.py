@@ -295,6 +295,11 @@ def add_bench(sub):
     p.add_argument("--seconds", type=positive_float, help="seconds per side per timing round (training)")
     p.add_argument("--rounds", type=positive_int, help="alternating timing rounds")
     p.add_argument("--pairs", type=positive_int, help="sentence pairs to sample")
+    p.add_argument(
+        "--other-precision",
+        action="store_true",
+        help="also train ours in the other of float32 / mixed_bfloat16 and report the ratio of the two",
+    )
     p.set_defaults(handler=cliutil.lazy("transformer.bench.benchmark", "main"))
 
 

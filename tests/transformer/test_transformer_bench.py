@@ -31,6 +31,7 @@ def test_training_flops_hand_count():
 
 
 def test_bench_quick(tmp_path, capsys):
+    """The quick bench with --other-precision: every figure positive and finite."""
     with pytest.raises(SystemExit) as exit_info:
         cliutil.run(
             main,
@@ -49,6 +50,7 @@ def test_bench_quick(tmp_path, capsys):
                 str(FIXTURE),
                 "--out",
                 str(tmp_path),
+                "--other-precision",
             ],
         )
     out, err = capsys.readouterr()
@@ -107,6 +109,18 @@ def test_bench_quick(tmp_path, capsys):
     assert all(0 < v < 100 for v in efficiency["utilization_pct"].values())
     for dtype in efficiency["matmul_peak_gflops"]:  # each peak named with its dtype in the table
         assert f"matmul peak, {dtype} " in table and f"share of the {dtype} matmul peak" in table
+    # without --other-precision (the default) the table has no row of the other precision
+    from transformer.bench.report_table import markdown
+
+    alone = json.loads(json.dumps(report))
+    for key in ("other_precision", "ours_other_precision", "precision_speedup", "speedup_other_precision"):
+        del alone["training"][key]
+    for key in ("dtype", "gflops", "utilization_pct"):
+        del alone["efficiency"][key]["ours_other_precision"]
+    other = training["other_precision"]
+    assert f"ours in {other}" in table and f"ours ({other})" in table
+    assert f"ours in {other}" not in markdown(alone) and f"ours ({other})" not in markdown(alone)
+    assert f"ours ({training['precision']})" in markdown(alone)
     memory = report["memory"]
     assert memory["ours_mib"] > 100  # TensorFlow alone takes more
     assert report["device"] and report["date"] and report["profile"] == "tiny"

@@ -9,7 +9,7 @@ def markdown(report):
     t, d, e, m = report["training"], report["decoding"], report["efficiency"], report["memory"]
     c = report["config"]
     dims = f"{c['num_layers']} layers, d_model {c['d_model']}, {c['num_heads']} heads, dff {c['dff']}"
-    ours, other = t["precision"], t["other_precision"]
+    ours, other = t["precision"], t.get("other_precision")  # the other only with --other-precision
     rows = [
         (
             f"training throughput, target tokens/s, ours in {ours} (the default here; baseline: stock Keras "
@@ -20,29 +20,30 @@ def markdown(report):
         )
         for base in t["baselines"]
     ]
-    rows += [
-        (
-            f"the same, ours in {other}",
-            f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
-            f"{t[base]['tokens_per_second']:,.0f}",
-            benchreport.ratio(t["speedup_other_precision"][base]),
+    if other:
+        rows += [
+            (
+                f"the same, ours in {other}",
+                f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
+                f"{t[base]['tokens_per_second']:,.0f}",
+                benchreport.ratio(t["speedup_other_precision"][base]),
+            )
+            for base in t["baselines"]
+        ]
+        rows.append(
+            (
+                f"training throughput, ours in {ours} vs ours in {other} (target tokens/s)",
+                f"{t['ours']['tokens_per_second']:,.0f}",
+                f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
+                benchreport.ratio(t["precision_speedup"]),
+            )
         )
-        for base in t["baselines"]
-    ]
-    rows += [
-        (
-            f"training throughput, ours in {ours} vs ours in {other} (target tokens/s)",
-            f"{t['ours']['tokens_per_second']:,.0f}",
-            f"{t['ours_other_precision']['tokens_per_second']:,.0f}",
-            benchreport.ratio(t["precision_speedup"]),
-        )
-    ]
     peaks = e["matmul_peak_gflops"]
     rows += [
         (f"matmul peak, {dtype} ({e['matmul_n']}x{e['matmul_n']}), GFLOP/s", f"{gflops:.0f}", "", "")
         for dtype, gflops in peaks.items()
     ]
-    for name in ["ours", "ours_other_precision", *t["baselines"]]:
+    for name in e["dtype"]:  # ours, ours in the other precision if measured, the baselines
         label = {"ours": f"ours ({ours})", "ours_other_precision": f"ours ({other})"}.get(
             name, f"stock Keras, length {t['lengths'].get(name)}"
         )
