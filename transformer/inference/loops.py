@@ -36,10 +36,20 @@ def cache_length(width, max_length):
     return tf.minimum(rounded, max_length) if tf.is_tensor(rounded) else min(rounded, max_length)
 
 
+def allowed_logits(logits):
+    """The logits with pad and bos ruled out (-inf): neither is ever generated."""
+    return tf.where(tf.range(tf.shape(logits)[-1]) > BOS, logits, float("-inf"))
+
+
 def next_token_log_probs(logits):
-    """log softmax over the target vocabulary with pad and bos ruled out."""
-    allowed = tf.range(tf.shape(logits)[-1]) > BOS
-    return tf.nn.log_softmax(tf.where(allowed, logits, float("-inf")), axis=-1)
+    """log softmax over the target vocabulary with pad and bos ruled out (beam search)."""
+    return tf.nn.log_softmax(allowed_logits(logits), axis=-1)
+
+
+def greedy_token(logits):
+    """The most probable allowed token: the arg-max of the logits themselves (the softmax
+    does not change the order, so greedy decoding skips it)."""
+    return tf.argmax(allowed_logits(logits), axis=-1, output_type=tf.int32)
 
 
 def finish(ids):
@@ -58,7 +68,7 @@ def greedy(model, src_ids, max_lengths):
 
     def step(t, ids, finished, cache, out):
         logits, cache = model.decode_step(ids, t, cache, src_mask)
-        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = greedy_token(logits)
         ids = tf.where(finished, PAD, ids)
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
         return t + 1, ids, finished, cache, out.write(t, ids)
@@ -85,7 +95,7 @@ def greedy_static(model, src_ids, max_lengths):
 
     def step(t, ids, finished, cache, out):
         logits, cache = model.decode_step(ids, t, cache, src_mask)
-        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = greedy_token(logits)
         ids = tf.where(finished, PAD, ids)
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
         return t + 1, ids, finished, cache, tf.where(column == t, ids[:, None], out)
@@ -117,7 +127,7 @@ def greedy_recompute(model, src_ids, max_lengths):
     def step(t, prefix, finished):
         logits, _ = model((src_ids, prefix))
         logits = logits[:, -1, :]
-        ids = tf.argmax(next_token_log_probs(logits), axis=-1, output_type=tf.int32)
+        ids = greedy_token(logits)
         ids = tf.where(finished, PAD, ids)
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
         return t + 1, tf.concat([prefix, ids[:, None]], axis=1), finished
