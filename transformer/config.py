@@ -168,6 +168,13 @@ SETTINGS = {
         sizes=(512, 2048, 2048, 8192),
         type=positive_int,
     ),
+    "pack_width": Setting(
+        "pack several sentence pairs into each training row of this many tokens, kept apart by "
+        "block-diagonal attention masks (0: one pair per row, in length buckets)",
+        32,
+        type=nonnegative_int,
+        resumable=True,
+    ),
     "warmup_steps": Setting("warm-up steps of eq. 3", sizes=(50, 1000, 1000, 4000), type=positive_int),
     "lr_scale": Setting(
         "multiplies the warm-up schedule (e.g. for a larger global batch)",

@@ -64,7 +64,7 @@ def run_dir(tmp_path_factory, tiny_trainer):
     if os.environ.get("EXPLORER_CHECKPOINT"):
         return Path(os.environ["EXPLORER_CHECKPOINT"])
     path = tmp_path_factory.mktemp("runs") / "en-es-tiny-2layers"
-    assert tiny_trainer(path, epochs=2, num_layers=2) == 0
+    assert tiny_trainer(path, epochs=2, num_layers=2, pack_width=0) == 0
     return path
 
 

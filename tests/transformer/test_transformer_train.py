@@ -385,7 +385,7 @@ def test_the_config_table_gives_the_flags_the_resumable_set_and_the_model_argume
     }
     assert settings.RESUMABLE == {  # (the set before the table, less the retired log_every)
         *("epochs", "steps", "keep_checkpoints", "jit_compile", "strategy", "patience", "data"),
-        *("bpemb_model", "bpemb_emb", "lr_scale"),
+        *("bpemb_model", "bpemb_emb", "lr_scale", "pack_width"),
     }
     base = settings.make_config("base", src_vocab_size=5, tgt_vocab_size=6)
     assert settings.model_arguments(base) == dict(

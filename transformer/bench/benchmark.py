@@ -3,7 +3,7 @@ baseline measured in the same process, timed in alternating rounds so that load 
 other processes on a shared machine affects both sides alike.
 
 1. Training throughput (real target tokens per second) of our Transformer (``build_model``
-   + ``make_train_step``, length-bucketed batches with a token budget) against the same
+   + ``make_train_step``, the trainer's packed rows with a token budget) against the same
    dimensions written the stock-Keras way: ``transformer/baseline.py``, the Keras example
    "English-to-Spanish translation with a sequence-to-sequence Transformer", trained on
    fixed-length padded batches of 64 with ``compile()`` defaults and ``model.fit``
@@ -179,7 +179,12 @@ def run_bench(
         precision=precision(config),
         speedup={b: rate["ours"] / rate[b] for b in baselines},
         baseline_precision="float32",
-        ours_batching=f"length buckets of {data.BUCKET_WIDTH}, token budget {config['token_budget']}",
+        ours_batching=(
+            f"packed rows of {config['pack_width']} tokens"
+            if config["pack_width"]
+            else f"length buckets of {data.BUCKET_WIDTH}"
+        )
+        + f", token budget {config['token_budget']}",
         jit_compile=config["jit_compile"],
         **{b: results[b] for b in baselines},
     )

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transformer import data
+from transformer import data, packing
 from transformer.bench.keras_baseline import build_baseline
 from transformer.config import make_config
 from transformer.model.encoder_decoder import build_model
@@ -64,16 +64,18 @@ def build_in_precision(config):
 
 
 class OursTrainer:
-    """Our model and compiled train step on length-bucketed batches (the trainer's pipeline),
-    in the config's precision."""
+    """Our model and compiled train step on the trainer's batches (packed rows, or length
+    buckets when `pack_width` is 0), in the config's precision."""
 
     def __init__(self, config, src_ids, tgt_ids, name="ours"):
         self.config, self.name = config, name
         self.model = build_in_precision(config)
         self.step = make_train_step(self.model, make_optimizer(config), config)
-        dataset = data.make_dataset(
-            src_ids, tgt_ids, config["token_budget"], config["max_sentence_tokens"], shuffle=True, seed=0
-        )
+        budget, longest = config["token_budget"], config["max_sentence_tokens"]
+        if config["pack_width"]:  # the trainer's default batches
+            dataset = packing.make_packed_dataset(src_ids, tgt_ids, budget, longest, config["pack_width"])
+        else:
+            dataset = data.make_dataset(src_ids, tgt_ids, budget, longest, shuffle=True, seed=0)
         self.batches = iter(dataset.repeat())
         self.real_tokens = self.padded_tokens = 0
 
@@ -82,8 +84,9 @@ class OursTrainer:
         steps: the clock starts when the first step has finished, as for the baseline."""
         tokens, flops, start = 0.0, 0, None
         for _ in range(steps):
-            (src, tgt_in), tgt_out = next(self.batches)
-            _, _, step_tokens = self.step((src, tgt_in), tgt_out)
+            inputs, tgt_out = next(self.batches)
+            _, _, step_tokens = self.step(inputs, tgt_out)
+            src, tgt_in = inputs[:2]
             step_tokens = float(step_tokens)  # waits for the step to finish
             if start is None:
                 start = time.perf_counter()

@@ -56,6 +56,21 @@ def decoder_self_attention_mask(tgt_ids, pad_id=0):
     return ops.logical_and(look_ahead_mask(ops.shape(tgt_ids)[1]), padding_mask(tgt_ids, pad_id))
 
 
+def packed_masks(src_segments, tgt_segments):
+    """Masks for packed rows (several pairs per row, `transformer/packing.py`): a token
+    attends only to real tokens of its own pair, numbered by segment (0 = padding).
+    Returns the encoder self-attention mask (batch, 1, src_len, src_len), the decoder's
+    causal self-attention mask (batch, 1, tgt_len, tgt_len) and the cross-attention mask
+    (batch, 1, tgt_len, src_len): block-diagonal versions of the three masks above."""
+    real_keys = ops.not_equal(src_segments, 0)[:, None, None, :]
+    same = lambda q, k: ops.equal(q[:, None, :, None], k[:, None, None, :])  # noqa: E731
+    encoder = ops.logical_and(same(src_segments, src_segments), real_keys)
+    causal = ops.logical_and(look_ahead_mask(ops.shape(tgt_segments)[1]), same(tgt_segments, tgt_segments))
+    decoder = ops.logical_and(causal, ops.not_equal(tgt_segments, 0)[:, None, None, :])
+    cross = ops.logical_and(same(tgt_segments, src_segments), real_keys)
+    return encoder, decoder, cross
+
+
 @keras.saving.register_keras_serializable(package="transformer")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention (article 01, section 1; paper section 3.2.2).

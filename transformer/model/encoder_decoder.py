@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from transformer.config import model_arguments
-from transformer.model.attention import decoder_self_attention_mask, padding_mask
+from transformer.model.attention import decoder_self_attention_mask, packed_masks, padding_mask
 from transformer.model.layers import DecoderLayer, EncoderLayer, PositionalEmbedding, register
 
 
@@ -185,7 +185,7 @@ class Transformer(keras.Model):
         )
 
     def build(self, input_shape):
-        src_shape, tgt_shape = input_shape
+        src_shape, tgt_shape = input_shape[:2]
         x_shape = lambda ids_shape: tuple(ids_shape) + (self.d_model,)  # noqa: E731
         self.source_embedding.build(src_shape)
         self.target_embedding.build(tgt_shape)
@@ -202,20 +202,33 @@ class Transformer(keras.Model):
             return self.target_embedding.unembed(dec_output)
         return self.final_layer(dec_output)
 
-    def encode(self, src_ids, training=False):
-        """(batch, src_len) ids -> (encoder output, {"encoder/layer_i/self_attention": w})."""
-        x = self.source_embedding(src_ids)
-        enc_output, attention = self.encoder(x, attention_mask=padding_mask(src_ids), training=training)
+    def encode(self, src_ids, training=False, positions=None, mask=None):
+        """(batch, src_len) ids -> (encoder output, {"encoder/layer_i/self_attention": w});
+        `positions` and `mask` default to 0..len-1 and the padding mask."""
+        x = self.source_embedding(src_ids, positions=positions)
+        mask = padding_mask(src_ids) if mask is None else mask
+        enc_output, attention = self.encoder(x, attention_mask=mask, training=training)
         return enc_output, {f"encoder/{k}": w for k, w in attention.items()}
 
     def call(self, inputs, training=False):
-        src_ids, tgt_ids = inputs
-        enc_output, attention = self.encode(src_ids, training=training)
+        """``inputs``: (src_ids, tgt_in_ids), or (src_ids, tgt_in_ids, packing) for packed
+        training rows, ``packing`` a dict of the segments and positions that
+        `transformer/packing.py` makes (masks: `packed_masks`)."""
+        src_ids, tgt_ids, *packed = inputs
+        if packed:
+            rows = packed[0]
+            src_positions, tgt_positions = rows["source_positions"], rows["target_positions"]
+            src_mask, self_mask, cross_mask = packed_masks(rows["source_segments"], rows["target_segments"])
+        else:
+            src_positions = tgt_positions = None
+            src_mask = cross_mask = padding_mask(src_ids)
+            self_mask = decoder_self_attention_mask(tgt_ids)
+        enc_output, attention = self.encode(src_ids, training, src_positions, src_mask)
         dec_output, dec_attention = self.decoder(
-            self.target_embedding(tgt_ids),
+            self.target_embedding(tgt_ids, positions=tgt_positions),
             enc_output,
-            decoder_self_attention_mask(tgt_ids),
-            padding_mask(src_ids),
+            self_mask,
+            cross_mask,
             training=training,
         )
         attention.update({f"decoder/{k}": w for k, w in dec_attention.items()})

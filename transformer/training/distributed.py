@@ -129,7 +129,7 @@ class AgreedStop:
 
 class ShardTally:
     """What this worker read of an epoch's global batches (auto-shard by data gives each
-    worker its own part of every batch): sentences, target tokens, and an order-free digest
+    worker its own part of every batch): sentences (pairs, in packed rows), target tokens, and an order-free digest
     (the sum of the sentences' target-id hashes mod 2**64, so the workers' digests add up
     to the digest of all the sentences read)."""
 
@@ -141,13 +141,26 @@ class ShardTally:
         ids = np.asarray(ids, np.int32)
         return int.from_bytes(hashlib.blake2b(ids[ids != 0].tobytes(), digest_size=8).digest(), "little")
 
+    def targets(self, inputs, labels):
+        """This worker's target sentences of one global batch: the rows, or the pairs of
+        packed rows (split by their segment numbers)."""
+        local = lambda x: [t.numpy() for t in self.strategy.experimental_local_results(x)]  # noqa: E731
+        if len(inputs) == 2:
+            return [row for part in local(labels) for row in part]
+        segments = local(inputs[2]["target_segments"])
+        return [
+            row[seg == s]
+            for part, seg_part in zip(local(labels), segments)
+            for row, seg in zip(part, seg_part)
+            for s in range(1, seg.max() + 1)
+        ]
+
     def read(self, dataset):
         for inputs, labels in dataset:
-            for local in self.strategy.experimental_local_results(labels):
-                for row in local.numpy():
-                    self.sentences += 1
-                    self.tokens += int((row != 0).sum())
-                    self.digest = (self.digest + self.sentence_hash(row)) % 2**64
+            for target in self.targets(inputs, labels):
+                self.sentences += 1
+                self.tokens += int((target != 0).sum())
+                self.digest = (self.digest + self.sentence_hash(target)) % 2**64
             yield inputs, labels
 
     def report(self, epoch):

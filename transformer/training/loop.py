@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from transformer import config as settings
-from transformer import data
+from transformer import data, packing
 from transformer.config import make_config
 from transformer.runs import prepare_run
 from transformer.training.checkpoints import Checkpoints, StopOnSignal, restart
@@ -88,7 +88,8 @@ def init_bpemb_embeddings(model, src_tokenizer, tgt_tokenizer):
 
 
 def load_data(config, src_tok, tgt_tok, splits, replicas):
-    """(epoch_dataset(number), validation dataset): token-budget batches bucketed by length."""
+    """(epoch_dataset(number), validation dataset): token-budget batches, packed rows for
+    training (`pack_width`; 0: length buckets) and length buckets for validation."""
     train_src, train_tgt, dropped = data.encode_pairs(
         data.flatten(splits["train"]), src_tok, tgt_tok, config["max_sentence_tokens"]
     )
@@ -105,13 +106,18 @@ def load_data(config, src_tok, tgt_tok, splits, replicas):
     def epoch_dataset(number):
         """Epoch `number`'s batches, shuffled with seed + number: the same order whether or
         not the run was interrupted and resumed."""
+        budget, longest, seed = config["token_budget"], config["max_sentence_tokens"], config["seed"] + number
+        if config.get("pack_width"):  # runs from before packing have no such key: buckets
+            return packing.make_packed_dataset(
+                train_src, train_tgt, budget, longest, config["pack_width"], seed, config["jit_compile"]
+            )
         return data.make_dataset(
             train_src,
             train_tgt,
-            config["token_budget"],
-            config["max_sentence_tokens"],
+            budget,
+            longest,
             shuffle=True,
-            seed=config["seed"] + number,
+            seed=seed,
             drop_remainder=config["jit_compile"],
         )
 
