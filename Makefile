@@ -70,7 +70,7 @@ demo-train: install ## Train the small `demo` en->es translator yourself (~15 mi
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs (6: ~30 min on 2 cores; 40 = to convergence with early stopping; resumable) and score it on the test split with beam 4
+quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs (6: ~40 min on a 2-core AMD EPYC Zen 3; 40 = to convergence with early stopping; resumable) and score it on the test split with beam 4
 	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base --epochs $(QUALITY_EPOCHS) $(TRAIN_ARGS)
 	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(DIRECTION)-base --split test --beam 4
 
