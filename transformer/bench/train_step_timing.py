@@ -13,11 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transformer import data, packing
 from transformer.bench.keras_baseline import build_baseline
 from transformer.config import make_config
 from transformer.model.encoder_decoder import build_model
-from transformer.training.loop import make_train_step
+from transformer.training.loop import make_train_step, training_batches
 from transformer.training.optimizer import make_optimizer, precision
 from tutorials_common.benchreport import log
 from tutorials_common.subword import BOS_ID
@@ -71,12 +70,7 @@ class OursTrainer:
         self.config, self.name = config, name
         self.model = build_in_precision(config)
         self.step = make_train_step(self.model, make_optimizer(config), config)
-        budget, longest = config["token_budget"], config["max_sentence_tokens"]
-        if config["pack_width"]:  # the trainer's default batches
-            dataset = packing.make_packed_dataset(src_ids, tgt_ids, budget, longest, config["pack_width"])
-        else:
-            dataset = data.make_dataset(src_ids, tgt_ids, budget, longest, shuffle=True, seed=0)
-        self.batches = iter(dataset.repeat())
+        self.batches = iter(training_batches(config, src_ids, tgt_ids, seed=0).repeat())
         self.real_tokens = self.padded_tokens = 0
 
     def run(self, steps):

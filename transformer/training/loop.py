@@ -87,6 +87,20 @@ def init_bpemb_embeddings(model, src_tokenizer, tgt_tokenizer):
         embedding.embeddings.assign(matrix)
 
 
+def training_batches(config, src_ids, tgt_ids, seed):
+    """One shuffled epoch of token-budget training batches: packed rows `pack_width` tokens
+    wide, or length buckets when it is 0 (a run resumed from before packing existed takes
+    today's default, like any key its config.json lacks)."""
+    budget, longest = config["token_budget"], config["max_sentence_tokens"]
+    if config["pack_width"]:
+        return packing.make_packed_dataset(
+            src_ids, tgt_ids, budget, longest, config["pack_width"], seed, config["jit_compile"]
+        )
+    return data.make_dataset(
+        src_ids, tgt_ids, budget, longest, shuffle=True, seed=seed, drop_remainder=config["jit_compile"]
+    )
+
+
 def load_data(config, src_tok, tgt_tok, splits, replicas):
     """(epoch_dataset(number), validation dataset): token-budget batches, packed rows for
     training (`pack_width`; 0: length buckets) and length buckets for validation."""
@@ -106,20 +120,7 @@ def load_data(config, src_tok, tgt_tok, splits, replicas):
     def epoch_dataset(number):
         """Epoch `number`'s batches, shuffled with seed + number: the same order whether or
         not the run was interrupted and resumed."""
-        budget, longest, seed = config["token_budget"], config["max_sentence_tokens"], config["seed"] + number
-        if config.get("pack_width"):  # runs from before packing have no such key: buckets
-            return packing.make_packed_dataset(
-                train_src, train_tgt, budget, longest, config["pack_width"], seed, config["jit_compile"]
-            )
-        return data.make_dataset(
-            train_src,
-            train_tgt,
-            budget,
-            longest,
-            shuffle=True,
-            seed=seed,
-            drop_remainder=config["jit_compile"],
-        )
+        return training_batches(config, train_src, train_tgt, config["seed"] + number)
 
     return epoch_dataset, data.make_dataset(
         val_src, val_tgt, config["token_budget"], config["max_sentence_tokens"]
