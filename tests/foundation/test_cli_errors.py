@@ -26,6 +26,8 @@ BAD_ARGUMENTS = [
     ("transformer", "train --steps -5", "--steps"),
     ("transformer", "train --dropout 1.5", "--dropout: must be in [0, 1)"),
     ("transformer", "train --lr-scale nan", "--lr-scale: expected a finite number"),
+    ("transformer", "train --pack-width -1", "--pack-width: must be an integer >= 0, got -1"),
+    ("transformer", "train --pack-width 1.5", "--pack-width: expected an integer, got '1.5'"),
     ("transformer", "train --profile huge", "invalid choice"),
     ("transformer", "translate --beam 0", "--beam"),
     ("transformer", "translate --batch-size 0", "--batch-size"),
