@@ -116,12 +116,11 @@ def _run_xla(model, kind, options, src_ids, lengths, longest):
     return _compiled_fn(model, kind, *options)(src, bounds).numpy()[:batch]
 
 
-def _finish_on_host(ids, width=None):
-    """:func:`loops.finish` on a NumPy array (eos -> pad, trimmed to the longest output, or
-    padded to ``width``), without a TensorFlow op per call."""
+def _finish_on_host(ids):
+    """:func:`loops.finish` on a NumPy array (eos -> pad, trimmed to the longest output),
+    without a TensorFlow op per call."""
     ids = np.where(ids == EOS, PAD, ids)
-    longest = int((ids != PAD).sum(axis=1).max(initial=0)) if width is None else width
-    return np.pad(ids, [(0, 0), (0, max(longest - ids.shape[1], 0))])[:, :longest]
+    return ids[:, : int((ids != PAD).sum(axis=1).max(initial=0))]
 
 
 def compiled_shapes(model):
