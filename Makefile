@@ -42,7 +42,9 @@ WORKERS ?= 2
 TRAIN_ARGS ?=
 CHECKPOINT ?= $(CHECKPOINTS_DIR)/$(RUN)
 BEAM ?= 1
-QUALITY_EPOCHS ?= 6
+QUALITY_EPOCHS ?= 4
+QUALITY_DROPOUT ?= 0
+QUALITY_RUN ?= $(DIRECTION)-base-dropout$(QUALITY_DROPOUT)
 FIGURES ?= figures
 SENTENCE1 := Anthony Hopkins admired Michael Bay as a great director.
 SENTENCE2 := He admired her as a great director.
@@ -70,9 +72,9 @@ demo-train: install ## Train the small `demo` en->es translator yourself (~15 mi
 	$(PY) -m transformer translate --checkpoint $(CHECKPOINT) "$(SENTENCE1)" "$(SENTENCE2)"
 	$(PY) -m transformer heatmaps --checkpoint $(CHECKPOINT) $(HEATMAP_SENTENCES) --out $(FIGURES)/heatmaps
 
-quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs (6: ~40 min on a 2-core AMD EPYC Zen 3; 40 = to convergence with early stopping; resumable) and score it on the test split with beam 4
-	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(DIRECTION)-base --epochs $(QUALITY_EPOCHS) $(TRAIN_ARGS)
-	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(DIRECTION)-base --split test --beam 4
+quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs with dropout QUALITY_DROPOUT (4 and 0: test BLEU 46 in under 15 min on a 2-core AMD EPYC Zen 4; resumable) and score it on the test split with beam 4; QUALITY_EPOCHS=40 QUALITY_DROPOUT=0.1 is the shipped models' recipe
+	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(QUALITY_RUN) --epochs $(QUALITY_EPOCHS) --dropout $(QUALITY_DROPOUT) $(TRAIN_ARGS)
+	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(QUALITY_RUN) --split test --beam 4
 
 transformer-data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
 	$(PY) -m transformer data-stats
