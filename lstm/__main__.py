@@ -210,6 +210,20 @@ def _add_bench(sub):
     p.set_defaults(handler=cliutil.lazy("lstm.bench", "main"))
 
 
+def _add_circuit_models(sub):
+    p = sub.add_parser(
+        "circuit-models",
+        help="train the tiny models of the LSTM circuit page (lstm/circuit_models/)",
+        description="Train one 3-cell model per variant on the sign-of-the-first-input task with the "
+        "hand BPTT (NumPy, fixed seed) and save its weights as .npz.",
+    )
+    p.add_argument("--out", default="lstm/circuit_models", help="output directory (default %(default)s)")
+    p.add_argument("--variants", nargs="+", metavar="NAME", type=str.upper, choices=VARIANTS)
+    p.add_argument("--steps", type=positive_int, default=600, help="Adam steps (default 600)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.set_defaults(handler=cliutil.lazy("lstm.circuit_train", "main"))
+
+
 def build_parser():
     parser = cliutil.ArgumentParser(prog="python -m lstm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -220,6 +234,7 @@ def build_parser():
         _add_variants,
         _add_variants_report,
         _add_bench,
+        _add_circuit_models,
     ):
         add(sub)
     return parser

@@ -95,8 +95,9 @@ def forward(cell, params, x):
     return np.stack([s["y"] for s in steps], axis=1), steps
 
 
-def backward(cell, params, steps, delta_out):
+def backward(cell, params, steps, delta_out, trace=None):
     """BPTT: gradients of J with respect to every parameter, given dJ(t)/dy(t) = delta_out[:, t].
+    With a list `trace`, the errors of every step are kept in it too (time order; see the end).
 
     For t = T..1 (terms with t+1 are zero at t = T):
       delta_y(t)    = dJ(t)/dy(t) + R^T [delta_zbar, delta_ibar, delta_fbar, delta_obar](t+1)
@@ -122,7 +123,7 @@ def backward(cell, params, steps, delta_out):
     delta_gates_from_next = {gate: zeros for gate in cell.gates}  # FGR: R_gates^T delta(t+1)
     for t in reversed(range(len(steps))):
         s = steps[t]
-        bar, delta = s["bar"], {}
+        bar, delta, gate_errors = s["bar"], {}, {}  # gate_errors: dJ/do, dJ/df, dJ/di of this step
         delta_y = delta_out[:, t] + delta_bar_next @ params["R"].T
         delta_c = delta_y * s["o"] * h_prime(s["c"]) + delta_c_next * f_next
         for gate in ("in", "for"):
@@ -130,16 +131,17 @@ def backward(cell, params, steps, delta_out):
                 delta_c = delta_c + params[f"p_{gate}"] * delta_bar_gate_next[gate]
         if "out" in bar:
             delta_o = delta_y * h(s["c"]) + delta_gates_from_next["out"]
-            delta["out"] = delta_o * s["o"] * (1.0 - s["o"])
+            delta["out"], gate_errors["o"] = delta_o * s["o"] * (1.0 - s["o"]), delta_o
             if "p_out" in params:
                 delta_c = delta_c + params["p_out"] * delta["out"]
         if "for" in bar:
             delta_f = delta_c * s["c_prev"] + delta_gates_from_next["for"]
-            delta["for"] = delta_f * s["f"] * (1.0 - s["f"])
+            delta["for"], gate_errors["f"] = delta_f * s["f"] * (1.0 - s["f"]), delta_f
         if "in" in bar:
             # CIFG: c = z*i + c(t-1)*(1 - i), so dc/di = z - c(t-1)
             delta_i = delta_c * (s["z"] - s["c_prev"] if cell.coupled_gates else s["z"])
-            delta["in"] = (delta_i + delta_gates_from_next["in"]) * s["i"] * (1.0 - s["i"])
+            delta_i = delta_i + delta_gates_from_next["in"]
+            delta["in"], gate_errors["i"] = delta_i * s["i"] * (1.0 - s["i"]), delta_i
         delta["z"] = delta_c * s["i"] * g_prime(bar["z"])
 
         delta_bar = np.concatenate([delta[b] for b in cell.blocks], axis=-1)
@@ -156,6 +158,8 @@ def backward(cell, params, steps, delta_out):
             grads["R_gates"] += s["gates_prev"].T @ delta_gates_bar
             delta_gates_from_next = _split(delta_gates_bar @ params["R_gates"].T, cell.gates)
 
+        if trace is not None:  # dJ/dy, dJ/dc, dJ/d(gate), dJ/dz and the pre-activations' errors
+            trace.insert(0, dict(y=delta_y, c=delta_c, z=delta_c * s["i"], **gate_errors, bar=dict(delta)))
         delta_bar_next, delta_c_next, f_next = delta_bar, delta_c, s["f"]
         delta_bar_gate_next = {gate: delta.get(gate, zeros) for gate in ("in", "for")}
     return grads

@@ -41,6 +41,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
+from lstm import circuit_page
 from transformer.inference import attention_maps, attention_vectors, decoding
 from transformer.inference.translate import clean_output, has_text
 from transformer.runs import PRETRAINED_ROOT, load_run
@@ -230,6 +231,7 @@ def create_app(runs, allowed_hosts=security.LOCAL_HOSTS):
             answer = explain(run, text, beam, vectors)
         return jsonify(answer)
 
+    app.register_blueprint(circuit_page.blueprint(read_body, read_json))  # /lstm/: the LSTM circuit
     app.after_request(security.harden_response)
     _add_error_handlers(app)
     return app
