@@ -261,3 +261,15 @@ def test_defaults_and_given_sequences(client):
     assert answer["variant"] == "V" and answer["x"] == circuit.SEQUENCES["first positive"]
     long = post(client, {"variant": "nfg", "sequence": "long (20 steps)"}).get_json()
     assert long["variant"] == "NFG" and len(long["forward"]["y"]) == len(long["dc_norm_by_lag"]) == 20
+
+
+def test_an_exception_is_a_500_and_the_page_lives_on(client, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as m:
+        m.setattr(circuit, "explain", broken)
+        response = post(client, {"variant": "V"})
+    assert response.status_code == 500 and "internal error (RuntimeError)" in response.get_json()["error"]
+    assert "boom" not in response.get_data(as_text=True) and "RuntimeError: boom" in capsys.readouterr().err
+    assert post(client, {"variant": "V"}).status_code == 200

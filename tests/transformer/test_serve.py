@@ -170,16 +170,22 @@ def test_bad_input(client, body, status, message):
     assert message in error and "\n" not in error and "Traceback" not in error
 
 
+# the API endpoints and a body each accepts: the translator's and the LSTM circuit page's (lstm/circuit_page.py)
+ENDPOINTS = [("/api/translate", {"text": SENTENCE}), ("/api/lstm/run", {"variant": "V", "sequence": [0.5]})]
+
+
+@pytest.mark.parametrize("path,payload", ENDPOINTS)
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
 )
-def test_a_body_not_declared_json_is_415(client, content_type):
+def test_a_body_not_declared_json_is_415(client, content_type, path, payload):
     """A cross-site form or text/plain POST (sent by browsers without a preflight) is refused."""
     headers = {"Content-Type": content_type} if content_type else {}
-    response = client.post("/api/translate", data=json.dumps({"text": SENTENCE}), headers=headers)
+    response = client.post(path, data=json.dumps(payload), headers=headers)
     assert response.status_code == 415 and response.is_json
     assert "application/json" in response.get_json()["error"]
-    ok = post(client, {"text": SENTENCE}, headers={"Content-Type": "application/json; charset=utf-8"})
+    json_utf8 = {"Content-Type": "application/json; charset=utf-8"}
+    ok = client.post(path, data=json.dumps(payload), headers=json_utf8)
     assert ok.status_code == 200
 
 
@@ -203,6 +209,11 @@ def test_other_sites_are_refused(client, headers):
         client.get("/api/models", headers=headers),
         post(client, {"text": SENTENCE}, headers=headers),
         client.post("/api/translate", data='{"text": "Hi."}', content_type="text/plain", headers=headers),
+        client.get("/lstm/", headers=headers),  # the LSTM circuit page (lstm/circuit_page.py)
+        client.get("/lstm/static/circuit.js", headers=headers),
+        client.get("/api/lstm/models", headers=headers),
+        client.post("/api/lstm/run", json={"variant": "V"}, headers=headers),
+        client.post("/api/lstm/run", data='{"variant": "V"}', content_type="text/plain", headers=headers),
     ):
         assert response.status_code == 403 and response.is_json, headers
         assert "Access-Control-Allow-Origin" not in response.headers
@@ -257,6 +268,8 @@ def test_other_http_errors_are_json(client):
         (client.get("/api/translate"), 405),
         (client.get("/nothing-here"), 404),
         (client.get("/static/../serve.py"), 404),
+        (client.get("/api/lstm/run"), 405),
+        (client.get("/lstm/static/../circuit.py"), 404),
     ]:
         assert response.status_code == status and response.is_json and response.get_json()["error"]
 

@@ -68,31 +68,40 @@ def assert_json_error(status, headers, body, expected_status, fragment=""):
 
 
 JSON = {"Content-Type": "application/json"}
+# (path, body, a field of the answer and its value): the translator's API and the LSTM page's
+ENDPOINTS = [
+    ("/api/translate", {"text": SENTENCE}, "text", SENTENCE),
+    ("/api/lstm/run", {"variant": "CIFG", "sequence": [0.5, -1]}, "variant", "CIFG"),
+]
+LSTM_PAGES = ("/lstm/", "/api/lstm/models", "/lstm/static/circuit.js")
 
 
-def test_a_cross_site_simple_post_is_refused(server):
+@pytest.mark.parametrize("path,payload,field,value", ENDPOINTS)
+def test_a_cross_site_simple_post_is_refused(server, path, payload, field, value):
     """What a page on another site can send without a preflight: text/plain, its Origin."""
-    body = json.dumps({"text": SENTENCE})
+    body = json.dumps(payload)
     for headers, status in [
         ({"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403),
         ({"Origin": "http://evil.example", **JSON}, 403),
         ({"Content-Type": "text/plain"}, 415),
         ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
     ]:
-        assert_json_error(*request(server.server_port, "POST", "/api/translate", body, headers), status)
+        assert_json_error(*request(server.server_port, "POST", path, body, headers), status)
     own = {"Origin": f"http://127.0.0.1:{server.server_port}", **JSON}
-    status, headers, answer = request(server.server_port, "POST", "/api/translate", body, own)
-    assert status == 200 and json.loads(answer)["text"] == SENTENCE
+    status, headers, answer = request(server.server_port, "POST", path, body, own)
+    assert status == 200 and json.loads(answer)[field] == value
     assert not any(name.startswith("access-control-") for name in headers)
 
 
 def test_a_rebinding_host_is_refused(server):
-    for path in ("/", "/api/models", "/static/app.js"):
+    for path in ("/", "/api/models", "/static/app.js", *LSTM_PAGES):
         status, headers, body = request(server.server_port, "GET", path, headers={"Host": "evil.example"})
         assert_json_error(status, headers, body, 403, "evil.example")
     body = json.dumps({"text": SENTENCE})
     answer = request(server.server_port, "POST", "/api/translate", body, {"Host": "evil.example", **JSON})
     assert_json_error(*answer, 403)
+    lstm = request(server.server_port, "POST", "/api/lstm/run", "{}", {"Host": "evil.example", **JSON})
+    assert_json_error(*lstm, 403)
     status, headers, body = raw(server.server_port, b"GET /api/models HTTP/1.0\r\n\r\n")  # no Host at all
     assert_json_error(status, headers, body, 403, "no Host")
 
@@ -108,12 +117,13 @@ def chunked(payload, piece=4096):
                     for i in range(0, len(payload), piece)) + b"0\r\n\r\n"  # fmt: skip
 
 
-def test_a_chunked_body_is_limited_as_a_whole(server):
-    head = b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+@pytest.mark.parametrize("path,payload,field,value", ENDPOINTS)
+def test_a_chunked_body_is_limited_as_a_whole(server, path, payload, field, value):
+    head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" % path.encode()
     head += b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    small = json.dumps({"text": SENTENCE}).encode()
+    small = json.dumps(payload).encode()
     status, _, body = raw(server.server_port, head + chunked(small))
-    assert status == 200 and json.loads(body)["text"] == SENTENCE
+    assert status == 200 and json.loads(body)[field] == value
     # a valid request in its first 16 KiB, then padding: refused, not cut and answered
     big = small + b" " * (serve.MAX_BODY_BYTES - len(small)) + b"\n" * 20000
     assert_json_error(
@@ -143,12 +153,12 @@ def test_a_double_slash_is_no_redirect(server):
     assert_json_error(*raw(server.server_port, b"GET //evil.example/" + head), 404)
 
 
-def _stall(port, count):
-    """``count`` connections that send half a request and then nothing."""
+def _stall(port, count, path="/api/translate"):
+    """``count`` connections that send half a request to ``path`` and then nothing."""
     sockets = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        sock.sendall(b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{" % path.encode())
         sockets.append(sock)
     return sockets
 
@@ -164,17 +174,16 @@ def _closed_by_server(sock, deadline):
         return True
 
 
-def test_stalled_clients_hold_no_thread_and_are_timed_out(app):
+@pytest.mark.parametrize("path,payload,field,value", ENDPOINTS)
+def test_stalled_clients_hold_no_thread_and_are_timed_out(app, path, payload, field, value):
     """40 stalled connections: the thread count does not grow, requests are still answered,
     and the stalled connections are closed after the read timeout (2 s here)."""
     before = threading.active_count()
     server = serve.serve_in_thread(app, channel_timeout=2, cleanup_interval=1, threads=3)
     try:
-        sockets = _stall(server.server_port, 40)
+        sockets = _stall(server.server_port, 40, path)
         start = time.monotonic()
-        status, _, body = request(
-            server.server_port, "POST", "/api/translate", json.dumps({"text": "Hi."}), JSON
-        )
+        status, _, body = request(server.server_port, "POST", path, json.dumps(payload), JSON)
         assert status == 200 and time.monotonic() - start < 30
         assert threading.active_count() <= before + 1 + 3  # the server's loop and its 3 workers
         deadline = start + 2 + 1 + 20  # read timeout + check interval + a loaded machine's slack
