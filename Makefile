@@ -175,6 +175,10 @@ lstm-variants-report: install ## Tables, box plot, learning-rate curve and fANOV
 lstm-bench: install ## Forward+backward time of the custom LSTM against keras.layers.LSTM (out/bench/lstm)
 	$(PY) -m lstm bench --out out/bench/lstm
 
+.PHONY: lstm-circuit-models
+lstm-circuit-models: install ## Retrain the 3-cell models of the LSTM circuit page (lstm/circuit_models/*.npz, seconds)
+	$(PY) -m lstm circuit-models --out lstm/circuit_models
+
 ##@ notebooks/: the articles as runnable notebooks (extra `[notebooks]`: JupyterLab, nbconvert, nbmake)
 NB_STAMP := $(VENV)/.notebooks-installed
 NB_TIMEOUT ?= 300

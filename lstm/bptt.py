@@ -97,7 +97,9 @@ def forward(cell, params, x):
 
 def backward(cell, params, steps, delta_out, trace=None):
     """BPTT: gradients of J with respect to every parameter, given dJ(t)/dy(t) = delta_out[:, t].
-    With a list `trace`, the errors of every step are kept in it too (time order; see the end).
+    With a list `trace`, one dict per step is kept in it too, in time order: the errors dJ/dy,
+    dJ/dc, dJ/dz and, where the gate exists, dJ/do, dJ/df, dJ/di (keys y, c, z, o, f, i), and
+    under "bar" the pre-activations' errors by block (the circuit page, lstm/circuit.py, shows them).
 
     For t = T..1 (terms with t+1 are zero at t = T):
       delta_y(t)    = dJ(t)/dy(t) + R^T [delta_zbar, delta_ibar, delta_fbar, delta_obar](t+1)

@@ -65,6 +65,11 @@ function paint() {
     }
   }
   document.body.classList.toggle("backward", state.view === "backward");
+  for (const text of document.querySelectorAll(".slot-label")) {
+    const slot = text.parentNode, shown = !slot.classList.contains("absent");
+    const delta = state.view === "backward" && slot.dataset.wire !== "x" && shown;
+    text.textContent = (delta ? DELTA : "") + text.dataset.label;
+  }
   $("time-label").textContent = `t = ${t + 1} of ${state.data.x.length}`;
   [...$("inputs").children].forEach((cell, k) => cell.classList.toggle("current", k === t));
   showRoutes();

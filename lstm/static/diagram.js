@@ -47,7 +47,7 @@ const CIRCUIT_NODES = [
 // Cell groups: [wire, x, y, label]; (x, y) is the top-left of the first cell.
 const CIRCUIT_SLOTS = [
   ["c_prev", 24, 80, "c(t\u22121)"], ["c", 600, 26, "c(t)"], ["f", 240, 110, "f"], ["z", 276, 176, "z"],
-  ["i", 462, 176, "i"], ["o", 562, 216, "o"], ["h_c", 552, 146, "h(c)"], ["y", 664, 208, "y(t)"],
+  ["i", 462, 176, "i"], ["o", 562, 216, "o"], ["h_c", 552, 146, "h(c)"], ["y", 698, 176, "y(t)"],
   ["f_bar", 160, 256, "f\u0304"], ["z_bar", 338, 256, "z\u0304"], ["i_bar", 462, 256, "\u012b"],
   ["o_bar", 664, 256, "o\u0304"], ["peep_f", 144, 358, "p_f\u2299c(t\u22121)"],
   ["peep_i", 352, 358, "p_i\u2299c(t\u22121)"], ["peep_o", 700, 126, "p_o\u2299c(t)"],
@@ -58,7 +58,7 @@ const ODYSSEY_PATHS = [
   ["o_z", "M260 360 V318", ["z"]], ["o_zi", "M260 290 V236", ["z", "i"]],
   ["o_i", "M146 296 H244", ["i"], false, "i_bar"], ["o_loop", "M226 188 C170 150 170 250 226 214", ["c", "f"]],
   ["o_f", "M96 200 H166", ["f"], false, "f_bar"], ["o_h", "M260 166 V134", ["c"]],
-  ["o_hc", "M260 106 V86 H314", ["c"]], ["o_o", "M400 106 V70 H346", ["o"], false, "o_bar"],
+  ["o_hc", "M260 106 V86 H314", ["c"]], ["o_o", "M400 106 V36 H330 V54", ["o"], false, "o_bar"],
   ["o_y", "M346 70 H500", ["y", "c", "o"]],
   ["o_pi", "M236 222 L146 296", [], true, "peep_i"], ["o_pf", "M226 200 L96 200", [], true, "peep_f"],
   ["o_po", "M292 190 L400 134", ["c"], true, "peep_o"],
@@ -114,7 +114,7 @@ export function drawDiagram(svg, name, units) {
   for (const [wire, x, y, text] of spec.slots) {
     const n = wire === "x" ? 1 : units;
     const g = el("g", {class: "slot", tabindex: "0", "data-wire": wire, "aria-label": text}, svg);
-    el("text", {x, y: y - 3, class: "slot-label"}, g, text);
+    el("text", {x, y: y - 3, class: "slot-label", "data-label": text}, g, text);
     cells[wire] = [];
     for (let u = 0; u < n; u++) {
       cells[wire].push(el("rect", {x: x + u * CELL, y, width: CELL - 1, height: CELL - 1, class: "cell",

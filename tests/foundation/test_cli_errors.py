@@ -64,6 +64,7 @@ BAD_ARGUMENTS = [
     ("lstm", "variants --seeds 0", "--seeds"),
     ("lstm", "variants-report --results", "expected one argument"),
     ("lstm", "bench --units 0", "--units: must be an integer >= 1, got 0"),
+    ("lstm", "circuit-models --variants NOPE", "invalid choice: 'NOPE'"),
 ]
 
 
