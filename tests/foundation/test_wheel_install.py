@@ -146,6 +146,14 @@ def test_installed_serve_page_and_api(installed):
         )
         answer = json.loads(urlopen(request, timeout=60).read())
         assert answer["translation"] == "Hola."
+        # the LSTM circuit page on the same server: its static files and models are package data
+        assert "circuit.js" in urlopen(url + "lstm/", timeout=30).read().decode()
+        assert b"drawDiagram" in urlopen(url + "lstm/static/diagram.js", timeout=30).read()
+        body = json.dumps({"variant": "FGR", "sequence": [0.5, -1.0]}).encode()
+        run = Request(url + "api/lstm/run", data=body, headers={"Content-Type": "application/json"})
+        lstm = json.loads(urlopen(run, timeout=60).read())
+        assert lstm["variant"] == "FGR" and len(lstm["forward"]["y"]) == 2
+        assert max(lstm["autodiff"].values()) < 1e-6
     finally:
         server.terminate()
         server.wait(timeout=30)
