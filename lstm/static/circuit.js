@@ -130,11 +130,13 @@ function routes(name, t) {
   } else if (name === "z") {
     out.push(["c(t) = z\u2299i + ...", "\u03b4c \u2299 i", mul(Bk.c[t], F.i[t])]);
   }
-  if (out.length && Bk[name]) {  // FGR: the gates of t+1 also read this step's gates
-    const rest = sub(Bk[name][t], out.map((r) => r[2]).reduce(add, zero));
-    if (rest.some((v) => Math.abs(v) > 1e-12 * (1 + Math.max(...Bk[name][t].map(Math.abs))))) {
-      out.push(["the gates of t+1 (full gate recurrence)", "R_gates\u1d40 \u03b4gates\u0304(t+1)", rest]);
-    }
+  const gates = d.blocks.filter((b) => b !== "z"), block = {o: "out", f: "for", i: "in"}[name];
+  if (d.flags.full_gate_recurrence && next && gates.includes(block) && Bk[name]) {
+    // FGR: every gate of t+1 also reads this step's gate activations through R_gates
+    const stacked = gates.flatMap((b) => Bk[{in: "i_bar", for: "f_bar", out: "o_bar"}[b]][t + 1]);
+    const all = P.R_gates.map((row) => row.reduce((s, r, k) => s + r * stacked[k], 0));
+    const k = gates.indexOf(block) * n;
+    out.push(["the gates of t+1 (full gate recurrence)", "R_gates\u1d40 \u03b4gates\u0304(t+1)", all.slice(k, k + n)]);
   }
   return out;
 }

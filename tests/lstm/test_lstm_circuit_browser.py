@@ -200,3 +200,34 @@ def test_slider_views_variants_and_typed_numbers(base, browser):
     typed.send_keys(", ".join(["1"] * (circuit.MAX_LENGTH + 1)))
     driver.find_element(By.ID, "run").click()
     WebDriverWait(driver, TIMEOUT).until(lambda d: "the limit is" in d.find_element(By.ID, "status").text)
+
+
+def test_chain_rule_routes_sum_to_the_errors_in_every_variant(base, browser):
+    """For every variant, step and error, the page's route terms (computed in JavaScript from the
+    forward values, the parameters and the next step's errors) add up to lstm/bptt.py's error."""
+    driver = browser
+    driver.get_log("browser")  # drop what earlier tests left (their deliberate 400s)
+    driver.get(f"{base}/lstm/")
+    wait_ready(driver, 1)
+    driver.find_element(By.CSS_SELECTOR, "input[name=view][value=backward]").click()
+    for count, variant in enumerate(circuit.VARIANTS, start=1):
+        if variant != "V":
+            Select(driver.find_element(By.ID, "variant")).select_by_value(variant)
+            wait_ready(driver, count)
+        answer = api(base, variant, "first positive")
+        for name in ("c", "y", "o", "f", "i", "z"):
+            Select(driver.find_element(By.ID, "route-var")).select_by_value(name)
+            for t in range(len(answer["x"])):
+                driver.execute_script(
+                    "const s = document.getElementById('time'); s.value = arguments[0];"
+                    "s.dispatchEvent(new Event('input'));",
+                    t + 1,
+                )
+                text = driver.find_element(By.ID, "routes").text
+                if answer["backward"][name] is None:
+                    assert f"{variant} has no {name}" in text
+                    continue
+                error = float(text.rsplit("= ", 1)[1])
+                scale = max(abs(v) for v in answer["backward"][name][t])
+                assert error <= 1e-12 * max(scale, 1e-300), (variant, name, t, text)
+    assert driver.get_log("browser") == []
