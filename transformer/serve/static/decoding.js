@@ -31,7 +31,7 @@ function candidateButton(step, candidate, rank, force) {
     b.setAttribute("aria-current", "true");
     b.setAttribute("aria-label", `${what}, chosen${step.forced ? " (forced)" : ""}`);
   } else if (SPECIAL.test(candidate.token)) {
-    b.disabled = true;
+    b.setAttribute("aria-disabled", "true");  // not `disabled`: the arrow keys still reach it
     b.title = "a special token cannot be forced as text";
     b.setAttribute("aria-label", `${what}; cannot be forced`);
   } else {
@@ -39,7 +39,7 @@ function candidateButton(step, candidate, rank, force) {
     b.setAttribute("aria-label", `${what}; force it and decode the rest again`);
     b.addEventListener("click", () => force(step.step, candidate.token));
   }
-  return b;  // a button: Tab reaches it, Enter and Space press it
+  return b;  // a button: Enter and Space press it
 }
 
 function stepColumn(step, force) {
@@ -157,6 +157,26 @@ function drawBeamTree(tree) {
   scroll.appendChild(picture);
 }
 
+// One Tab stop for all the candidates (the first column's chosen one); the arrow keys move
+// between them (up and down in a column, left and right to the same place in the next one).
+function roving(container) {
+  const columns = [...container.querySelectorAll(".step")].map((c) => [...c.querySelectorAll(".candidate")]);
+  columns.flat().forEach((b) => { b.tabIndex = -1; });
+  if (!columns.length) return;
+  const start = columns[0].find((b) => b.classList.contains("chosen")) || columns[0][0];
+  start.tabIndex = 0;
+  const moves = {ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0]};
+  columns.forEach((column, c) => column.forEach((b, r) => b.addEventListener("keydown", (e) => {
+    if (!moves[e.key]) return;
+    e.preventDefault();
+    const nc = Math.min(columns.length - 1, Math.max(0, c + moves[e.key][0]));
+    const next = columns[nc][Math.min(columns[nc].length - 1, Math.max(0, r + moves[e.key][1]))];
+    columns.flat().forEach((x) => { x.tabIndex = -1; });
+    next.tabIndex = 0;
+    next.focus();
+  })));
+}
+
 // ------------------------------------------------------------------ the panel
 
 // hooks.force(prefix text) asks for a new translation starting with that text.
@@ -170,6 +190,7 @@ export function createDecoding(hooks) {
     const chosen = decoding.steps.map((s) => s.token);
     const force = (step, token) => hooks.force(piecesText([...chosen.slice(0, step), token]));
     for (const step of decoding.steps) steps.appendChild(stepColumn(step, force));
+    roving(steps);
     const forced = decoding.prefix_tokens.length > 0;
     $("decoding-forced").hidden = !forced;
     $("forced-text").textContent = piecesText(decoding.prefix_tokens);
