@@ -59,6 +59,7 @@ class TeacherForced(NamedTuple):
     target_ids: list
     source_pieces: list
     target_pieces: list
+    replacements: list = []  # the names and numbers kept through surrogates (names.restore)
 
 
 def teacher_forced(run, sentence, beam=1, keep_names=False, prefix=None):
@@ -80,7 +81,7 @@ def teacher_forced(run, sentence, beam=1, keep_names=False, prefix=None):
     src_pieces = [src_labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
     tgt_pieces = [tgt_labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
     translation = names.restore(run.tgt_tokenizer.decode(out), replacements)
-    return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces)
+    return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces, replacements)
 
 
 def maps_by_kind(attention):

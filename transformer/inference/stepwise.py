@@ -31,13 +31,19 @@ def output_limit(model, source_ids):
 
 
 def prefix_ids(run, text, source_ids):
-    """The target ids of ``text`` to force at the start of the translation of ``source_ids``;
-    UserError when they leave no room for the end mark within :func:`output_limit`."""
+    """The target ids of ``text`` to force at the start of the translation of ``source_ids``
+    (:func:`check_prefix`)."""
     ids = run.tgt_tokenizer.encode(text.strip()) if text.strip() else []
-    limit = output_limit(run.model, source_ids) - 1
+    check_prefix(run.model, source_ids, ids)
+    return ids
+
+
+def check_prefix(model, source_ids, ids):
+    """UserError when the forced ``ids`` leave no room for the end mark within
+    :func:`output_limit` of ``source_ids``."""
+    limit = output_limit(model, source_ids) - 1
     if len(ids) > limit:
         raise UserError(f"the prefix has {len(ids)} pieces; this sentence allows at most {limit}")
-    return ids
 
 
 def alternatives(run, source_ids, output_ids, k, n_forced=0):
