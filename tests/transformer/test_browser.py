@@ -546,7 +546,15 @@ def test_decoding_panel_forces_an_alternative(server, browser):
     assert browser.find_element(By.ID, "translation").text == forced["translation"]
     assert browser.find_element(By.ID, "forced-text").text == pieces_text(forced["decoding"]["prefix_tokens"])
     assert parse_qs(urlparse(browser.current_url).query)["prefix"] == [prefix]
-    assert measures(browser)[-1]["prefix"] == prefix
+    loaded, clicked = measures(browser)
+    assert clicked["prefix"] == prefix and loaded["prefix"] == ""
+    print(
+        f"\nDecoding panel, {run.run_dir}: {sentence!r} drawn {loaded['clickToDrawingMs']:.0f} ms after the "
+        f"request started (model {loaded['serverSeconds'] * 1000:.0f} ms); forcing {prefix!r}: "
+        f"{clicked['clickToDrawingMs']:.0f} ms click to drawing (model {clicked['serverSeconds'] * 1000:.0f} ms), "
+        f"{clicked['clickToDrawingMs'] / loaded['clickToDrawingMs']:.2f}x the first",
+        file=sys.stderr,
+    )
     # every view redrew for the forced translation: candidates, heat maps, head view, query and keys
     assert page_steps(browser) == [
         [[c["token"], c["prob"], c["id"] == s["id"]] for c in s["candidates"]]
@@ -579,7 +587,13 @@ def test_decoding_panel_forces_an_alternative(server, browser):
     again = pieces_text([forced["decoding"]["steps"][0]["token"], token])
     focused.send_keys(Keys.ENTER)
     wait_for_drawing(browser, 3)
-    assert measures(browser)[-1]["prefix"] == again
+    third = measures(browser)[-1]
+    assert third["prefix"] == again
+    print(
+        f"forcing {again!r} (a second forced request): {third['clickToDrawingMs']:.0f} ms click to drawing "
+        f"(model {third['serverSeconds'] * 1000:.0f} ms)",
+        file=sys.stderr,
+    )
     assert (
         browser.find_element(By.ID, "translation").text
         == api(base, sentence, run.direction, prefix=again)["translation"]
@@ -631,4 +645,11 @@ def test_beam_tree(server, browser):
     ActionChains(browser).move_to_element(rows[-1]).perform()
     lit = browser.find_elements(By.CSS_SELECTOR, "#beam-tree g.node.highlight")
     assert sorted(int(n.get_attribute("data-node")) for n in lit) == sorted(path)
+    if os.environ.get("EXPLORER_BEAM_TREE_SCREENSHOT"):
+        save_panel(
+            browser,
+            "decoding-panel",
+            os.environ["EXPLORER_BEAM_TREE_SCREENSHOT"],
+            "#beam-finished li:last-child",
+        )
     assert browser.find_element(By.ID, "translation").text == answer["translation"]

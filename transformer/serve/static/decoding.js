@@ -12,7 +12,7 @@ const SPECIAL = /^<[^>]*>$/;  // <s>, </s>, <unk>: not text, so they cannot be f
 const SVG = "http://www.w3.org/2000/svg";
 const COLUMN = 96, ROW = 18, PAD = 12;
 
-function percent(p) { return `${(100 * p).toFixed(p >= 0.1 ? 0 : 1)}%`; }
+function percent(p) { return p < 0.0005 ? "<0.1%" : `${(100 * p).toFixed(p >= 0.1 ? 0 : 1)}%`; }
 
 function candidateButton(step, candidate, rank, force) {
   const b = element("button", "candidate");
