@@ -35,6 +35,7 @@ bound per sentence (e.g. ``2 * src_len + 10``), clipped to the model's ``max_len
 pad and bos are never generated.
 """
 
+import functools
 import time
 import weakref
 
@@ -68,7 +69,10 @@ _LOOPS = {  # kind -> (loop, takes a forced prefix (batch, P) as a third input)
 
 def _compiled_fn(model, kind, *options):
     """One tf.function per model, decoder and options, traced once for any batch/length
-    (the XLA ones are then compiled once per concrete shape)."""
+    (the XLA ones are then compiled once per concrete shape). Each wraps its own
+    ``functools.partial`` (no ``__code__``), so TensorFlow's retracing detector, which counts the
+    traces of all functions sharing one code object, does not report these distinct functions,
+    each traced once, as one function retraced (issue 35, item 9)."""
     functions = _compiled.setdefault(model, {})
     key = (kind, *options)
     if key not in functions:
@@ -77,14 +81,20 @@ def _compiled_fn(model, kind, *options):
         spec += (tf.TensorSpec([None, None], tf.int32),) if forced else ()
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
         functions[key] = tf.function(
-            (lambda src, lengths, prefix: impl(model_ref(), src, lengths, *options, forced=prefix))
-            if forced
-            else (lambda src, lengths: impl(model_ref(), src, lengths, *options)),
+            functools.partial(_run_forced if forced else _run, model_ref, impl, options),
             input_signature=spec,
             jit_compile=kind.endswith("xla"),
             autograph=False,  # the loops are explicit tf.while_loops: no conversion, faster tracing
         )
     return functions[key]
+
+
+def _run(model_ref, impl, options, src, lengths):
+    return impl(model_ref(), src, lengths, *options)
+
+
+def _run_forced(model_ref, impl, options, src, lengths, prefix):
+    return impl(model_ref(), src, lengths, *options, forced=prefix)
 
 
 def _prepare(model, src_ids, max_length):
