@@ -268,3 +268,18 @@ def test_shipped_model_demo_sentence():
         client.post("/api/translate", json=body).get_json()["translation"]
         == "He admired her as a great director."
     )
+
+
+def test_shipped_model_answer_size_for_15_words():
+    """docs/explorer.md states the sizes: a 15-word sentence with alternatives 10 and the beam
+    tree of beam 8 stays under the 1 MB the explorer's answers are held to."""
+    en_es = load_run(PRETRAINED_ROOT / "en-es")
+    client = serve.create_app({"en-es": en_es}).test_client()
+    text = "My grandmother always told us many stories about the old village where she grew up."
+    assert len(text.split()) == 15
+    body = {"text": text, "beam": 8, "alternatives": 10, "beam_tree": True}
+    response = client.post("/api/translate", json=body)
+    answer = response.get_json()
+    assert response.status_code == 200 and len(response.data) < serve.MAX_VECTORS_JSON_BYTES
+    assert answer["beam_tree"]["finished"][0]["text"] == answer["translation"]
+    assert all(len(s["candidates"]) == 10 for s in answer["decoding"]["steps"])
