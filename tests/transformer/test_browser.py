@@ -571,20 +571,23 @@ def test_decoding_panel_forces_an_alternative(server, browser):
     query = min(1, len(forced["target_tokens"]) - 1)
     Select(browser.find_element(By.ID, "qk-query")).select_by_value(str(query))
     check_qk_view(browser, forced, "cross", layers, heads - 1, query)
-    # keyboard: one Tab stop for the candidates (the first column's chosen one); the arrow keys
-    # move to the next column and down its candidates, Enter forces the one reached
+    # keyboard: the focus is back on the forced column, the candidates' one Tab stop; the arrow
+    # keys move to the next column and down its candidates, Enter forces the one reached
     stops = browser.find_elements(By.CSS_SELECTOR, '#decoding-steps .candidate[tabindex="0"]')
-    assert len(stops) == 1 and stops[0].get_attribute("data-step") == "0"
-    assert len(forced["decoding"]["steps"]) > 1
+    assert len(stops) == 1 and stops[0].get_attribute("data-step") == str(step)
+    assert browser.switch_to.active_element == stops[0]
+    following = forced["decoding"]["steps"][step + 1]
     stops[0].send_keys(Keys.ARROW_RIGHT)
-    for _ in range(len(forced["decoding"]["steps"][1]["candidates"])):
+    for _ in range(len(following["candidates"])):
         focused = browser.switch_to.active_element
-        assert focused.get_attribute("data-step") == "1" and focused.get_attribute("tabindex") == "0"
+        assert (
+            focused.get_attribute("data-step") == str(step + 1) and focused.get_attribute("tabindex") == "0"
+        )
         if "chosen" not in focused.get_attribute("class") and not focused.get_attribute("aria-disabled"):
             break
         focused.send_keys(Keys.ARROW_DOWN)
     token = focused.get_attribute("data-token")
-    again = pieces_text([forced["decoding"]["steps"][0]["token"], token])
+    again = pieces_text([s["token"] for s in forced["decoding"]["steps"][: step + 1]] + [token])
     focused.send_keys(Keys.ENTER)
     wait_for_drawing(browser, 3)
     third = measures(browser)[-1]

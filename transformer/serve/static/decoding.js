@@ -157,13 +157,15 @@ function drawBeamTree(tree) {
   scroll.appendChild(picture);
 }
 
-// One Tab stop for all the candidates (the first column's chosen one); the arrow keys move
-// between them (up and down in a column, left and right to the same place in the next one).
-function roving(container) {
+// One Tab stop for all the candidates (the chosen one of column `first`, 0 unless given); the
+// arrow keys move between them (up and down in a column, left and right to the same place in
+// the next one). Returns the Tab stop.
+function roving(container, first) {
   const columns = [...container.querySelectorAll(".step")].map((c) => [...c.querySelectorAll(".candidate")]);
   columns.flat().forEach((b) => { b.tabIndex = -1; });
-  if (!columns.length) return;
-  const start = columns[0].find((b) => b.classList.contains("chosen")) || columns[0][0];
+  if (!columns.length) return null;
+  const column = columns[Math.min(first || 0, columns.length - 1)];
+  const start = column.find((b) => b.classList.contains("chosen")) || column[0];
   start.tabIndex = 0;
   const moves = {ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0]};
   columns.forEach((column, c) => column.forEach((b, r) => b.addEventListener("keydown", (e) => {
@@ -175,12 +177,16 @@ function roving(container) {
     next.tabIndex = 0;
     next.focus();
   })));
+  return start;
 }
 
 // ------------------------------------------------------------------ the panel
 
 // hooks.force(prefix text) asks for a new translation starting with that text.
+// After a forced word the focus comes back to its column (the candidate pressed is redrawn).
 export function createDecoding(hooks) {
+  let forcedStep = null;
+
   function draw(data) {
     const decoding = data.decoding;
     const steps = $("decoding-steps");
@@ -188,9 +194,14 @@ export function createDecoding(hooks) {
     $("decoding-panel").hidden = !decoding;
     if (!decoding) return;
     const chosen = decoding.steps.map((s) => s.token);
-    const force = (step, token) => hooks.force(piecesText([...chosen.slice(0, step), token]));
+    const force = (step, token) => {
+      forcedStep = step;
+      hooks.force(piecesText([...chosen.slice(0, step), token]));
+    };
     for (const step of decoding.steps) steps.appendChild(stepColumn(step, force));
-    roving(steps);
+    const stop = roving(steps, forcedStep);
+    if (forcedStep !== null && stop) stop.focus();
+    forcedStep = null;
     const forced = decoding.prefix_tokens.length > 0;
     $("decoding-forced").hidden = !forced;
     $("forced-text").textContent = piecesText(decoding.prefix_tokens);
