@@ -601,8 +601,18 @@ def test_decoding_panel_forces_an_alternative(server, browser):
         browser.find_element(By.ID, "translation").text
         == api(base, sentence, run.direction, prefix=again)["translation"]
     )
-    browser.find_element(By.ID, "unforce").click()  # back to the model's own choice
+    # fewer candidates per step: the same forced translation asked again with "alternatives": 3
+    Select(browser.find_element(By.ID, "alternatives")).select_by_value("3")
     wait_for_drawing(browser, 4)
+    three = api(base, sentence, run.direction, prefix=again, alternatives=3)
+    assert measures(browser)[-1]["prefix"] == again
+    assert page_steps(browser) == [
+        [[c["token"], c["prob"], c["id"] == s["id"]] for c in s["candidates"]]
+        for s in three["decoding"]["steps"]
+    ]
+    assert all(len(column) == 3 for column in page_steps(browser))
+    browser.find_element(By.ID, "unforce").click()  # back to the model's own choice
+    wait_for_drawing(browser, 5)
     assert browser.find_element(By.ID, "translation").text == first["translation"]
     assert "prefix" not in parse_qs(urlparse(browser.current_url).query)
 
