@@ -48,6 +48,7 @@ from transformer.inference.loops import BOS, EOS, PAD, gnmt_length_penalty, outp
 BATCH_SIZES = (1, 4, 16, 64)  # padded batch sizes of the XLA path; larger batches go 64 rows at a time
 WIDTH_STEP = 16  # source widths padded to a multiple of this (pad keys are masked: same ids)
 XLA_LOOPS = None  # None: XLA for precompiled models only; True / False: always / never (docs/speed.md)
+MAX_TOP_K = 10  # the candidates per step decode_steps records (the explorer's "alternatives" limit)
 BEAM_XLA_MAX_BATCH = 1  # beam search through XLA for at most this many sentences (docs/speed.md)
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
@@ -61,9 +62,8 @@ _LOOPS = {  # kind -> (loop, takes a forced prefix (batch, P) as a third input)
     "beam": (loops.beam, False),
     "xla": (loops.greedy_static, False),
     "beam_xla": (loops.beam_static, False),
-    "greedy_forced": (loops.greedy, True),  # options: (top_k,)
-    "beam_forced": (loops.beam, True),  # options: (beam, alpha)
-    "beam_tree": (loops.beam_tree, True),  # options: (beam, alpha)
+    "greedy_forced": (loops.greedy, True),  # options: (top_k,): decode_steps, decode(prefix=)
+    "beam_tree": (loops.beam_tree, True),  # options: (beam, alpha): beam_tree_search, decode(prefix=)
 }
 
 
@@ -217,9 +217,9 @@ def decode(model, src_ids, beam=1, length_penalty=0.6, prefix=None):
         return np.zeros([0, 0], np.int32)
     bounds = output_bound(source_lengths(src_ids))
     if prefix is not None:
-        inputs = (*_prepare(model, src_ids, bounds), forced_matrix(prefix, len(src_ids)))
-        options = ("beam_forced", int(beam), float(length_penalty)) if beam > 1 else ("greedy_forced", 0)
-        return np.asarray(_compiled_fn(model, *options)(*inputs))
+        if beam > 1:
+            return _finish_on_host(beam_tree_search(model, src_ids, beam, length_penalty, prefix, bounds)[0])
+        return _finish_on_host(decode_steps(model, src_ids, 1, prefix, bounds)[0])
     decoder = default_decoder(beam, len(src_ids), model)
     if beam > 1:
         return decoder(model, src_ids, beam, length_penalty, max_length=bounds)
@@ -238,14 +238,20 @@ def forced_matrix(prefix, batch):
 
 def decode_steps(model, src_ids, top_k, prefix=(), max_length=None):
     """Cached greedy decoding with ``prefix`` forced, recording each step's ``top_k``: NumPy
-    (ids before finishing (eos kept), top ids, top probabilities, chosen probability, rank)."""
+    (ids before finishing (eos kept), top ids, top probabilities, chosen probability, rank).
+    One compiled loop per model: it always records :data:`MAX_TOP_K` (a bounded number of
+    traced graphs in a server), cut to ``top_k`` here."""
     inputs = (*_prepare(model, src_ids, max_length), forced_matrix(list(prefix), len(src_ids)))
-    return [np.asarray(a) for a in _compiled_fn(model, "greedy_forced", int(top_k))(*inputs)]
+    k = min(MAX_TOP_K, model.target_vocab_size - BOS - 1)  # pad and bos are never candidates
+    ids, top_ids, top_probs, chosen, rank = (
+        np.asarray(a) for a in _compiled_fn(model, "greedy_forced", k)(*inputs)
+    )
+    return [ids, top_ids[..., :top_k], top_probs[..., :top_k], chosen, rank]
 
 
 def beam_tree_search(model, src_ids, beam_size, length_penalty=0.6, prefix=(), max_length=None):
     """Beam search with ``prefix`` forced that also returns the beam tree
-    (:func:`loops.beam_tree`), as NumPy arrays."""
+    (:func:`loops.beam_tree`), as NumPy arrays; the first is the best ids before finishing."""
     inputs = (*_prepare(model, src_ids, max_length), forced_matrix(list(prefix), len(src_ids)))
     fn = _compiled_fn(model, "beam_tree", int(beam_size), float(length_penalty))
     return [np.asarray(a) for a in fn(*inputs)]

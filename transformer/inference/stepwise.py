@@ -19,7 +19,7 @@ from transformer.inference import decoding
 from transformer.inference.decoding import EOS, output_bound
 from tutorials_common.cliutil import UserError
 
-MAX_ALTERNATIVES = 10
+MAX_ALTERNATIVES = decoding.MAX_TOP_K  # 10
 MAX_BEAM_TREE = 8
 DECIMALS = 4
 

@@ -7,7 +7,9 @@ CDN) plus a JSON API over one or more trained translators:
 * ``POST /api/translate`` with ``{"text": ..., "direction": "en-es", "beam": 1}`` returns the
   translation, the source and target subword tokens, every attention map (kind -> layers x
   heads x queries x keys, rounded to 3 decimals), the entropy / diagonal-distance table of
-  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken.
+  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken; opt-in
+  ``"vectors"`` (one layer's queries, keys and values), ``"prefix"`` (target text forced at the
+  start), ``"alternatives"`` (top-k per step) and ``"beam_tree"`` (docs/explorer.md).
 
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
@@ -23,7 +25,8 @@ concurrent requests are answered one after another and correctly. Requests from 
 sites are refused before any route runs (transformer/serve/security.py: 403 for a foreign
 ``Host`` or ``Origin``, 415 for a body not sent as ``application/json``). Every error is a
 JSON body ``{"error": message}``: 400 for malformed, non-UTF-8, too deeply nested JSON or
-a lone surrogate escape, a missing or empty text, an unknown direction or a bad beam; 413
+a lone surrogate escape, any value the JSON parser refuses, a missing or empty text, an
+unknown direction, a bad beam, prefix, alternatives or beam_tree (transformer/serve/requests.py); 413
 for a body (declared or chunked) or text over the limits; an exception inside a request is
 logged on stderr and answered with a 500, and the server keeps running. No answer names a
 local path (a model is named by its run folder's name).
