@@ -246,6 +246,10 @@ def test_cli_table_json_and_errors(tiny_run, run, capsys):
             ["translate", "--checkpoint", str(tiny_run), "--alternatives", value, "Hi."], capsys
         )
         assert code == 2 and err.count("\n") == 1 and "error:" in err and "--alternatives" in err
+    code, out, _ = cli(
+        ["translate", "--checkpoint", str(tiny_run), "--prefix", "la", sentence, "Hi."], capsys
+    )
+    assert code == 0 and [line[:2] for line in out.splitlines()] == ["la", "la"]
     code, out, err = cli(["translate", "--checkpoint", str(tiny_run), "--prefix", "la " * 40, "Hi."], capsys)
     assert code == 1 and err.startswith("error: line 1: the prefix has") and err.count("\n") == 1
 

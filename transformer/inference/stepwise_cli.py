@@ -46,8 +46,9 @@ def table(result):
 
 
 def translate_main(args):
-    """`translate`: with --alternatives, --prefix or --json the step-by-step report of every
-    line (one table, or one JSON line, each); plain translations otherwise."""
+    """`translate`: with --alternatives or --json the step-by-step report of every line (one
+    table, or one JSON line, each); with --prefix alone the forced translations, one per line;
+    plain translations otherwise."""
     if not (args.alternatives or args.prefix is not None or args.json):
         return translate.translate_main(args)
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
@@ -58,4 +59,7 @@ def translate_main(args):
             )
         except UserError as e:
             raise UserError(f"line {number}: {e}") from None
-        print(json.dumps(result, ensure_ascii=False) if args.json else table(result) + "\n")
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False))
+        else:  # --prefix alone: the translations, one per line, as plain `translate` prints them
+            print(table(result) + "\n" if args.alternatives else result["translation"])
