@@ -106,7 +106,15 @@ def add_translate(sub):
         default=True,
         help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
     )
-    p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "translate_main"))
+    p.add_argument(
+        "--alternatives",
+        type=int_range(1, 10),
+        metavar="K",
+        help="per line, a table of every output step: the chosen token and the K most likely ones",
+    )
+    p.add_argument("--prefix", metavar="TEXT", help="force the translation to start with TEXT")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (with --alternatives)")
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.stepwise_cli", "translate_main"))
 
 
 def add_evaluate(sub):

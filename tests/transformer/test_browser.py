@@ -5,8 +5,8 @@ localhost port with a tiny 2-layer model.
 It types a sentence, presses Translate, waits for the drawing, checks the translation
 against the API, switches head and layer, hovers a token and reads a weight, and loads
 the page's shared URL in a fresh load to check it restores the same view. The page's
-click-to-drawing time (`window.explorer.timings`, from `performance.now()`) is printed
-(`pytest -s` shows it).
+click-to-drawing time (the performance entries "explorer-click-to-drawing", from
+`performance.now()`; the page puts no test hooks on `window`) is printed (`pytest -s` shows it).
 
 Environment: EXPLORER_CHECKPOINT=DIR runs the same test against another run (e.g. the
 shipped `transformer/pretrained/en-es`, to measure its timing); EXPLORER_SCREENSHOT=FILE.png saves a
@@ -55,8 +55,10 @@ SENTENCES_15_WORDS = [
     "The old teacher told the children a long story about the war and the sea.",
     "We could not find the keys to the car after the long party last night.",
 ]
+DEMO_SPANISH = "Él la admiraba como un gran director."  # "He admired her as a big direct lady." (README)
 SPANISH_15_WORDS = "Mi hermano y yo fuimos ayer al mercado para comprar fruta fresca, pan y leche."
 TIMEOUT = 60
+QK_TIMING = "explorer-qk-click-to-drawing"
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +112,10 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def api(base, text, direction, vectors=None, sizes=None):
-    """The API's answer; ``sizes`` (a list) gets (request bytes, response bytes) appended."""
-    payload = {"text": text, "direction": direction, **({"vectors": vectors} if vectors else {})}
+def api(base, text, direction, vectors=None, sizes=None, **fields):
+    """The API's answer; ``sizes`` (a list) gets (request bytes, response bytes) appended;
+    ``fields``: more request fields (beam, prefix, alternatives, beam_tree)."""
+    payload = {"text": text, "direction": direction, **({"vectors": vectors} if vectors else {}), **fields}
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()  # as the page sends it
     request = Request(f"{base}/api/translate", body, {"Content-Type": "application/json"})
     with urlopen(request, timeout=TIMEOUT) as response:
@@ -124,14 +127,25 @@ def api(base, text, direction, vectors=None, sizes=None):
 
 def wait_for_drawing(driver, count):
     WebDriverWait(driver, TIMEOUT).until(
-        lambda d: (
-            d.execute_script("return window.explorer && window.explorer.draws") == count
-            or d.find_element(By.ID, "status").get_attribute("class") == "error"
-        )
+        lambda d: drawn(d) == count or d.find_element(By.ID, "status").get_attribute("class") == "error"
     )
     assert "error" not in driver.find_element(By.ID, "status").get_attribute("class"), driver.find_element(
         By.ID, "status"
     ).text
+
+
+def drawn(driver, counter="draws"):
+    """How many translations (``draws``) or query-and-keys tables (``qkDraws``) the page has drawn:
+    document.body's data attributes."""
+    return int(driver.execute_script(f"return document.body.dataset.{counter} || 0"))
+
+
+def measures(driver, name="explorer-click-to-drawing"):
+    """The page's click-to-drawing measurements (performance entries), oldest first."""
+    return driver.execute_script(
+        "return performance.getEntriesByName(arguments[0]).map(e => ({clickToDrawingMs: e.duration, ...e.detail}))",
+        name,
+    )
 
 
 def view_of(url):
@@ -147,18 +161,14 @@ def test_translate_draw_switch_hover_and_share(server, browser):
         lambda d: len(Select(d.find_element(By.ID, "direction")).options) > 0
     )
     box = browser.find_element(By.ID, "text")
-    clicks = []
     for count, sentence in enumerate(SENTENCES_15_WORDS, 1):  # a new sentence each time, as a user would
         assert len(sentence.split()) == 15
         box.clear()
         box.send_keys(sentence)
         browser.find_element(By.ID, "translate").click()
         wait_for_drawing(browser, count)
-        clicks.append(browser.execute_script("return window.explorer.timings"))
-    measured = browser.execute_script(
-        "return performance.getEntriesByName('explorer-click-to-drawing').map(e => e.duration)"
-    )
-    assert len(measured) == 3 and all(abs(m - t["clickToDrawingMs"]) < 5 for m, t in zip(measured, clicks))
+    clicks = measures(browser)
+    assert len(clicks) == 3 and all(t["prefix"] == "" for t in clicks)
     median = sorted(t["clickToDrawingMs"] for t in clicks)[1]
     print(
         f"\nclick to drawing, three new 15-word sentences, {run.run_dir}: median {median:.0f} ms; "
@@ -322,13 +332,10 @@ def qk_rows(driver):
 def wait_for_qk(driver, draws):
     """Wait until the query-and-keys view has been drawn more than ``draws`` times."""
     WebDriverWait(driver, TIMEOUT).until(
-        lambda d: (
-            d.execute_script("return window.explorer.qk.draws") > draws
-            or d.find_element(By.ID, "qk-status").text.startswith("Error")
-        )
+        lambda d: drawn(d, "qkDraws") > draws or d.find_element(By.ID, "qk-status").text.startswith("Error")
     )
     assert not driver.find_element(By.ID, "qk-status").text.startswith("Error")
-    return driver.execute_script("return window.explorer.qk.draws")
+    return drawn(driver, "qkDraws")
 
 
 def pick(driver, select_id, wanted, draws):
@@ -342,12 +349,10 @@ def pick(driver, select_id, wanted, draws):
     return value, wait_for_qk(driver, draws)
 
 
-def save_panel(driver, element_id, path):
-    """A PNG of the whole element, a key row hovered (the DevTools capture goes beyond the
-    window, which an element screenshot does not)."""
-    ActionChains(driver).move_to_element(
-        driver.find_elements(By.CSS_SELECTOR, "#qk-table tbody tr")[1]
-    ).perform()
+def save_panel(driver, element_id, path, hover="#qk-table tbody tr:nth-child(2)"):
+    """A PNG of the whole element, ``hover`` (a key row) hovered (the DevTools capture goes beyond
+    the window, which an element screenshot does not)."""
+    ActionChains(driver).move_to_element(driver.find_element(By.CSS_SELECTOR, hover)).perform()
     rect = driver.execute_script(
         "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
         "return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height, scale: 1};",
@@ -411,20 +416,20 @@ def test_query_and_keys_view(server, browser):
     view = {"text": sentence, "direction": run.direction, "kind": "decoder_self", "layer": layers, "head": 1}
     browser.get(f"{base}/?{urlencode({**view, 'query': 3})}")
     wait_for_drawing(browser, 1)
-    draws = browser.execute_script("return window.explorer.qk.draws")
+    draws = drawn(browser, "qkDraws")
     assert draws >= 1 and answer["translation"] == answers["cross"]["translation"]
     timings = []
     for kind in ("decoder_self", "cross", "encoder_self"):
         if kind != "decoder_self":  # a new kind: the page fetches that layer's vectors
             Select(browser.find_element(By.ID, "kind")).select_by_value(kind)
             draws = wait_for_qk(browser, draws)
-            timings.append((f"{kind} (fetch)", browser.execute_script("return window.explorer.qk.timings")))
+            timings.append((f"{kind} (fetch)", measures(browser, QK_TIMING)[-1]))
         head, draws = pick(browser, "qk-head", heads - 1, draws)
-        timings.append((f"{kind} head", browser.execute_script("return window.explorer.qk.timings")))
+        timings.append((f"{kind} head", measures(browser, QK_TIMING)[-1]))
         query, draws = pick(
             browser, "qk-query", {"decoder_self": 4, "cross": 2, "encoder_self": 3}[kind], draws
         )
-        timings.append((f"{kind} query", browser.execute_script("return window.explorer.qk.timings")))
+        timings.append((f"{kind} query", measures(browser, QK_TIMING)[-1]))
         rows = check_qk_view(browser, answers[kind], kind, layers, head, query)
         masked = [j for j, r in enumerate(rows) if r["masked"]]
         assert masked == (list(range(query + 1, len(rows))) if kind == "decoder_self" else [])
@@ -445,3 +450,219 @@ def test_query_and_keys_view(server, browser):
         file=sys.stderr,
     )
     assert all(t["fetched"] == name.endswith("(fetch)") for name, t in timings)
+
+
+# ---------------------------------------------------------------- the Decoding panel
+
+VIRIDIS = [(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141), (39, 173, 129)]
+VIRIDIS += [(92, 200, 99), (170, 220, 50), (253, 231, 37)]
+
+
+def viridis(t):
+    """matplotlib's viridis at 9 points, linearly interpolated: what a heat map pixel should be."""
+    t = min(1.0, max(0.0, t)) * (len(VIRIDIS) - 1)
+    i = min(int(t), len(VIRIDIS) - 2)
+    return [c + (t - i) * (d - c) for c, d in zip(VIRIDIS[i], VIRIDIS[i + 1])]
+
+
+def heat_map_pixels(driver, layer, head):
+    """The small heat map of (layer, head) in the model view: rows x cols x RGB, one pixel a weight."""
+    return driver.execute_script(
+        """const c = document.querySelector(`#model-view canvas[data-layer="${arguments[0]}"]`
+                                            + `[data-head="${arguments[1]}"]`);
+           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, rows = [];
+           for (let r = 0; r < c.height; r++) {
+             const row = [];
+             for (let k = 0; k < c.width; k++) row.push([...d.slice(4 * (r * c.width + k), 4 * (r * c.width + k) + 3)]);
+             rows.push(row);
+           }
+           return rows;""",
+        layer,
+        head,
+    )
+
+
+def assert_heat_map(driver, matrix, layer, head):
+    """The model view's map of (layer, head) is ``matrix`` (the API's weights) in viridis, scaled to its max."""
+    pixels = heat_map_pixels(driver, layer, head)
+    assert (len(pixels), len(pixels[0])) == (len(matrix), len(matrix[0]))
+    top = max(max(row) for row in matrix) or 1
+    for got_row, row in zip(pixels, matrix):
+        for got, w in zip(got_row, row):
+            assert got == pytest.approx(viridis(w / top), abs=1.01)
+
+
+def pieces_text(pieces):
+    """SentencePiece pieces as text, as the page sends a forced prefix."""
+    return "".join(pieces).replace("\u2581", " ").strip()
+
+
+def page_steps(driver):
+    """The Decoding panel: per column, its candidates as (token, probability, chosen)."""
+    return driver.execute_script(
+        """return [...document.querySelectorAll('#decoding-steps .step')].map(s =>
+             [...s.querySelectorAll('.candidate:not(.outside)')].map(b =>
+               [b.dataset.token, Number(b.dataset.prob), b.classList.contains('chosen')]))"""
+    )
+
+
+def test_decoding_panel_forces_an_alternative(server, browser):
+    """The panel shows the API's candidates per step; clicking one forces it: the page shows the
+    API's translation for that prefix, and the heat maps and query-and-keys view redraw for it."""
+    base, run = server
+    layers, heads = run.config["num_layers"], run.config["num_heads"]
+    sentence = "Tom is happy." if run.direction.startswith("en") else DEMO_SPANISH
+    first = api(base, sentence, run.direction, alternatives=5)
+    view = {"text": sentence, "direction": run.direction, "kind": "cross", "layer": layers, "head": heads}
+    browser.get(f"{base}/?{urlencode(view)}")
+    wait_for_drawing(browser, 1)
+    steps = first["decoding"]["steps"]
+    assert page_steps(browser) == [
+        [[c["token"], c["prob"], c["id"] == s["id"]] for c in s["candidates"]] for s in steps
+    ]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#decoding-steps .step.forced")
+    # the closest call: the most likely candidate that was not chosen and is text (not </s>)
+    _, step, rank = max(
+        (c["prob"], s["step"], r)
+        for s in steps
+        for r, c in enumerate(s["candidates"], 1)
+        if c["id"] != s["id"] and not (c["token"].startswith("<") and c["token"].endswith(">"))
+    )
+    if os.environ.get("EXPLORER_DECODING_SCREENSHOT"):  # the candidates, before forcing one
+        hover = f'#decoding-steps .candidate[data-step="{step}"][data-rank="{rank}"]'
+        save_panel(browser, "decoding-panel", os.environ["EXPLORER_DECODING_SCREENSHOT"], hover)
+    candidate = steps[step]["candidates"][rank - 1]
+    prefix = pieces_text([s["token"] for s in steps[:step]] + [candidate["token"]])
+    button = browser.find_element(
+        By.CSS_SELECTOR, f'#decoding-steps .candidate[data-step="{step}"][data-rank="{rank}"]'
+    )
+    assert button.tag_name == "button" and "force it" in button.get_attribute("aria-label")
+    button.click()
+    wait_for_drawing(browser, 2)
+    forced = api(
+        base, sentence, run.direction, {"kind": "cross", "layer": layers}, prefix=prefix, alternatives=5
+    )
+    assert forced["decoding"]["prefix_tokens"], prefix
+    assert browser.find_element(By.ID, "translation").text == forced["translation"]
+    assert browser.find_element(By.ID, "forced-text").text == pieces_text(forced["decoding"]["prefix_tokens"])
+    assert parse_qs(urlparse(browser.current_url).query)["prefix"] == [prefix]
+    loaded, clicked = measures(browser)
+    assert clicked["prefix"] == prefix and loaded["prefix"] == ""
+    print(
+        f"\nDecoding panel, {run.run_dir}: {sentence!r} drawn {loaded['clickToDrawingMs']:.0f} ms after the "
+        f"request started (model {loaded['serverSeconds'] * 1000:.0f} ms); forcing {prefix!r}: "
+        f"{clicked['clickToDrawingMs']:.0f} ms click to drawing (model {clicked['serverSeconds'] * 1000:.0f} ms), "
+        f"{clicked['clickToDrawingMs'] / loaded['clickToDrawingMs']:.2f}x the first",
+        file=sys.stderr,
+    )
+    # every view redrew for the forced translation: candidates, heat maps, head view, query and keys
+    assert page_steps(browser) == [
+        [[c["token"], c["prob"], c["id"] == s["id"]] for c in s["candidates"]]
+        for s in forced["decoding"]["steps"]
+    ]
+    n_forced = sum(s["forced"] for s in forced["decoding"]["steps"])
+    assert n_forced == len(forced["decoding"]["prefix_tokens"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#decoding-steps .step.forced")) == n_forced
+    for layer in range(layers):
+        for head in range(heads):
+            assert_heat_map(browser, forced["attention"]["cross"][layer][head], layer, head)
+    left = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#left-tokens .token .text")]
+    assert left == [t.replace("\u2581", "\u00b7") or "\u2205" for t in forced["target_tokens"]]
+    query = min(1, len(forced["target_tokens"]) - 1)
+    Select(browser.find_element(By.ID, "qk-query")).select_by_value(str(query))
+    check_qk_view(browser, forced, "cross", layers, heads - 1, query)
+    # keyboard: the focus is back on the forced column, the candidates' one Tab stop; the arrow
+    # keys move to the next column and down its candidates, Enter forces the one reached
+    stops = browser.find_elements(By.CSS_SELECTOR, '#decoding-steps .candidate[tabindex="0"]')
+    assert len(stops) == 1 and stops[0].get_attribute("data-step") == str(step)
+    assert browser.switch_to.active_element == stops[0]
+    following = forced["decoding"]["steps"][step + 1]
+    stops[0].send_keys(Keys.ARROW_RIGHT)
+    for _ in range(len(following["candidates"])):
+        focused = browser.switch_to.active_element
+        assert (
+            focused.get_attribute("data-step") == str(step + 1) and focused.get_attribute("tabindex") == "0"
+        )
+        if "chosen" not in focused.get_attribute("class") and not focused.get_attribute("aria-disabled"):
+            break
+        focused.send_keys(Keys.ARROW_DOWN)
+    token = focused.get_attribute("data-token")
+    again = pieces_text([s["token"] for s in forced["decoding"]["steps"][: step + 1]] + [token])
+    focused.send_keys(Keys.ENTER)
+    wait_for_drawing(browser, 3)
+    third = measures(browser)[-1]
+    assert third["prefix"] == again
+    print(
+        f"forcing {again!r} (a second forced request): {third['clickToDrawingMs']:.0f} ms click to drawing "
+        f"(model {third['serverSeconds'] * 1000:.0f} ms)",
+        file=sys.stderr,
+    )
+    assert (
+        browser.find_element(By.ID, "translation").text
+        == api(base, sentence, run.direction, prefix=again)["translation"]
+    )
+    # fewer candidates per step: the same forced translation asked again with "alternatives": 3
+    Select(browser.find_element(By.ID, "alternatives")).select_by_value("3")
+    wait_for_drawing(browser, 4)
+    three = api(base, sentence, run.direction, prefix=again, alternatives=3)
+    assert measures(browser)[-1]["prefix"] == again
+    assert page_steps(browser) == [
+        [[c["token"], c["prob"], c["id"] == s["id"]] for c in s["candidates"]]
+        for s in three["decoding"]["steps"]
+    ]
+    assert all(len(column) == 3 for column in page_steps(browser))
+    browser.find_element(By.ID, "unforce").click()  # back to the model's own choice
+    wait_for_drawing(browser, 5)
+    assert browser.find_element(By.ID, "translation").text == first["translation"]
+    assert "prefix" not in parse_qs(urlparse(browser.current_url).query)
+
+
+def test_beam_tree(server, browser):
+    """With beam 3 the panel's beam tree lists the API's finished hypotheses in rank order, draws
+    every node (pruned ones faded) with its numbers in a <title>, and follows a hypothesis's path."""
+    base, run = server
+    sentence = "Tom is happy." if run.direction.startswith("en") else DEMO_SPANISH
+    answer = api(base, sentence, run.direction, beam=3, alternatives=5, beam_tree=True)
+    tree = answer["beam_tree"]
+    browser.get(f"{base}/?{urlencode({'text': sentence, 'direction': run.direction, 'beam': 3})}")
+    wait_for_drawing(browser, 1)
+    box = browser.find_element(By.ID, "beam-tree-box")
+    assert box.is_displayed() and box.get_attribute("open") is None
+    browser.find_element(By.ID, "beam-tree-summary").click()
+    assert box.get_attribute("open") == "true"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#beam-finished li")
+    finished = sorted(tree["finished"], key=lambda f: f["rank"])
+    assert [
+        (r.find_element(By.CSS_SELECTOR, ".rank").text, r.find_element(By.CSS_SELECTOR, ".score").text)
+        for r in rows
+    ] == [(f"#{f['rank']}", f"{f['score']:.4f}") for f in finished]
+    assert [r.find_element(By.CSS_SELECTOR, ".text").text for r in rows] == [f["text"] for f in finished]
+    chosen = [r for r, f in zip(rows, finished) if f["chosen"]]
+    assert len(chosen) == 1 and "chosen" in chosen[0].get_attribute("class")
+    nodes = browser.find_elements(By.CSS_SELECTOR, "#beam-tree g.node")
+    by_id = {n["id"]: n for n in tree["nodes"]}
+    assert sorted(int(n.get_attribute("data-node")) for n in nodes) == sorted(by_id)
+    for n in nodes:
+        node = by_id[int(n.get_attribute("data-node"))]
+        assert node["status"] in n.get_attribute("class").split()
+        title = n.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+        assert f"score {node['score']:.4f}" in title and f"log p {node['logprob']:.4f}" in title
+    pruned = [n for n in tree["nodes"] if n["status"] == "pruned"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#beam-tree g.node.pruned")) == len(pruned)
+    # hovering (or focusing) a finished hypothesis highlights its path, root to leaf
+    last = finished[-1]
+    path, node = [], last["node"]
+    while node is not None:
+        path.append(node)
+        node = by_id[node]["parent"]
+    ActionChains(browser).move_to_element(rows[-1]).perform()
+    lit = browser.find_elements(By.CSS_SELECTOR, "#beam-tree g.node.highlight")
+    assert sorted(int(n.get_attribute("data-node")) for n in lit) == sorted(path)
+    if os.environ.get("EXPLORER_BEAM_TREE_SCREENSHOT"):
+        save_panel(
+            browser,
+            "decoding-panel",
+            os.environ["EXPLORER_BEAM_TREE_SCREENSHOT"],
+            "#beam-finished li:last-child",
+        )
+    assert browser.find_element(By.ID, "translation").text == answer["translation"]

@@ -125,7 +125,8 @@ def test_models_and_page(client, run):
     assert [m["direction"] for m in info["models"]] == ["en-es"]
     assert info["max_text_chars"] == serve.MAX_TEXT_CHARS and info["max_body_bytes"] == serve.MAX_BODY_BYTES
     page = client.get("/")
-    assert page.status_code == 200 and b'<script src="/static/app.js">' in page.data
+    assert page.status_code == 200 and b'src="/static/app.js"' in page.data
+    assert info["max_alternatives"] == 10 and info["max_beam_tree"] == 8
     for name in ("app.js", "style.css"):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and len(response.data) > 500
@@ -160,6 +161,21 @@ def test_models_and_page(client, run):
         ('{"text": "Hi.", "x": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nested too deeply"),
         ('{"text": "Hi \\ud800 there."}', 400, "lone surrogate"),
         ('{"text": "Hi.", "\\udfff": 1}', 400, "lone surrogate"),
+        # issue 35 item 7: Python's int parser refuses more than 4,300 digits with a ValueError
+        ('{"text": "Hello.", "x": 1' + "0" * 5000 + "}", 400, "not valid JSON"),
+        ({"text": "Hi.", "alternatives": 0}, 400, '"alternatives" must be an integer from 1 to 10'),
+        ({"text": "Hi.", "alternatives": 11}, 400, '"alternatives" must be an integer from 1 to 10'),
+        ({"text": "Hi.", "alternatives": True}, 400, '"alternatives" must be an integer'),
+        ({"text": "Hi.", "alternatives": 2.0}, 400, '"alternatives" must be an integer'),
+        ({"text": "Hi.", "alternatives": "3"}, 400, '"alternatives" must be an integer'),
+        ({"text": "Hi.", "alternatives": None}, 400, '"alternatives" must be an integer'),
+        ({"text": "Hi.", "beam_tree": True}, 400, "beam_tree needs beam >= 2"),
+        ({"text": "Hi.", "beam_tree": True, "beam": 9}, 400, '"beam" must be an integer from 1 to 8'),
+        ({"text": "Hi.", "beam_tree": 1, "beam": 2}, 400, '"beam_tree" must be true or false'),
+        ({"text": "Hi.", "prefix": 3}, 400, '"prefix" must be a string'),
+        ({"text": "Hi.", "prefix": ["Hola"]}, 400, '"prefix" must be a string'),
+        ({"text": "Hi.", "prefix": "a " * 260}, 400, '"prefix" must be a string of at most 500'),
+        ({"text": "Hi.", "prefix": "la " * 30}, 400, '"prefix": the prefix has'),
     ],
 )
 def test_bad_input(client, body, status, message):
@@ -243,13 +259,12 @@ def test_allowed_hosts_and_host_names():
 
 def test_translation_has_no_line_breaks(client, monkeypatch):
     """A translation that copied separators from its source comes back as one line."""
-    real = serve.attention_maps.sentence_attention
+    real = serve.attention_maps.teacher_forced
 
     def copying(*args, **kwargs):
-        translation, *rest = real(*args, **kwargs)
-        return ("Hola\x1cmundo\x1e\x0cy\u2028adi\u00f3s\x85\x00.", *rest)
+        return real(*args, **kwargs)._replace(translation="Hola\x1cmundo\x1e\x0cy\u2028adi\u00f3s\x85\x00.")
 
-    monkeypatch.setattr(serve.attention_maps, "sentence_attention", copying)
+    monkeypatch.setattr(serve.attention_maps, "teacher_forced", copying)
     answer = post(client, {"text": SENTENCE}).get_json()
     assert answer["translation"] == "Hola mundo y adiós ."
     assert answer["translation"].splitlines() == [answer["translation"]]
@@ -279,7 +294,7 @@ def test_exception_in_a_request_is_a_500_and_the_server_lives_on(client, monkeyp
         raise RuntimeError("boom")
 
     with monkeypatch.context() as m:
-        m.setattr(serve.attention_maps, "sentence_attention", broken)
+        m.setattr(serve.attention_maps, "teacher_forced", broken)
         response = post(client, {"text": SENTENCE})
     assert response.status_code == 500 and response.is_json
     assert "internal error (RuntimeError)" in response.get_json()["error"]

@@ -5,7 +5,9 @@ search on a vocabulary small enough to enumerate every output. The XLA path of
 and of today's beam search, on random models and on the shipped model, and compiles a
 bounded number of shapes."""
 
+import io
 import itertools
+import logging
 
 import keras
 import numpy as np
@@ -285,3 +287,23 @@ def test_shipped_model_decodes_like_the_references(xla):
         np.asarray(decode(run.model, one, beam=4)), today[1:2, : today[1].nonzero()[0].size]
     )
     assert np.count_nonzero(reference) > 3 * len(sentences)  # real translations, not empty ones
+
+
+def test_no_retracing_warning_for_distinct_decoders():
+    """Issue 35, item 9: every (decoder, options) pair is its own tf.function, traced once; the
+    bench used to print TensorFlow's "5 out of the last 5 calls to <function _compiled_fn...>
+    triggered tf.function retracing" because they shared one lambda's code object."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        model, src = random_model(seed=4), np.array([[5, 6, 2]], np.int32)
+        for beam in (1, 2, 3, 4, 5, 6):
+            decode(model, src, beam=beam)
+        greedy_decode_recompute(model, src, 5)
+        beam_search_xla(model, src, 2, max_length=5)
+        greedy_decode_xla(model, src, 5)
+    finally:
+        logger.removeHandler(handler)
+    assert "retracing" not in stream.getvalue()

@@ -23,10 +23,13 @@ KINDS = {  # kind -> (stack, attention name in "<stack>/layer_i/<name>" keys, pl
 }
 
 
-def decode_ids(run, src, beam=1, length_penalty=0.6):
+def decode_ids(run, src, beam=1, length_penalty=0.6, prefix=None):
     """Output ids (no bos, no eos) of one encoded sentence, decoded exactly as
-    :func:`transformer.inference.translate.translate` decodes it (:func:`decoding.decode`)."""
-    out = decode(run.model, np.array([src], np.int32), beam=beam, length_penalty=length_penalty)
+    :func:`transformer.inference.translate.translate` decodes it (:func:`decoding.decode`);
+    ``prefix``: target ids forced at the start."""
+    out = decode(
+        run.model, np.array([src], np.int32), beam=beam, length_penalty=length_penalty, prefix=prefix
+    )
     return [int(t) for t in np.asarray(out)[0] if t != 0]
 
 
@@ -56,10 +59,12 @@ class TeacherForced(NamedTuple):
     target_ids: list
     source_pieces: list
     target_pieces: list
+    replacements: list = []  # the names and numbers kept through surrogates (names.restore)
 
 
-def teacher_forced(run, sentence, beam=1, keep_names=False):
-    """Translate ``sentence`` and return its :class:`TeacherForced` inputs. With
+def teacher_forced(run, sentence, beam=1, keep_names=False, prefix=None):
+    """Translate ``sentence`` (``prefix``: target ids forced at the start) and return its
+    :class:`TeacherForced` inputs. With
     ``keep_names`` unseen names and numbers go through their surrogates
     (`transformer/inference/names.py`), and the surrogate pieces are labelled with the
     original text ("▁Anthony Hopkins" where the model read "▁Tom")."""
@@ -71,12 +76,12 @@ def teacher_forced(run, sentence, beam=1, keep_names=False):
     src_labels = {f"\u2581{form}": f"\u2581{r.original}" for r in replacements for form in r.forms}
     tgt_labels = {f"\u2581{form}": f"\u2581{r.translation}" for r in replacements for form in r.forms}
     src = encode_source(run, sentence.strip())
-    out = decode_ids(run, src, beam)
+    out = decode_ids(run, src, beam, prefix=prefix)
     tgt_in = ([BOS] + out)[: run.model.max_length]
     src_pieces = [src_labels.get(p, p) for p in map(run.src_tokenizer.id_to_piece, src)]
     tgt_pieces = [tgt_labels.get(p, p) for p in map(run.tgt_tokenizer.id_to_piece, tgt_in)]
     translation = names.restore(run.tgt_tokenizer.decode(out), replacements)
-    return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces)
+    return TeacherForced(translation, src, tgt_in, src_pieces, tgt_pieces, replacements)
 
 
 def maps_by_kind(attention):
@@ -92,17 +97,21 @@ def maps_by_kind(attention):
     return maps
 
 
-def sentence_attention(run, sentence, beam=1, keep_names=False):
+def sentence_attention(run, sentence, beam=1, keep_names=False, prefix=None):
     """Translate ``sentence`` and return (translation, source pieces, decoder input pieces,
     {kind: (layers, heads, query_len, key_len) array}) for the run's model.
 
     The maps come from one teacher-forced pass over (source, bos + translation): for
     greedy decoding they are the weights the decoder used; for ``beam`` > 1 they are those
     of the beam's output re-run with teacher forcing. ``keep_names``: see :func:`teacher_forced`."""
-    s = teacher_forced(run, sentence, beam, keep_names)
+    s = teacher_forced(run, sentence, beam, keep_names, prefix)
+    return s.translation, s.source_pieces, s.target_pieces, forced_maps(run.model, s)
+
+
+def forced_maps(model, s):
+    """The attention maps of one :class:`TeacherForced` sentence (one compiled pass)."""
     src, tgt = np.array([s.source_ids], np.int32), np.array([s.target_ids], np.int32)
-    maps = maps_by_kind(_attention_pass(run.model)(src, tgt))
-    return s.translation, s.source_pieces, s.target_pieces, maps
+    return maps_by_kind(_attention_pass(model)(src, tgt))
 
 
 def attention_summary(maps):

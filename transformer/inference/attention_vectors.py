@@ -113,11 +113,11 @@ def layer_vectors(model, source_ids, target_ids, kind, layer):
     return maps_by_kind(attention), LayerVectors(kind=kind, layer=layer, mask=arrays["mask"], **floats)
 
 
-def sentence_vectors(run, sentence, kind, layer, beam=1, keep_names=False):
+def sentence_vectors(run, sentence, kind, layer, beam=1, keep_names=False, prefix=None):
     """(translation, source pieces, decoder input pieces, maps, LayerVectors) of ``sentence``:
     as :func:`attention_maps.sentence_attention`, with the maps and the vectors of one
     layer from the same teacher-forced pass."""
-    s = teacher_forced(run, sentence, beam, keep_names)
+    s = teacher_forced(run, sentence, beam, keep_names, prefix)
     maps, vectors = layer_vectors(run.model, s.source_ids, s.target_ids, kind, layer)
     return s.translation, s.source_pieces, s.target_pieces, maps, vectors
 

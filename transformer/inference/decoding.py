@@ -35,6 +35,7 @@ bound per sentence (e.g. ``2 * src_len + 10``), clipped to the model's ``max_len
 pad and bos are never generated.
 """
 
+import functools
 import time
 import weakref
 
@@ -47,6 +48,7 @@ from transformer.inference.loops import BOS, EOS, PAD, gnmt_length_penalty, outp
 BATCH_SIZES = (1, 4, 16, 64)  # padded batch sizes of the XLA path; larger batches go 64 rows at a time
 WIDTH_STEP = 16  # source widths padded to a multiple of this (pad keys are masked: same ids)
 XLA_LOOPS = None  # None: XLA for precompiled models only; True / False: always / never (docs/speed.md)
+MAX_TOP_K = 10  # the candidates per step decode_steps records (the explorer's "alternatives" limit)
 BEAM_XLA_MAX_BATCH = 1  # beam search through XLA for at most this many sentences (docs/speed.md)
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {(kind, *options): tf.function}
@@ -54,28 +56,45 @@ _shapes = weakref.WeakKeyDictionary()  # model -> {(kind, *options, batch, width
 _precompiled = weakref.WeakSet()  # models given to precompile(): decode() runs XLA for them
 
 
+_LOOPS = {  # kind -> (loop, takes a forced prefix (batch, P) as a third input)
+    "greedy": (loops.greedy, False),
+    "recompute": (loops.greedy_recompute, False),
+    "beam": (loops.beam, False),
+    "xla": (loops.greedy_static, False),
+    "beam_xla": (loops.beam_static, False),
+    "greedy_forced": (loops.greedy, True),  # options: (top_k,): decode_steps, decode(prefix=)
+    "beam_tree": (loops.beam_tree, True),  # options: (beam, alpha): beam_tree_search, decode(prefix=)
+}
+
+
 def _compiled_fn(model, kind, *options):
     """One tf.function per model, decoder and options, traced once for any batch/length
-    (the XLA ones are then compiled once per concrete shape)."""
+    (the XLA ones are then compiled once per concrete shape). Each wraps its own
+    ``functools.partial`` (no ``__code__``), so TensorFlow's retracing detector, which counts the
+    traces of all functions sharing one code object, does not report these distinct functions,
+    each traced once, as one function retraced (issue 35, item 9)."""
     functions = _compiled.setdefault(model, {})
     key = (kind, *options)
     if key not in functions:
-        impl = {
-            "greedy": loops.greedy,
-            "recompute": loops.greedy_recompute,
-            "beam": loops.beam,
-            "xla": loops.greedy_static,
-            "beam_xla": loops.beam_static,
-        }[kind]
+        impl, forced = _LOOPS[kind]
         spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
+        spec += (tf.TensorSpec([None, None], tf.int32),) if forced else ()
         model_ref = weakref.ref(model)  # the cache must not keep the model alive
         functions[key] = tf.function(
-            lambda src, lengths: impl(model_ref(), src, lengths, *options),
+            functools.partial(_run_forced if forced else _run, model_ref, impl, options),
             input_signature=spec,
             jit_compile=kind.endswith("xla"),
             autograph=False,  # the loops are explicit tf.while_loops: no conversion, faster tracing
         )
     return functions[key]
+
+
+def _run(model_ref, impl, options, src, lengths):
+    return impl(model_ref(), src, lengths, *options)
+
+
+def _run_forced(model_ref, impl, options, src, lengths, prefix):
+    return impl(model_ref(), src, lengths, *options, forced=prefix)
 
 
 def _prepare(model, src_ids, max_length):
@@ -188,18 +207,54 @@ def default_decoder(beam=1, batch=1, model=None):
     return greedy_decode_xla if xla else greedy_decode
 
 
-def decode(model, src_ids, beam=1, length_penalty=0.6):
+def decode(model, src_ids, beam=1, length_penalty=0.6, prefix=None):
     """Translate a padded batch of source ids (each row ends in eos): greedy for ``beam`` 1, else
     beam search with the GNMT length penalty; each output bounded by :func:`output_bound`.
     Runs :func:`default_decoder` (the XLA loops on the padded shapes of :func:`padded_shape`
-    once the model is precompiled)."""
+    once the model is precompiled). ``prefix``: target ids forced at the start (one list for
+    every row, or one per row; see :func:`forced_matrix`), through today's loops."""
     if len(src_ids) == 0:
         return np.zeros([0, 0], np.int32)
     bounds = output_bound(source_lengths(src_ids))
+    if prefix is not None:
+        if beam > 1:
+            return _finish_on_host(beam_tree_search(model, src_ids, beam, length_penalty, prefix, bounds)[0])
+        return _finish_on_host(decode_steps(model, src_ids, 1, prefix, bounds)[0])
     decoder = default_decoder(beam, len(src_ids), model)
     if beam > 1:
         return decoder(model, src_ids, beam, length_penalty, max_length=bounds)
     return decoder(model, src_ids, max_length=bounds)
+
+
+def forced_matrix(prefix, batch):
+    """Forced target ids -> the (batch, P) int32 matrix the loops read (0: the model chooses;
+    at least one column). ``prefix``: one id list for every row, or a list of ``batch`` lists."""
+    rows = prefix if prefix and isinstance(prefix[0], (list, tuple, np.ndarray)) else [prefix] * batch
+    out = np.zeros((batch, max([1, *map(len, rows)])), np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def decode_steps(model, src_ids, top_k, prefix=(), max_length=None):
+    """Cached greedy decoding with ``prefix`` forced, recording each step's ``top_k``: NumPy
+    (ids before finishing (eos kept), top ids, top probabilities, chosen probability, rank).
+    One compiled loop per model: it always records :data:`MAX_TOP_K` (a bounded number of
+    traced graphs in a server), cut to ``top_k`` here."""
+    inputs = (*_prepare(model, src_ids, max_length), forced_matrix(list(prefix), len(src_ids)))
+    k = min(MAX_TOP_K, model.target_vocab_size - BOS - 1)  # pad and bos are never candidates
+    ids, top_ids, top_probs, chosen, rank = (
+        np.asarray(a) for a in _compiled_fn(model, "greedy_forced", k)(*inputs)
+    )
+    return [ids, top_ids[..., :top_k], top_probs[..., :top_k], chosen, rank]
+
+
+def beam_tree_search(model, src_ids, beam_size, length_penalty=0.6, prefix=(), max_length=None):
+    """Beam search with ``prefix`` forced that also returns the beam tree
+    (:func:`loops.beam_tree`), as NumPy arrays; the first is the best ids before finishing."""
+    inputs = (*_prepare(model, src_ids, max_length), forced_matrix(list(prefix), len(src_ids)))
+    fn = _compiled_fn(model, "beam_tree", int(beam_size), float(length_penalty))
+    return [np.asarray(a) for a in fn(*inputs)]
 
 
 def precompile(model, beam=1, length_penalty=0.6, max_source=None):

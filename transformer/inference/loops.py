@@ -60,26 +60,58 @@ def finish(ids):
     return ids[:, :longest]
 
 
-def greedy(model, src_ids, max_lengths):
+def forced_token(forced, t, chosen):
+    """``chosen`` (batch,) where ``forced`` (batch, P) has no token (0) at step ``t`` or P <= t,
+    the forced token otherwise: the prefix a user imposes on the output."""
+    if forced is None:
+        return chosen
+    column = forced[:, tf.minimum(t, tf.shape(forced)[1] - 1)]
+    return tf.where((t < tf.shape(forced)[1]) & (column != PAD), column, chosen)
+
+
+def step_record(logits, ids, top_k):
+    """What one step offers: the ``top_k`` most probable tokens and their probabilities (the
+    softmax of the allowed logits), the probability of the token taken and its rank (1 = best)."""
+    probs = tf.nn.softmax(tf.cast(allowed_logits(logits), tf.float32), axis=-1)
+    top_probs, top_ids = tf.math.top_k(probs, k=top_k)
+    chosen = tf.gather(probs, ids, batch_dims=1)
+    rank = 1 + tf.reduce_sum(tf.cast(probs > chosen[:, None], tf.int32), axis=1)
+    return top_ids, top_probs, chosen, rank
+
+
+def greedy(model, src_ids, max_lengths, top_k=0, forced=None):
+    """Incremental greedy decoding; ``forced`` (batch, P): tokens imposed at the first steps
+    (0 = the model chooses). With ``top_k`` > 0 returns the ids before :func:`finish` (eos kept)
+    and, per step (batch, steps, ...), :func:`step_record`'s top ids, top probabilities, the
+    chosen token's probability and rank."""
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
     enc_output, _ = model.encode(src_ids)
     src_mask = padding_mask(src_ids)
     cache = model.init_cache(enc_output, steps)  # encoder keys/values projected once, here
 
-    def step(t, ids, finished, cache, out):
+    def step(t, ids, finished, cache, out, records):
         logits, cache = model.decode_step(ids, t, cache, src_mask)
-        ids = greedy_token(logits)
+        ids = forced_token(forced, t, greedy_token(logits))
         ids = tf.where(finished, PAD, ids)
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
-        return t + 1, ids, finished, cache, out.write(t, ids)
+        if top_k:
+            records = [r.write(t, v) for r, v in zip(records, step_record(logits, ids, top_k))]
+        return t + 1, ids, finished, cache, out.write(t, ids), records
 
-    def not_done(t, ids, finished, cache, out):
+    def not_done(t, ids, finished, cache, out, records):
         return (t < steps) & ~tf.reduce_all(finished)
 
+    def array(dtype):
+        return tf.TensorArray(dtype, size=0, dynamic_size=True)
+
+    records = [array(tf.int32), array(tf.float32), array(tf.float32), array(tf.int32)] if top_k else []
     out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    start = (0, tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out)
-    *_, out = tf.while_loop(not_done, step, start)
-    return finish(tf.transpose(out.stack()))
+    start = (0, tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out, records)
+    *_, out, records = tf.while_loop(not_done, step, start)
+    if not top_k:
+        return finish(tf.transpose(out.stack()))
+    batch_first = [tf.transpose(r.stack(), [1, 0, 2] if i < 2 else [1, 0]) for i, r in enumerate(records)]
+    return (tf.transpose(out.stack()), *batch_first)
 
 
 def greedy_static(model, src_ids, max_lengths):
@@ -146,17 +178,28 @@ def gnmt_length_penalty(length, alpha):
     return ((5.0 + tf.cast(length, tf.float32)) / 6.0) ** alpha
 
 
-def beam(model, src_ids, max_lengths, beam_size, alpha):
+def beam(model, src_ids, max_lengths, beam_size, alpha, forced=None):
     """:func:`beam_ids` with arrays as long as the longest bound, then :func:`finish`."""
-    return finish(beam_ids(model, src_ids, max_lengths, beam_size, alpha, tf.reduce_max(max_lengths)))
+    size = tf.reduce_max(max_lengths)
+    return finish(beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced)[0])
 
 
 def beam_static(model, src_ids, max_lengths, beam_size, alpha):
     """:func:`beam_ids` with a cache of :func:`cache_length` positions, as XLA needs it."""
-    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, static_cache_length(model, src_ids))
+    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, static_cache_length(model, src_ids))[0]
 
 
-def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
+def beam_tree(model, src_ids, max_lengths, beam_size, alpha, forced=None):
+    """:func:`beam_ids` that also returns every step's candidates (the beam tree): the best ids
+    (before :func:`finish`), then per step (steps, batch, 2K) each candidate's parent node
+    (-1: the root; node ``t * 2K + c`` is candidate c of step t), token, cumulative log-prob,
+    whether it stayed alive and whether it entered the finished set, (steps, batch) whether the
+    sentence was still searching, and the final finished nodes and scores (batch, K)."""
+    size = tf.reduce_max(max_lengths)
+    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced, record=True)
+
+
+def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced=None, record=False):
     """Batched beam search (fairseq-style bookkeeping).
 
     Every step expands the ``K = beam_size`` alive prefixes of each sentence into the
@@ -166,7 +209,9 @@ def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
     candidates that do not end in eos stay alive. A sentence is done once it has K
     finished hypotheses, and the answer is its best finished one. With K = 1 this is
     exactly greedy decoding. The cache and the prefixes hold ``size`` positions (at least the
-    longest bound); returns the ids (batch, size) before :func:`finish`.
+    longest bound); returns a tuple whose first item is the ids (batch, size) before
+    :func:`finish`. ``forced`` (batch, P): tokens imposed at the first steps (0 = free): every
+    other token of those steps gets log-prob -inf. ``record``: see :func:`beam_tree`.
     """
     K, neg_inf = beam_size, float("-inf")
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
@@ -178,10 +223,15 @@ def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
     cache = model.init_cache(enc_output, size)
     column = tf.range(size)
 
-    def step(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache):
+    def step(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache, tree):
         logits, cache = model.decode_step(ids, t, cache, src_mask)
         logp = tf.reshape(next_token_log_probs(logits), [batch, K, -1])
         vocab = tf.shape(logp)[-1]
+        if forced is not None:  # only the forced token (where there is one) keeps its log-prob
+            wanted = forced_token(forced, t, tf.fill([batch], -1))
+            logp = tf.where(
+                (wanted[:, None, None] < 0) | (tf.range(vocab) == wanted[:, None, None]), logp, neg_inf
+            )
         cand_logp, cand = tf.math.top_k(tf.reshape(alive_logp[:, :, None] + logp, [batch, -1]), k=2 * K)
         cand_beam, cand_token = cand // vocab, cand % vocab
         cand_seq = tf.gather(alive_seq, cand_beam, batch_dims=1)
@@ -194,6 +244,7 @@ def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
         cand_score = tf.where(finishing, cand_logp / gnmt_length_penalty(t + 1, alpha), neg_inf)
         fin_score, best = tf.math.top_k(tf.concat([fin_score, cand_score], axis=1), k=K)
         fin_seq = tf.gather(tf.concat([fin_seq, cand_seq], axis=1), best, batch_dims=1)
+        searching = ~done
         done = done | tf.squeeze(at_limit, 1) | tf.reduce_all(fin_score > neg_inf, axis=1)
 
         # alive: the K best candidates that do not end in eos
@@ -208,12 +259,24 @@ def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
             }
             for layer in cache
         ]
-        return t + 1, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache
+        if record:
+            tree = _record_tree(tree, t, K, cand_beam, cand_token, cand_logp, keep, alive_logp, best)
+            tree = (
+                *tree[:6],
+                tree[6].write(t, finishing & (cand_score > neg_inf)),
+                tree[7].write(t, searching),
+            )
+        return t + 1, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache, tree
 
-    def not_done(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache):
+    def not_done(t, ids, alive_seq, alive_logp, fin_seq, fin_score, done, cache, tree):
         return (t < steps) & ~tf.reduce_all(done)
 
     first_beam_only = tf.where(tf.range(K) == 0, 0.0, neg_inf)  # all beams start equal: expand one
+    tree = ()
+    if record:  # alive nodes (batch, K), finished nodes (batch, K), then one array per record
+        arrays = [tf.TensorArray(d, size=0, dynamic_size=True) for d in (tf.int32, tf.int32, tf.float32)]
+        arrays += [tf.TensorArray(tf.bool, size=0, dynamic_size=True) for _ in range(3)]
+        tree = (tf.fill([batch, K], -1), tf.fill([batch, K], -1), *arrays)
     start = (
         0,
         tf.fill([batch * K], BOS),
@@ -223,7 +286,34 @@ def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size):
         tf.fill([batch, K], neg_inf),
         tf.zeros([batch], tf.bool),
         cache,
+        tree,
     )
     result = tf.while_loop(not_done, step, start)
-    fin_seq, fin_score = result[4], result[5]
-    return tf.gather(fin_seq, tf.argmax(fin_score, axis=1, output_type=tf.int32), batch_dims=1)
+    fin_seq, fin_score, tree = result[4], result[5], result[8]
+    best = tf.gather(fin_seq, tf.argmax(fin_score, axis=1, output_type=tf.int32), batch_dims=1)
+    if not record:
+        return (best,)
+    return (best, *(a.stack() for a in tree[2:]), tree[1], fin_score)
+
+
+def _record_tree(tree, t, K, cand_beam, cand_token, cand_logp, keep, alive_logp, best):
+    """One step of :func:`beam_tree`'s records: each candidate's parent node, token and log-prob,
+    whether it stayed alive; the alive and finished nodes updated."""
+    alive_nodes, fin_nodes, parents, tokens, logps, kept, *rest = tree
+    nodes = t * 2 * K + tf.range(2 * K)[None, :] + tf.zeros_like(cand_token)
+    parent = tf.gather(alive_nodes, cand_beam, batch_dims=1)
+    stays = tf.reduce_any(
+        (tf.range(2 * K)[None, :, None] == keep[:, None, :]) & (alive_logp[:, None, :] > float("-inf")),
+        axis=2,
+    )
+    fin_nodes = tf.gather(tf.concat([fin_nodes, nodes], axis=1), best, batch_dims=1)
+    alive_nodes = tf.gather(nodes, keep, batch_dims=1)
+    return (
+        alive_nodes,
+        fin_nodes,
+        parents.write(t, parent),
+        tokens.write(t, cand_token),
+        logps.write(t, cand_logp),
+        kept.write(t, stays),
+        *rest,
+    )

@@ -7,7 +7,9 @@ CDN) plus a JSON API over one or more trained translators:
 * ``POST /api/translate`` with ``{"text": ..., "direction": "en-es", "beam": 1}`` returns the
   translation, the source and target subword tokens, every attention map (kind -> layers x
   heads x queries x keys, rounded to 3 decimals), the entropy / diagonal-distance table of
-  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken.
+  :func:`transformer.figures.heatmaps.attention_summary` and the seconds taken; opt-in
+  ``"vectors"`` (one layer's queries, keys and values), ``"prefix"`` (target text forced at the
+  start), ``"alternatives"`` (top-k per step) and ``"beam_tree"`` (docs/explorer.md).
 
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
@@ -23,13 +25,13 @@ concurrent requests are answered one after another and correctly. Requests from 
 sites are refused before any route runs (transformer/serve/security.py: 403 for a foreign
 ``Host`` or ``Origin``, 415 for a body not sent as ``application/json``). Every error is a
 JSON body ``{"error": message}``: 400 for malformed, non-UTF-8, too deeply nested JSON or
-a lone surrogate escape, a missing or empty text, an unknown direction or a bad beam; 413
+a lone surrogate escape, any value the JSON parser refuses, a missing or empty text, an
+unknown direction, a bad beam, prefix, alternatives or beam_tree (transformer/serve/requests.py); 413
 for a body (declared or chunked) or text over the limits; an exception inside a request is
 logged on stderr and answered with a 500, and the server keeps running. No answer names a
 local path (a model is named by its run folder's name).
 """
 
-import json
 import sys
 import threading
 import time
@@ -42,17 +44,22 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from lstm import circuit_page
-from transformer.inference import attention_maps, attention_vectors, decoding
-from transformer.inference.translate import clean_output, has_text
+from transformer.inference import attention_maps, attention_vectors, decoding, names, stepwise
+from transformer.inference.translate import clean_output, encode_source
 from transformer.runs import PRETRAINED_ROOT, load_run
 from transformer.serve import security, wsgi
 from transformer.serve.errors import ApiError
+from transformer.serve.requests import (
+    MAX_BEAM,
+    MAX_BODY_BYTES,
+    MAX_TEXT_CHARS,
+    parse_request,
+    read_body,
+    read_json,
+)
 from tutorials_common.cliutil import UserError
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_BODY_BYTES = 16 * 1024  # whole request body
-MAX_TEXT_CHARS = 500  # the text to translate
-MAX_BEAM = 8
 DECIMALS = 3  # attention weights in responses
 MAX_VECTORS_JSON_BYTES = 1_000_000  # "vectors" of the longest input a shipped model takes (tested)
 
@@ -69,92 +76,48 @@ def _model_info(run):
     }
 
 
-def read_body(request):
-    """The raw request body; 413 past MAX_BODY_BYTES, declared or not (a chunked body)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-    body = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-    return body
-
-
-def read_json(body):
-    """The JSON value of a raw body: UTF-8, well formed, nested less deeply than the parser's
-    recursion limit, and with no lone surrogate escape ("\\ud800" is not a character)."""
-    try:
-        decoded = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "the request body is not UTF-8") from None
-    try:
-        payload = json.loads(decoded)
-        json.dumps(payload, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate
-    except json.JSONDecodeError as e:
-        raise ApiError(400, f"the request body is not valid JSON ({e.msg} at character {e.pos})") from None
-    except RecursionError:
-        raise ApiError(400, "the request body is nested too deeply") from None
-    except UnicodeEncodeError:
-        raise ApiError(400, "the request body has a lone surrogate escape (such as \\ud800)") from None
-    return payload
-
-
-def parse_request(body, runs):
-    """(text, run, beam, vectors) from a raw request body, or ApiError naming what is wrong."""
-    payload = read_json(body)
-    if not isinstance(payload, dict):
-        raise ApiError(
-            400, 'the request body must be a JSON object like {"text": "...", "direction": "en-es"}'
-        )
-    text = payload.get("text")
-    if not isinstance(text, str):
-        raise ApiError(400, '"text" must be a string')
-    if not has_text(text):
-        raise ApiError(400, '"text" is empty (or only spaces and control characters)')
-    if len(text) > MAX_TEXT_CHARS:
-        raise ApiError(413, f'"text" has {len(text)} characters; the limit is {MAX_TEXT_CHARS}')
-    direction = payload.get("direction", next(iter(runs)))
-    if not isinstance(direction, str):
-        raise ApiError(400, f'"direction" must be a string, one of {", ".join(runs)}')
-    if direction not in runs:
-        raise ApiError(400, f"unknown direction {direction!r}; this server has {', '.join(runs)}")
-    beam = payload.get("beam", 1)
-    if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM:
-        raise ApiError(400, f'"beam" must be an integer from 1 to {MAX_BEAM}')
-    return text.strip(), runs[direction], beam, parse_vectors(payload.get("vectors"), runs[direction])
-
-
-def parse_vectors(spec, run):
-    """The optional ``"vectors": {"kind": K, "layer": L}`` -> (K, L), or None when absent."""
-    if spec is None:
-        return None
-    layers = run.config["num_layers"]
-    usage = f'"vectors" must be {{"kind": one of {", ".join(attention_maps.KINDS)}, "layer": 1 to {layers}}}'
-    if not isinstance(spec, dict) or set(spec) != {"kind", "layer"}:
-        raise ApiError(400, usage)
-    kind, layer = spec["kind"], spec["layer"]
-    if not isinstance(kind, str) or kind not in attention_maps.KINDS:
-        raise ApiError(400, f'unknown "vectors" kind {json.dumps(kind)[:40]}; {usage}')
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= layers:
-        raise ApiError(400, f'"vectors" layer {json.dumps(layer)[:40]} is out of range; {usage}')
-    return kind, layer
-
-
-def _attention(run, text, beam, vectors):
-    """(translation, source pieces, target pieces, maps, {"vectors": ...} or {})."""
+def _attention(run, s, vectors):
+    """(maps, {"vectors": ...} or {}) of one :class:`attention_maps.TeacherForced` sentence."""
     if vectors is None:
-        return (*attention_maps.sentence_attention(run, text, beam=beam, keep_names=True), {})
-    *result, layer = attention_vectors.sentence_vectors(run, text, *vectors, beam=beam, keep_names=True)
-    return (*result, {"vectors": attention_vectors.vectors_json(layer, DECIMALS)})
+        return attention_maps.forced_maps(run.model, s), {}
+    maps, layer = attention_vectors.layer_vectors(run.model, s.source_ids, s.target_ids, *vectors)
+    return maps, {"vectors": attention_vectors.vectors_json(layer, DECIMALS)}
 
 
-def explain(run, text, beam=1, vectors=None):
-    """The API's answer for one sentence (see the module docstring); ``vectors``: (kind, layer)."""
+def _decoding(run, s, beam, prefix, alternatives, beam_tree):
+    """The answer's ``"decoding"`` and ``"beam_tree"`` parts (docs/explorer.md), when asked."""
+    try:  # the source with its names replaced by surrogates may be shorter than the raw one
+        stepwise.check_prefix(run.model, s.source_ids, prefix)
+    except UserError as e:
+        raise ApiError(400, f'"prefix": {e}') from None
+    extra = {}
+    if alternatives:
+        steps = stepwise.alternatives(run, s.source_ids, s.target_ids[1:], alternatives, len(prefix))
+        pieces = list(map(run.tgt_tokenizer.id_to_piece, prefix))
+        extra["decoding"] = {"prefix_tokens": pieces, "steps": steps}
+    if beam_tree:
+        restore = lambda text: names.restore(text, s.replacements)  # noqa: E731
+        extra["beam_tree"] = stepwise.beam_tree(run, s.source_ids, beam, 0.6, prefix, restore)[0]
+    return extra
+
+
+def explain(run, text, beam=1, vectors=None, prefix=None, alternatives=0, beam_tree=False):
+    """The API's answer for one sentence (see the module docstring); ``vectors``: (kind, layer);
+    ``prefix`` (target text forced at the start), ``alternatives`` (top-k per step) and
+    ``beam_tree``: docs/explorer.md, "Decoding step by step"."""
     start = time.perf_counter()
     n_tokens = len(run.src_tokenizer.encode(text)) + 1
     limit = run.config["max_sentence_tokens"]
     if n_tokens > limit:
         raise ApiError(413, f"the text is {n_tokens - 1} tokens; this model reads at most {limit - 1}")
-    translation, src_pieces, tgt_pieces, maps, extra = _attention(run, text, beam, vectors)
+    try:
+        forced = stepwise.prefix_ids(run, prefix, encode_source(run, text, warn=False)) if prefix else []
+    except UserError as e:
+        raise ApiError(400, f'"prefix": {e}') from None
+    s = attention_maps.teacher_forced(run, text, beam, keep_names=True, prefix=forced if prefix else None)
+    maps, extra = _attention(run, s, vectors)
+    extra.update(_decoding(run, s, beam, forced, alternatives, beam_tree))
+    translation, src_pieces, tgt_pieces = s.translation, s.source_pieces, s.target_pieces
     seconds = time.perf_counter() - start
     attention = {kind: np.round(w.astype("float64"), DECIMALS).tolist() for kind, w in maps.items()}
     summary = [
@@ -220,15 +183,17 @@ def create_app(runs, allowed_hosts=security.LOCAL_HOSTS):
             max_text_chars=MAX_TEXT_CHARS,
             max_body_bytes=MAX_BODY_BYTES,
             max_beam=MAX_BEAM,
+            max_alternatives=stepwise.MAX_ALTERNATIVES,
+            max_beam_tree=stepwise.MAX_BEAM_TREE,
             decimals=DECIMALS,
         )
 
     @app.post("/api/translate")
     def translate_endpoint():
         security.check_json_body(request.mimetype)
-        text, run, beam, vectors = parse_request(read_body(request), runs)
+        r = parse_request(read_body(request), runs)
         with lock:  # one model call at a time; the JSON is encoded outside the lock
-            answer = explain(run, text, beam, vectors)
+            answer = explain(r.run, r.text, r.beam, r.vectors, r.prefix, r.alternatives, r.beam_tree)
         return jsonify(answer)
 
     app.register_blueprint(circuit_page.blueprint(read_body, read_json))  # /lstm/: the LSTM circuit

@@ -2,16 +2,16 @@
 // "Compare the query with the keys" (q * k_j elementwise, summed: the dot product, divided by
 // sqrt(depth), masked), "get weights for the values" (the softmax weights), "reweight the values
 // and sum them" (w_j v_j and their sum, the head's output). The vectors, the mask, the weights and
-// the head output are the model's (POST /api/translate with "vectors"); the page computes only the
+// the head output are the model's (POST /api/translate with "vectors", through api.js, with the
+// same text, beam and forced prefix as the shown translation); the page computes only the
 // elementwise products, their sums, the division and the weighted sum of the values, and shows
-// the model's head output under its own sum. Loaded before app.js, whose globals it uses
-// (state, $, label, axes) only inside functions.
-"use strict";
+// the model's head output under its own sum. createQueryKeys(state, hooks) returns the view; the
+// state object is app.js's, passed in.
+
+import * as api from "./api.js";
+import {$, KIND_NAMES, axes, label} from "./common.js";
 
 const QK_POSITIVE = [230, 97, 1], QK_NEGATIVE = [26, 115, 232];  // bertviz-like orange / blue
-const qk = {pending: null, draws: 0, timings: null, started: null};
-
-function vectorsKey() { return `${state.kind}|${state.layer + 1}`; }
 
 function maxAbs(arrays) {
   let m = 0;
@@ -49,8 +49,9 @@ function cell(tr, content, className) {
   return td;
 }
 
+
 // Everything the table shows for head h, query i: the model's numbers and the page's sums.
-function mantra(v, h, i) {
+function mantra(state, v, h, i) {
   const q = v.queries[h][i], keys = v.keys[h], values = v.values[h];
   const weights = state.data.attention[state.kind][state.layer][h][i];
   const products = keys.map((k) => k.map((x, d) => x * q[d]));
@@ -62,39 +63,29 @@ function mantra(v, h, i) {
           output: v.outputs[h][i], mask: v.mask[i]};
 }
 
-function fillQueryOptions() {
-  const [queries] = axes(state.kind);
-  const select = $("qk-query");
-  state.query = Math.min(Math.max(0, state.query), queries.length - 1);
-  const signature = `${state.id}|${state.kind}`;
-  if (select.dataset.signature !== signature) {
-    select.innerHTML = "";
-    queries.forEach((t, i) => {
-      const o = document.createElement("option");
-      o.value = i;
-      o.textContent = `${i + 1}: ${label(t)}`;
-      select.appendChild(o);
-    });
-    select.dataset.signature = signature;
+function drawSums(foot, m, scale) {
+  foot.innerHTML = "";
+  const diff = Math.max(...m.sum.map((x, d) => Math.abs(x - m.output[d])));
+  const rows = [
+    ["\u03a3 w\u2c7c v\u2c7c (summed here)", m.weights.reduce((a, b) => a + b, 0).toFixed(3), strip(m.sum, scale, "sum"),
+     "qk-sum"],
+    [`the model's head output (max |difference| ${diff.toFixed(3)}: rounding)`, "", strip(m.output, scale,
+     "head output"), "qk-output"],
+  ];
+  for (const [text, weightSum, canvas, id] of rows) {
+    const tr = document.createElement("tr");
+    tr.id = id;
+    cell(tr, text, "qk-token").colSpan = 6;
+    cell(tr, weightSum, "num");
+    cell(tr, "");
+    cell(tr, canvas);
+    foot.appendChild(tr);
   }
-  select.value = state.query;
-  $("qk-head").value = state.head;
 }
 
-function drawQueryKeys() {
-  if (!state.data) return;
-  fillQueryOptions();
-  const v = state.vectors[vectorsKey()];
-  const body = $("qk-table").querySelector("tbody"), foot = $("qk-table").querySelector("tfoot");
-  if (!v) {
-    body.innerHTML = "";
-    foot.innerHTML = "";
-    $("qk-status").textContent = "Loading this layer's vectors\u2026";
-    requestVectors();
-    return;
-  }
-  const [queries, keys] = axes(state.kind);
-  const h = state.head, i = state.query, m = mantra(v, h, i);
+function drawTable(state, v) {
+  const [queries, keys] = axes(state.data, state.kind);
+  const h = state.head, i = state.query, m = mantra(state, v, h, i);
   const vecScale = maxAbs([m.q, ...m.keys]), prodScale = maxAbs(m.products), valScale = maxAbs(m.values);
   const outScale = maxAbs([...m.weighted, m.sum, m.output]);
   $("qk-title-detail").textContent = `${KIND_NAMES[state.kind]}, layer ${state.layer + 1}, head ${h + 1}, ` +
@@ -107,6 +98,7 @@ function drawQueryKeys() {
   cell(qRow, `colours: \u00b1${vecScale.toFixed(2)} (q, k), \u00b1${prodScale.toFixed(2)} (q\u2299k), ` +
              `\u00b1${valScale.toFixed(2)} (v), \u00b1${outScale.toFixed(2)} (w v, sums)`, "qk-legend")
     .colSpan = 7;
+  const body = $("qk-table").querySelector("tbody");
   body.innerHTML = "";
   keys.forEach((t, j) => {
     const tr = document.createElement("tr");
@@ -134,72 +126,85 @@ function drawQueryKeys() {
     }
     body.appendChild(tr);
   });
-  drawSums(foot, m, outScale);
-  $("qk-status").textContent = "";
-  qk.draws += 1;
-  document.body.dataset.qkDraws = qk.draws;
-  if (qk.started) {
-    qk.timings = {clickToDrawingMs: performance.now() - qk.started.t, fetched: qk.started.fetched};
-    qk.started = null;
-  }
+  drawSums($("qk-table").querySelector("tfoot"), m, outScale);
 }
 
-function drawSums(foot, m, scale) {
-  foot.innerHTML = "";
-  const diff = Math.max(...m.sum.map((x, d) => Math.abs(x - m.output[d])));
-  const rows = [
-    ["\u03a3 w\u2c7c v\u2c7c (summed here)", m.weights.reduce((a, b) => a + b, 0).toFixed(3), strip(m.sum, scale, "sum"),
-     "qk-sum"],
-    [`the model's head output (max |difference| ${diff.toFixed(3)}: rounding)`, "", strip(m.output, scale,
-     "head output"), "qk-output"],
-  ];
-  for (const [text, weightSum, canvas, id] of rows) {
-    const tr = document.createElement("tr");
-    tr.id = id;
-    cell(tr, text, "qk-token").colSpan = 6;
-    cell(tr, weightSum, "num");
-    cell(tr, "");
-    cell(tr, canvas);
-    foot.appendChild(tr);
-  }
-}
-
-// The vectors of the shown kind and layer: the same sentence, direction and beam again, with
-// "vectors"; an answer for a view that is no longer shown is kept for later but not drawn.
-async function requestVectors() {
-  const key = vectorsKey(), id = state.id, d = state.data;
-  if (qk.pending === `${id}|${key}`) return;
-  qk.pending = `${id}|${key}`;
-  if (qk.started) qk.started.fetched = true;
-  try {
-    const response = await fetch("/api/translate", {
-      method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({text: d.text, direction: d.direction, beam: d.beam,
-                            vectors: {kind: state.kind, layer: state.layer + 1}}),
+function fillQueryOptions(state) {
+  const [queries] = axes(state.data, state.kind);
+  const select = $("qk-query");
+  state.query = Math.min(Math.max(0, state.query), queries.length - 1);
+  const signature = `${state.id}|${state.kind}`;
+  if (select.dataset.signature !== signature) {
+    select.innerHTML = "";
+    queries.forEach((t, i) => {
+      const o = document.createElement("option");
+      o.value = i;
+      o.textContent = `${i + 1}: ${label(t)}`;
+      select.appendChild(o);
     });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
-    if (id !== state.id) return;
-    state.vectors[`${answer.vectors.kind}|${answer.vectors.layer}`] = answer.vectors;
-    if (vectorsKey() === key) drawQueryKeys();
-  } catch (e) {
-    $("qk-status").textContent = `Error: ${e.message}`;
-  } finally {
-    if (qk.pending === `${id}|${key}`) qk.pending = null;
+    select.dataset.signature = signature;
   }
+  select.value = state.query;
+  $("qk-head").value = state.head;
 }
 
-// Start timing a user's change of the view (head, query, kind or layer) until it is drawn.
-function qkClick() { qk.started = {t: performance.now(), fetched: false}; }
+// The view over app.js's state; hooks.redrawAll() redraws every view (a head change), hooks.writeUrl()
+// records the query token in the address. A user's change is timed until it is drawn: the
+// performance entry "explorer-qk-click-to-drawing" (detail.fetched: whether vectors were fetched).
+export function createQueryKeys(state, hooks) {
+  let pending = null, started = null, draws = 0;
+  const key = () => `${state.kind}|${state.layer + 1}`;
 
-function setupQueryKeys() {
-  window.explorer.qk = qk;
+  function draw() {
+    if (!state.data) return;
+    fillQueryOptions(state);
+    const v = state.vectors[key()];
+    if (!v) {
+      $("qk-table").querySelector("tbody").innerHTML = "";
+      $("qk-table").querySelector("tfoot").innerHTML = "";
+      $("qk-status").textContent = "Loading this layer's vectors\u2026";
+      requestVectors();
+      return;
+    }
+    drawTable(state, v);
+    $("qk-status").textContent = "";
+    draws += 1;
+    document.body.dataset.qkDraws = draws;
+    if (started) {
+      performance.measure("explorer-qk-click-to-drawing", {start: started.t, detail: {fetched: started.fetched}});
+      started = null;
+    }
+  }
+
+  // The vectors of the shown kind and layer: the shown translation's request again, with
+  // "vectors"; an answer for a view that is no longer shown is kept for later but not drawn.
+  async function requestVectors() {
+    const wanted = key(), id = state.id;
+    if (pending === `${id}|${wanted}`) return;
+    pending = `${id}|${wanted}`;
+    if (started) started.fetched = true;
+    try {
+      const vectors = {kind: state.kind, layer: state.layer + 1};
+      const answer = await api.translate({...state.request, alternatives: 0, beamTree: false, vectors});
+      if (id !== state.id) return;
+      state.vectors[`${answer.vectors.kind}|${answer.vectors.layer}`] = answer.vectors;
+      if (key() === wanted) draw();
+    } catch (e) {
+      $("qk-status").textContent = `Error: ${e.message}`;
+    } finally {
+      if (pending === `${id}|${wanted}`) pending = null;
+    }
+  }
+
+  // Start timing a user's change of the view (head, query, kind or layer) until it is drawn.
+  const click = () => { started = {t: performance.now(), fetched: false}; };
   $("qk-query").addEventListener("change", () => {
-    qkClick();
+    click();
     state.query = +$("qk-query").value;
-    drawQueryKeys();
-    writeUrl();
+    draw();
+    hooks.writeUrl();
   });
-  $("qk-head").addEventListener("change", () => { qkClick(); state.head = +$("qk-head").value; drawAll(); });
-  for (const id of ["kind", "layer", "head"]) $(id).addEventListener("change", qkClick, true);
+  $("qk-head").addEventListener("change", () => { click(); state.head = +$("qk-head").value; hooks.redrawAll(); });
+  for (const id of ["kind", "layer", "head"]) $(id).addEventListener("change", click, true);
+  return {draw};
 }
