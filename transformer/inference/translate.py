@@ -10,53 +10,25 @@ with the incremental greedy decoder or beam search of `transformer.inference.dec
 import datetime
 import json
 import math
-import re
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import sacrebleu
 
 from transformer import data
-from transformer.inference import names, names_words
 from transformer.inference.decoding import decode
+from transformer.inference.text_batches import (  # noqa: F401  (re-exported)
+    clean_output,
+    encode_source,
+    has_text,
+    read_lines,
+    translate_with,
+)
 from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
 from tutorials_common.cliutil import UserError
-
-_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
-_BREAKS = re.compile(f"[ {_CONTROLS}]*[{_CONTROLS}][ {_CONTROLS}]*")  # see clean_output
-
-
-def has_text(text):
-    """False for empty lines and lines made only of whitespace, control or format characters
-    (NUL, escape codes, zero-width marks): those translate to an empty line."""
-    return any(not ch.isspace() and unicodedata.category(ch)[0] not in "CZ" for ch in text)
-
-
-def clean_output(text):
-    """``text`` as one line: every run of control characters (category Cc: U+0000-001F,
-    U+007F-009F, which hold the line breaks U+000A-000D, U+001C-001E and U+0085) and of
-    line / paragraph separators (U+2028, U+2029), with the spaces around it, becomes one
-    space; so ``str.splitlines()`` and other tools see one line per translation."""
-    return _BREAKS.sub(" ", text).strip(" ")
-
-
-def encode_source(run, text, line_number=None, warn=True):
-    """Source token ids + eos, truncated (with a warning on stderr) to the training length."""
-    ids = run.src_tokenizer.encode(text) + [data.EOS_ID]
-    limit = run.config["max_sentence_tokens"]
-    if len(ids) > limit:
-        if warn:
-            where = f"line {line_number}" if line_number is not None else "input"
-            print(
-                f"warning: {where} has {len(ids)} tokens; only its first {limit - 1} are translated",
-                file=sys.stderr,
-            )
-        ids = ids[: limit - 1] + [data.EOS_ID]
-    return ids
 
 
 def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
@@ -65,26 +37,14 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     Sentences are sorted by length and decoded in batches; the output of a sentence with
     n source tokens is bounded by 2 n + 10 tokens (`decoding.output_bound`).
     """
-    results = [""] * len(sentences)
-    replacements = [[] for _ in sentences]
-    if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
-        sentences, lexicon = list(sentences), names_words.lexicon_of(run)
-        for i, s in enumerate(sentences):
-            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer, lexicon)
-    encoded = [
-        (i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)
-    ]
-    encoded.sort(key=lambda item: len(item[1]))
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for _, ids in chunk)
-        src = np.zeros((len(chunk), width), np.int32)
-        for row, (_, ids) in enumerate(chunk):
+
+    def decode_rows(rows):
+        src = np.zeros((len(rows), max(len(ids) for ids in rows)), np.int32)
+        for row, ids in enumerate(rows):
             src[row, : len(ids)] = ids
-        out = decode(run.model, src, beam=beam, length_penalty=length_penalty)
-        for (i, _), ids in zip(chunk, np.asarray(out)):
-            results[i] = clean_output(names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i]))
-    return results
+        return np.asarray(decode(run.model, src, beam=beam, length_penalty=length_penalty)).tolist()
+
+    return translate_with(run, decode_rows, sentences, batch_size, warn, keep_names)
 
 
 def perplexity(run, pairs, token_budget=4096):
@@ -151,24 +111,6 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- CLI handlers
-
-
-def read_lines(args):
-    """Sentences from the arguments, else stdin lines. Bytes that are not UTF-8 (in
-    either) are replaced by U+FFFD with a warning naming the line; no line is lost."""
-    if args.sentences:
-        raw = [s.encode("utf-8", "surrogateescape") for s in args.sentences]
-    else:
-        raw = [line.rstrip(b"\r\n") for line in sys.stdin.buffer]
-    lines = []
-    for number, line in enumerate(raw, 1):
-        text = line.decode("utf-8", errors="replace")
-        if "\ufffd" in text and b"\xef\xbf\xbd" not in line:
-            print(
-                f"warning: line {number} is not valid UTF-8; undecodable bytes were replaced", file=sys.stderr
-            )
-        lines.append(text)
-    return lines
 
 
 def translate_main(args):
