@@ -7,17 +7,12 @@ loads its tokenizers. `translate` batches sentences of similar length and decode
 with the incremental greedy decoder or beam search of `transformer.inference.decoding`.
 """
 
-import datetime
-import json
-import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import sacrebleu
 
 from transformer import data
+from transformer.inference import evaluation
 from transformer.inference.decoding import decode
 from transformer.inference.text_batches import (  # noqa: F401  (re-exported)
     clean_output,
@@ -28,7 +23,6 @@ from transformer.inference.text_batches import (  # noqa: F401  (re-exported)
 )
 from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
-from tutorials_common.cliutil import UserError
 
 
 def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
@@ -64,12 +58,8 @@ def evaluate(
     run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None, keep_names=False
 ):
     """BLEU and chrF (sacrebleu, on detokenized output against every reference of each
-    source) and per-token perplexity on `split`; returns the report dict."""
-    path = data_path or run.config.get("data")
-    splits = data.load_splits(run.direction, path, seed=run.config["split_seed"], warn=False)
-    groups = splits[split][:limit] if limit else splits[split]
-    if not groups:
-        raise UserError(f"the {split} split is empty")
+    source) and per-token perplexity on `split`; returns the report dict (`evaluation.py`)."""
+    groups = evaluation.split_groups(run, split, limit, data_path)
     start = time.perf_counter()
     hyps = translate(
         run,
@@ -81,33 +71,8 @@ def evaluate(
         keep_names=keep_names,
     )
     seconds = time.perf_counter() - start
-    most = max(len(refs) for _, refs in groups)
-    streams = [[refs[j] if j < len(refs) else None for _, refs in groups] for j in range(most)]
-    bleu = sacrebleu.metrics.BLEU()
-    chrf = sacrebleu.metrics.CHRF()
-    bleu_score = bleu.corpus_score(hyps, streams)
-    chrf_score = chrf.corpus_score(hyps, streams)
-    ppl, ppl_tokens = perplexity(run, data.flatten(groups))
-    return {
-        "run": str(run.run_dir),
-        "checkpoint": run.checkpoint,
-        "direction": run.direction,
-        "split": split,
-        "sources": len(groups),
-        "references": sum(len(r) for _, r in groups),
-        "decoding": f"beam {beam}, length penalty {length_penalty}" if beam > 1 else "greedy",
-        "bleu": round(bleu_score.score, 2),
-        "chrf": round(chrf_score.score, 2),
-        "perplexity": round(ppl, 3) if math.isfinite(ppl) else None,
-        "perplexity_tokens": ppl_tokens,
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-        "translation_seconds": round(seconds, 1),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "examples": [
-            {"source": s, "references": r, "translation": h} for (s, r), h in list(zip(groups, hyps))[:10]
-        ],
-    }
+    ppl = perplexity(run, data.flatten(groups))
+    return evaluation.report(run, run.checkpoint, split, groups, hyps, seconds, ppl, beam, length_penalty)
 
 
 # ----------------------------------------------------------------------------- CLI handlers
@@ -137,22 +102,5 @@ def evaluate_main(args):
         args.data,
         args.keep_names,
     )
-    report["keep_names"] = args.keep_names
-    report["command"] = "python -m transformer " + " ".join(sys.argv[1:])
-    name = (
-        f"eval_{args.split}_beam{args.beam}"
-        + (f"_limit{args.limit}" if args.limit else "")
-        + ("" if args.keep_names else "_raw")
-        + ".json"
-    )
-    out_dir = Path(args.out) if args.out else run.run_dir
-    if not args.out and run.checkpoint.endswith(".npz"):  # a shipped run stays as shipped
-        out_dir = Path("out") / "eval" / run.run_dir.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(
-        f"{report['direction']} {report['split']} split, {report['sources']:,} sources "
-        f"({report['references']:,} references), {report['decoding']}:"
-    )
-    print(f"BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  perplexity {report['perplexity']}")
-    print(f"report: {out_dir / name}", file=sys.stderr)
+    report["engine"] = "tensorflow"
+    evaluation.write_report(args, run.run_dir, run.checkpoint.endswith(".npz"), report)
