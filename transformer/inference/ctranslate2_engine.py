@@ -205,7 +205,7 @@ def cached_model(run_dir, config, tokenizers, quantization="float32"):
     """The folder of the run's CTranslate2 model, converting it when the cache lacks it or
     fails its manifest (then it is rebuilt, with a note on stderr)."""
     key = weights_key(run_dir)
-    folder = cache_root(run_dir) / f"{key[:16]}-{quantization}"
+    folder = cache_root(run_dir) / f"{key[:16]}-{quantization}-v{cx.VERSION}"
     if _manifest_ok(folder, key, quantization):
         return folder
     if folder.exists():
@@ -277,7 +277,7 @@ class Engine:
         self.translator = ctranslate2.Translator(
             str(self.model_dir), device="cpu", compute_type="default", inter_threads=1, intra_threads=threads
         )
-        self.src_pieces = cx.pieces(self.run.src_tokenizer)
+        self.src_pieces = cx.source_vocabulary(cx.pieces(self.run.src_tokenizer))
         self.tgt_pieces = cx.pieces(self.run.tgt_tokenizer)
         self.tgt_ids = {piece: i for i, piece in enumerate(self.tgt_pieces)}
         self.eos = self.tgt_pieces[EOS_ID]

@@ -14,7 +14,8 @@ What must match for the same ids as the Keras model (`transformer/model/`):
 * embeddings scaled by sqrt(d_model); with `share_embeddings`, one matrix for both embeddings
   and the output projection (no bias);
 * the vocabularies are the SentencePiece pieces in id order, so pad 0, bos 1, eos 2 and unk 3
-  keep their ids; the source is given with its eos (`add_source_eos` stays off).
+  keep their ids; the source is given with its eos (`add_source_eos` stays off), named
+  :data:`SOURCE_EOS` in the source vocabulary.
 
 The arrays come from `weights.npz` (a shipped or packed run, `runs.save_weights`: `w0000`,
 `w0001`, ... in `model.weights` order, which :func:`weight_names` spells out) or, for a
@@ -33,6 +34,11 @@ from tutorials_common.cliutil import UserError, read_json
 from tutorials_common.subword import BOS_ID, EOS_ID, UNK_ID
 
 LAYER_NORM_EPSILON = 1e-6  # transformer/model/layers.py: LayerNormalization(epsilon=1e-6)
+# The source's eos under another name: CTranslate2 returns an empty translation without running
+# the model for a source that is only its eos token (a line of U+FFFD, undecodable bytes), where
+# the Keras loops decode it; under this name the source eos is an ordinary token (same id, 2).
+SOURCE_EOS = "<source-eos>"
+VERSION = 2  # of this conversion: caches of another version are rebuilt
 QUANTIZATIONS = ("float32", "int8")
 
 
@@ -214,12 +220,21 @@ def make_spec(config, weights, src_pieces, tgt_pieces):
     for side, key, vocab in (("source", "src", src_pieces), ("target", "tgt", tgt_pieces)):
         if len(vocab) != config[f"{key}_vocab_size"] or len(set(vocab)) != len(vocab):
             raise UserError(f"the {side} SentencePiece model does not match the run's vocabulary size")
-    spec.register_source_vocabulary(list(src_pieces))
+    spec.register_source_vocabulary(source_vocabulary(src_pieces))
     spec.register_target_vocabulary(list(tgt_pieces))
     spec.config.unk_token, spec.config.bos_token = tgt_pieces[UNK_ID], tgt_pieces[BOS_ID]
     spec.config.eos_token, spec.config.decoder_start_token = tgt_pieces[EOS_ID], tgt_pieces[BOS_ID]
     spec.config.add_source_eos = False  # encode_source already appends eos
     return spec
+
+
+def source_vocabulary(src_pieces):
+    """The source pieces with eos renamed :data:`SOURCE_EOS` (the tokens the engine feeds)."""
+    vocab = list(src_pieces)
+    vocab[EOS_ID] = SOURCE_EOS
+    if len(set(vocab)) != len(vocab):
+        raise UserError(f"the source SentencePiece model has a piece named {SOURCE_EOS}")
+    return vocab
 
 
 def pieces(tokenizer):

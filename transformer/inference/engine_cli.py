@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transformer.inference import ctranslate2_engine as engine
 from transformer.inference import ctranslate2_export as cx
+from transformer.inference import names_words
 from transformer.inference.names_words import WORDS_FILE
 from transformer.inference.text_batches import read_lines
 from tutorials_common import cliutil
@@ -59,7 +60,7 @@ Written by `python -m transformer export --format ctranslate2{quant_flag}` from 
     translator = ctranslate2.Translator("{name}", intra_threads=1)
     src = spm.SentencePieceProcessor(model_file="{name}/{src_model}")
     tgt = spm.SentencePieceProcessor(model_file="{name}/{tgt_model}")
-    pieces = src.encode("...", out_type=str)[: {max_source} - 1] + ["</s>"]  # the source ends in eos
+    pieces = src.encode("...", out_type=str)[: {max_source} - 1] + ["<source-eos>"]  # eos, renamed
     result = translator.translate_batch(
         [pieces], beam_size=1, max_decoding_length=2 * len(pieces) + 10, min_decoding_length=0,
         max_input_length=0, suppress_sequences=[["<pad>"], ["<s>"]],
@@ -102,6 +103,8 @@ def export_ctranslate2(run_dir, out, quantization="float32", force=False):
         for name in dict.fromkeys(models + [WORDS_FILE]):
             if (run.run_dir / name).is_file():
                 shutil.copyfile(run.run_dir / name, tmp / name)
+        if not (tmp / WORDS_FILE).is_file():
+            names_words.write_words(run, tmp)  # from the training split, as `pack` does
         cx.write_json(tmp / "transformer_config.json", run.config)
         (tmp / "README.md").write_text(
             README.format(
