@@ -154,7 +154,9 @@ def run_cli(args, cwd, env_extra, stdin=b""):
 
 
 # names and numbers, empty and blank lines, undecodable bytes (a line of them encodes to eos alone)
-LINES = "Me llamo Anthony Hopkins y tengo 345 gatos.\n\n   \nTengo hambre.\n".encode() + b"\xff\xfeHola\n\xff\n"
+LINES = (
+    "Me llamo Anthony Hopkins y tengo 345 gatos.\n\n   \nTengo hambre.\n".encode() + b"\xff\xfeHola\n\xff\n"
+)
 
 
 def test_translate_on_the_engine_imports_no_tensorflow_and_matches_keras(tmp_path):
@@ -233,3 +235,19 @@ def test_export_writes_a_self_contained_directory(random_runs, tmp_path):
 
     export_ctranslate2(run_dir, int8, "int8")
     assert (int8 / "model.bin").stat().st_size < (out / "model.bin").stat().st_size
+
+
+def test_evaluate_on_the_engine_scores_as_keras(tmp_path):
+    """Same BLEU, chrF and perplexity, beam 4, on the fixture's test split; no TensorFlow."""
+    from transformer.inference.translate import evaluate
+
+    args = ["evaluate", "--direction", "es-en", "--data", str(FIXTURE), "--beam", "4", "--out", str(tmp_path)]
+    done = run_cli(args, tmp_path, {"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 0 and done.stderr.decode().splitlines()[-1] == "NO-TF", done.stderr.decode()
+    ours = json.loads((tmp_path / "eval_test_beam4.json").read_text())
+    theirs = evaluate(
+        load_run(PRETRAINED_ROOT / "es-en"), "test", beam=4, data_path=str(FIXTURE), keep_names=True
+    )
+    assert ours["engine"] == "ctranslate2" and ours["sources"] == theirs["sources"] > 5
+    for key in ("bleu", "chrf", "perplexity", "perplexity_tokens", "examples"):
+        assert ours[key] == theirs[key], key
