@@ -1,8 +1,6 @@
 """The CTranslate2 engine of `translate` and `evaluate`: the same ids as the Keras loops of
 `decoding.py`, without TensorFlow (one sentence in a fraction of a second, docs/speed.md).
 
-* :func:`choose_engine` -- which engine a command runs, and why (`--engine`, else CTranslate2
-  when it is installed and the run converts to it, else TensorFlow);
 * :func:`cached_model` -- the run converted once (`ctranslate2_export.py`) into a cache keyed by
   the weights' SHA-256: ``<run>/ctranslate2/`` for a run of one's own, the user cache
   (``$XDG_CACHE_HOME/transformer-tutorials/ctranslate2``, default ``~/.cache/...``) for the shipped
@@ -36,7 +34,6 @@ from tutorials_common import datafiles, subword
 from tutorials_common.cliutil import UserError, read_json
 from tutorials_common.subword import EOS_ID
 
-ENGINES = ("ctranslate2", "tensorflow")
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
 CACHE_NAME, MANIFEST = "ctranslate2", "manifest.json"
 # One thread: two were slower for these small models (measured: docs/speed.md).
@@ -55,47 +52,6 @@ def missing_ctranslate2():
     except ImportError as e:
         return f"CTranslate2 is not installed ({e}; pip install ctranslate2)"
     return None
-
-
-def run_directory(args):
-    """The run directory of `--checkpoint`, else the shipped model of `--direction`."""
-    if args.checkpoint:
-        return Path(args.checkpoint)
-    path = PRETRAINED_ROOT / args.direction
-    if not path.is_dir():
-        raise UserError(f"no shipped model in {path}; give --checkpoint DIR (a run written by `train`)")
-    return path
-
-
-def engine_obstacle(run_dir):
-    """Why the run in `run_dir` cannot run on CTranslate2 with the Keras path's ids, or None."""
-    missing = missing_ctranslate2()
-    if missing:
-        return missing
-    if not (Path(run_dir) / "config.json").is_file():
-        return None  # the loader names what is wrong with the run
-    config = cx.read_config(run_dir)
-    reason = cx.unconvertible(config)
-    if reason:
-        return reason
-    if config.get("precision", "float32") != "float32":
-        return f"the run computes in {config['precision']} on TensorFlow; CTranslate2 would give other ids"
-    return None
-
-
-def choose_engine(args):
-    """("ctranslate2" | "tensorflow", why). `--engine` decides when given (an impossible
-    ctranslate2 is a UserError); by default CTranslate2 unless :func:`engine_obstacle` objects."""
-    if args.engine == "tensorflow":
-        return "tensorflow", "--engine tensorflow"
-    obstacle = engine_obstacle(run_directory(args))
-    if args.engine == "ctranslate2":
-        if obstacle:
-            raise UserError(f"--engine ctranslate2: {obstacle}")
-        return "ctranslate2", "--engine ctranslate2"
-    if obstacle:
-        return "tensorflow", obstacle
-    return "ctranslate2", "the default when CTranslate2 is installed and the run converts"
 
 
 # ----------------------------------------------------------------------------- the cache

@@ -1,9 +1,9 @@
 """The command handlers that pick an engine: `translate`, `evaluate` and `export`.
 
-`translate` and `evaluate` (`evaluation.evaluate_main`) run on CTranslate2 (`ctranslate2_engine.py`) when it is installed and
-the run converts to it, and on the Keras loops (`translate.py`) otherwise or with
-`--engine tensorflow`: :func:`ctranslate2_engine.choose_engine` says which and why. The
-CTranslate2 path imports no TensorFlow, so one sentence takes a fraction of a second.
+`translate` and `evaluate` (`evaluation.evaluate_main`) run on CTranslate2 (`ctranslate2_engine.py`)
+when it is installed and the run converts to it, and on the Keras loops (`translate.py`) otherwise
+or with `--engine tensorflow`: :func:`choose_engine` says which and why. The CTranslate2 path
+imports no TensorFlow, so one sentence takes a fraction of a second.
 `export --format ctranslate2` writes a self-contained CTranslate2 directory
 (:func:`export_ctranslate2`); `--format savedmodel` (the default) is `export.py`'s SavedModel.
 """
@@ -22,6 +22,47 @@ from tutorials_common import cliutil
 from tutorials_common.cliutil import UserError
 
 
+def run_directory(args):
+    """The run directory of `--checkpoint`, else the shipped model of `--direction`."""
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    path = engine.PRETRAINED_ROOT / args.direction
+    if not path.is_dir():
+        raise UserError(f"no shipped model in {path}; give --checkpoint DIR (a run written by `train`)")
+    return path
+
+
+def engine_obstacle(run_dir):
+    """Why the run in `run_dir` cannot run on CTranslate2 with the Keras path's ids, or None."""
+    missing = engine.missing_ctranslate2()
+    if missing:
+        return missing
+    if not (Path(run_dir) / "config.json").is_file():
+        return None  # the loader names what is wrong with the run
+    config = cx.read_config(run_dir)
+    reason = cx.unconvertible(config)
+    if reason:
+        return reason
+    if config.get("precision", "float32") != "float32":
+        return f"the run computes in {config['precision']} on TensorFlow; CTranslate2 would give other ids"
+    return None
+
+
+def choose_engine(args):
+    """("ctranslate2" | "tensorflow", why). `--engine` decides when given (an impossible
+    ctranslate2 is a UserError); by default CTranslate2 unless :func:`engine_obstacle` objects."""
+    if args.engine == "tensorflow":
+        return "tensorflow", "--engine tensorflow"
+    obstacle = engine_obstacle(run_directory(args))
+    if args.engine == "ctranslate2":
+        if obstacle:
+            raise UserError(f"--engine ctranslate2: {obstacle}")
+        return "ctranslate2", "--engine ctranslate2"
+    if obstacle:
+        return "tensorflow", obstacle
+    return "ctranslate2", "the default when CTranslate2 is installed and the run converts"
+
+
 def _keras(function, args):
     """Run `translate.py`'s handler (imports TensorFlow)."""
     return cliutil.lazy("transformer.inference.translate", function)(args)
@@ -29,12 +70,12 @@ def _keras(function, args):
 
 def engine_for(args):
     """(Engine or None, why): None means the Keras path; a default that falls back says so."""
-    name, why = engine.choose_engine(args)
+    name, why = choose_engine(args)
     if name == "tensorflow":
         if args.engine is None:
             print(f"note: running on TensorFlow: {why}", file=sys.stderr)
         return None
-    return engine.Engine(engine.run_directory(args))
+    return engine.Engine(run_directory(args))
 
 
 def translate_main(args):
@@ -138,6 +179,6 @@ def export_main(args):
         return cliutil.lazy("transformer.inference.export", "main")(args)
     if args.xla:
         raise UserError("--xla is for --format savedmodel")
-    out = export_ctranslate2(engine.run_directory(args), args.out, args.quantization, args.force)
+    out = export_ctranslate2(run_directory(args), args.out, args.quantization, args.force)
     print(out)
     print(f"usage: see {out / 'README.md'}", file=sys.stderr)

@@ -2,7 +2,7 @@
 and chrF (sacrebleu, every reference of a source counted), the report dict and its JSON file.
 The engines bring the translations and the perplexity (`translate.py`: Keras;
 `ctranslate2_engine.py`: CTranslate2); :func:`evaluate_main` runs the one
-`ctranslate2_engine.choose_engine` picks. No TensorFlow here.
+`engine_cli.choose_engine` picks. No TensorFlow here.
 """
 
 import datetime
