@@ -259,23 +259,22 @@ class Engine:
             length_penalty=NO_EARLY_EXIT if beam > 1 else 0.0,
             patience=1.0,
             return_end_token=True,
+            return_scores=True,
             suppress_sequences=self.never,
             **options,
         )
 
-    def decode_rows(self, rows, beam=1, length_penalty=0.6):
-        """Output ids of source id lists (each ending in eos): greedy, or beam search re-ranked
-        with the GNMT penalty; each within its bound. CTranslate2 keeps the `beam` finished
-        hypotheses of highest log-probability; the GNMT best is among them (the ones it drops
-        are no longer than, and no more likely than, one it keeps; alpha >= 0)."""
+    def decode_rows(self, rows, beam=1, length_penalty=0.6, batch_size=64):
+        """Output ids of source id lists (each ending in eos), greedy or beam search re-ranked with
+        the GNMT penalty, each within its bound: one call per bound (CTranslate2 takes one bound a
+        call), in batches of `batch_size` sentences of similar length. CTranslate2 keeps the
+        `beam` finished hypotheses of highest log-probability; the GNMT best is among them (those
+        it drops are no longer than, and no more likely than, one it keeps; alpha >= 0)."""
         bounds = self.bounds(rows)
-        if beam == 1:  # greedy ids do not depend on the bound: decode to the longest, then cut
-            results = self._batch(rows, 1, max(bounds))
-            return [self._ids(r.hypotheses[0], b) for r, b in zip(results, bounds)]
         out = [None] * len(rows)
-        for bound in sorted(set(bounds)):  # a beam's search depends on its bound: one call per bound
+        for bound in sorted(set(bounds)):
             where = [i for i, b in enumerate(bounds) if b == bound]
-            results = self._batch([rows[i] for i in where], beam, bound, return_scores=True)
+            results = self._batch([rows[i] for i in where], beam, bound, max_batch_size=batch_size)
             for i, result in zip(where, results):
                 scored = [
                     (gnmt_score(score, len(tokens), length_penalty), n)
@@ -286,12 +285,13 @@ class Engine:
         return out
 
     def translate(self, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
-        """`translate.translate` on this engine: the same lines, in order."""
+        """`translate.translate` on this engine: the same lines, in order. All sentences go to
+        :meth:`decode_rows` at once, which groups them by output bound."""
         return translate_with(
             self.run,
-            lambda rows: self.decode_rows(rows, beam, length_penalty),
+            lambda rows: self.decode_rows(rows, beam, length_penalty, batch_size),
             sentences,
-            batch_size,
+            max(len(sentences), 1),
             warn,
             keep_names,
         )
