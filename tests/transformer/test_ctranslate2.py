@@ -3,11 +3,14 @@ sentences, and on random models of other shapes (pre-norm, separate vocabularies
 greedy and beam 4; its weight layout, its cache, and its command-line behaviour."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import ctranslate2
+import keras
 import numpy as np
 import pytest
 
@@ -15,8 +18,9 @@ from transformer import config as settings
 from transformer.inference import ctranslate2_engine as engine
 from transformer.inference import ctranslate2_export as cx
 from transformer.inference.decoding import decode
+from transformer.inference.engine_cli import export_ctranslate2
 from transformer.inference.text_batches import encode_source
-from transformer.inference.translate import translate
+from transformer.inference.translate import evaluate, translate
 from transformer.model.encoder_decoder import build_model
 from transformer.model.layers import positional_encoding
 from transformer.runs import PRETRAINED_ROOT, load_run, prepare_run, save_weights
@@ -42,8 +46,6 @@ def random_run(run_dir, seed=0, **shape):
     with the project's own code; returns the Keras model."""
     config = settings.make_config("tiny", direction="en-es", data=str(FIXTURE), precision="float32", **shape)
     config, *_ = prepare_run(run_dir, config)
-    import keras
-
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     save_weights(model, run_dir / "weights.npz", "float32")
@@ -51,16 +53,16 @@ def random_run(run_dir, seed=0, **shape):
 
 
 @pytest.fixture(scope="module")
-def random_runs(tmp_path_factory):
-    """{shape name: run directory}, and the Keras models in `random_runs.models`."""
+def random_models(tmp_path_factory):
+    """{shape name: (run directory, its Keras model)}."""
     root = tmp_path_factory.mktemp("ct2")
-    models = {name: random_run(root / name, **shape) for name, shape in SHAPES.items()}
-    random_runs.models = models
-    return {name: root / name for name in SHAPES}
+    return {name: (root / name, random_run(root / name, **shape)) for name, shape in SHAPES.items()}
 
 
-def random_runs_models():
-    return random_runs.models
+@pytest.fixture(scope="module")
+def random_runs(random_models):
+    """{shape name: run directory}."""
+    return {name: run_dir for name, (run_dir, _) in random_models.items()}
 
 
 def keras_ids(model, rows, beam):
@@ -93,9 +95,9 @@ def test_weight_names_are_the_models_order(name):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-def test_random_models_of_other_shapes_give_the_keras_ids(name, random_runs, tmp_path, monkeypatch):
+def test_random_models_of_other_shapes_give_the_keras_ids(name, random_models, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    run_dir, model = random_runs[name], random_runs_models()[name]
+    run_dir, model = random_models[name]
     sentences = fixture_sources(0)[:60]
     for beam in (1, 4):
         assert same_ids(run_dir, model, sentences, beam) == (len(sentences), len(sentences)), (name, beam)
@@ -119,16 +121,16 @@ def test_the_cache_is_keyed_checked_and_rebuilt(random_runs, tmp_path, capsys):
     assert first.model_dir.parent == run_dir / "ctranslate2"  # a run of one's own: next to its weights
     sentences = fixture_sources(0)[:20]
     expected = first.translate(sentences)
-    assert "converting" in capsys.readouterr().err
+    assert "converted the model to CTranslate2 once" in capsys.readouterr().err
     engine.Engine(run_dir)
     assert capsys.readouterr().err == ""  # converted once
     model_bin = first.model_dir / "model.bin"
     model_bin.write_bytes(model_bin.read_bytes()[:1000])  # truncated: never loaded, rebuilt
     assert engine.Engine(run_dir).translate(sentences) == expected
-    assert "damaged; rebuilding" in capsys.readouterr().err
+    assert "rebuilt the damaged CTranslate2 cache" in capsys.readouterr().err
     (first.model_dir / "manifest.json").unlink()  # an interrupted conversion
     assert engine.Engine(run_dir).translate(sentences) == expected
-    assert "damaged; rebuilding" in capsys.readouterr().err
+    assert "rebuilt the damaged CTranslate2 cache" in capsys.readouterr().err
     weights = dict(np.load(run_dir / "weights.npz"))
     weights["w0000"] = weights["w0000"] * 2  # new weights: a new cache entry
     np.savez(run_dir / "weights.npz", **weights)
@@ -147,7 +149,7 @@ def run_cli(args, cwd, env_extra, stdin=b""):
         "from tutorials_common import cliutil\n"
         "cliutil.run(main, sys.argv[1:])\n"
     )
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), **env_extra}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_extra}
     return subprocess.run(
         [sys.executable, "-c", code, *args], input=stdin, capture_output=True, cwd=cwd, env=env, timeout=600
     )
@@ -225,22 +227,16 @@ def test_export_writes_a_self_contained_directory(random_runs, tmp_path):
         ["export", "--checkpoint", str(run_dir), "--format", "ctranslate2", "--out", str(out)], tmp_path, {}
     )
     assert again.returncode != 0 and "exists and is not empty" in again.stderr.decode()
-    import ctranslate2
-
     translator = ctranslate2.Translator(str(out))
     assert translator.translate_batch([["▁a", "</s>"]], beam_size=1, max_decoding_length=3)[0].hypotheses
     int8 = tmp_path / "int8"
     assert cx.unconvertible(cx.read_config(run_dir)) is None
-    from transformer.inference.engine_cli import export_ctranslate2
-
     export_ctranslate2(run_dir, int8, "int8")
     assert (int8 / "model.bin").stat().st_size < (out / "model.bin").stat().st_size
 
 
 def test_evaluate_on_the_engine_scores_as_keras(tmp_path):
     """Same BLEU, chrF and perplexity, beam 4, on the fixture's test split; no TensorFlow."""
-    from transformer.inference.translate import evaluate
-
     args = ["evaluate", "--direction", "es-en", "--data", str(FIXTURE), "--beam", "4", "--out", str(tmp_path)]
     done = run_cli(args, tmp_path, {"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0 and done.stderr.decode().splitlines()[-1] == "NO-TF", done.stderr.decode()

@@ -159,19 +159,23 @@ def build_cache(run_dir, config, tokenizers, folder, key, quantization):
 
 def cached_model(run_dir, config, tokenizers, quantization="float32"):
     """The folder of the run's CTranslate2 model, converting it when the cache lacks it or
-    fails its manifest (then it is rebuilt, with a note on stderr)."""
+    fails its manifest (then it is rebuilt); a note on stderr says so."""
     key = weights_key(run_dir)
     folder = cache_root(run_dir) / f"{key[:16]}-{quantization}-v{cx.VERSION}"
     if _manifest_ok(folder, key, quantization):
         return folder
-    if folder.exists():
-        print(f"note: the CTranslate2 cache {folder} is damaged; rebuilding it", file=sys.stderr)
-    else:
-        print(f"converting {run_dir} to CTranslate2 once, into {folder}", file=sys.stderr)
+    damaged = folder.exists()
     try:
         build_cache(run_dir, config, tokenizers, folder, key, quantization)
     except OSError as e:
         raise UserError(f"cannot write the CTranslate2 cache {folder} ({e.strerror or e})") from None
+    # said once it worked: a run that cannot be converted stays one `error:` line
+    what = (
+        "rebuilt the damaged CTranslate2 cache"
+        if damaged
+        else "converted the model to CTranslate2 once, into"
+    )
+    print(f"note: {what} {folder}", file=sys.stderr)
     return folder
 
 
