@@ -33,6 +33,9 @@ def add_run_arguments(p):
     )
 
 
+ENGINE_HELP = "ctranslate2: the run converted once (cached) to CTranslate2, no TensorFlow, the same ids; tensorflow: the Keras loops. Default: ctranslate2 when installed and the run converts, else tensorflow (docs/speed.md)"
+
+
 def add_data_stats(sub):
     """`data-stats` (transformer/figures/curves.py)."""
     p = sub.add_parser(
@@ -106,15 +109,12 @@ def add_translate(sub):
         default=True,
         help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
     )
-    p.add_argument(
-        "--alternatives",
-        type=int_range(1, 10),
-        metavar="K",
-        help="per line, a table of every output step: the chosen token and the K most likely ones",
-    )
-    p.add_argument("--prefix", metavar="TEXT", help="force the translation to start with TEXT")
+    alternatives_help = "per line, every output step: the chosen token and the K likeliest (Keras loops)"
+    p.add_argument("--alternatives", type=int_range(1, 10), metavar="K", help=alternatives_help)
+    p.add_argument("--prefix", metavar="TEXT", help="force the translation to start with TEXT (Keras loops)")
     p.add_argument("--json", action="store_true", help="one JSON object per line (with --alternatives)")
-    p.set_defaults(handler=cliutil.lazy("transformer.inference.stepwise_cli", "translate_main"))
+    p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.engine_cli", "translate_main"))
 
 
 def add_evaluate(sub):
@@ -140,7 +140,8 @@ def add_evaluate(sub):
         default=True,
         help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
     )
-    p.set_defaults(handler=cliutil.lazy("transformer.inference.translate", "evaluate_main"))
+    p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.evaluation", "evaluate_main"))
 
 
 def add_pack(sub):
@@ -168,7 +169,7 @@ def add_pack(sub):
 def add_export(sub):
     """`export` (transformer/inference/export.py)."""
     p = sub.add_parser(
-        "export", help="write a SavedModel for TF Serving (tokenizers and decoding loop in the graph)"
+        "export", help="write a SavedModel for TF Serving, or a CTranslate2 model (--format ctranslate2)"
     )
     add_run_arguments(p)
     p.add_argument(
@@ -182,7 +183,16 @@ def add_export(sub):
         help="decode with the XLA loop `translate` uses (TF Serving then needs --xla_cpu_compilation_enabled=true)",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.set_defaults(handler=cliutil.lazy("transformer.inference.export", "main"))
+    p.add_argument(
+        "--format",
+        choices=("savedmodel", "ctranslate2"),
+        default="savedmodel",
+        help="savedmodel (TF Serving, default) or ctranslate2 (model, tokenizers, names data, README)",
+    )
+    p.add_argument(
+        "--quantization", choices=("float32", "int8"), default="float32", help="ctranslate2 weights"
+    )
+    p.set_defaults(handler=cliutil.lazy("transformer.inference.engine_cli", "export_main"))
 
 
 def add_heatmaps(sub):

@@ -29,8 +29,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras  # imported here: `--help` and data-stats on extracted data stay fast
-
 from tutorials_common.cliutil import UserError
 
 
@@ -167,6 +165,8 @@ def _download(src):
     archive = DATA_DIR / src.filename
     if archive.is_file():
         return archive
+
+    import keras  # only to download: the CTranslate2 engine's `translate` must not load TensorFlow
 
     origin = _origin(src)
     DATA_DIR.mkdir(parents=True, exist_ok=True)

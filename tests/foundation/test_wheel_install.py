@@ -64,7 +64,8 @@ def installed(wheel, tmp_path_factory):
         check=True,
         timeout=300,
     )
-    env = {**os.environ, "PYTHONPATH": str(target), "CUDA_VISIBLE_DEVICES": ""}
+    cache = tmp_path_factory.mktemp("cache")  # the CTranslate2 engine's conversions of the shipped models
+    env = {**os.environ, "PYTHONPATH": str(target), "CUDA_VISIBLE_DEVICES": "", "XDG_CACHE_HOME": str(cache)}
     return target, env, tmp_path_factory.mktemp("elsewhere")
 
 
@@ -116,6 +117,33 @@ def test_installed_translate_and_heatmaps(installed):
     )
     assert r.returncode == 0, r.stderr
     assert len(list((elsewhere / "maps").rglob("*.png"))) >= 4
+
+
+def test_installed_translate_runs_on_ctranslate2_without_tensorflow(installed):
+    """The default engine converts the shipped model into the user cache (site-packages stays as
+    installed), imports no TensorFlow, and prints what the Keras path prints."""
+    target, env, elsewhere = installed
+    sentences = ["Él la admiraba como una gran directora.", "", "Tengo 345 gatos."]
+    code = (
+        "import sys; from tutorials_common import cliutil; from transformer.__main__ import main\n"
+        "try:\n    cliutil.run(main, sys.argv[1:])\n"
+        "finally:\n    print('tensorflow' in sys.modules, file=sys.stderr)\n"
+    )
+    args = ["translate", "--direction", "es-en", "--beam", "4", *sentences]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0 and r.stderr.splitlines()[-1] == "False", r.stderr
+    keras = run_installed(env, elsewhere, *args, "--engine", "tensorflow")
+    assert keras.returncode == 0, keras.stderr
+    assert r.stdout == keras.stdout and r.stdout.splitlines()[1] == ""
+    cache = Path(env["XDG_CACHE_HOME"]) / "transformer-tutorials" / "ctranslate2" / "es-en"
+    assert [p.name for p in cache.iterdir()] and not list(target.rglob("*ctranslate2*/manifest.json"))
 
 
 def test_installed_serve_page_and_api(installed):

@@ -96,6 +96,14 @@ def test_bench_quick(tmp_path, capsys):
         assert positive(decoding[key])
     assert all(positive(v) for v in decoding["sentences_per_second"].values())
     assert all(positive(v) for v in decoding["latency_ms"].values())
+    engine = decoding["engine"]  # the CTranslate2 rows (engine_speed.py)
+    assert engine["decoding"]["identical_greedy_ids"] is True
+    assert all(positive(v) for v in engine["decoding"]["speedup"].values())
+    assert all(positive(v) for v in engine["decoding"]["latency_ms"].values())
+    ends = engine["end_to_end"]
+    assert ends["sentences_identical"] is True and positive(ends["one_sentence_speedup"])
+    assert ends["evaluate_bleu"]["ctranslate2"] == ends["evaluate_bleu"]["tensorflow"]
+    assert "CTranslate2 engine, 1 thread(s)" in table and "--engine ctranslate2 vs tensorflow" in table
     assert {training["precision"], training["other_precision"]} <= set(PRECISIONS)
     assert training["precision"] != training["other_precision"]
     assert training["precision_speedup"] == pytest.approx(

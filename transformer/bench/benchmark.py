@@ -42,6 +42,7 @@ import tensorflow as tf
 from transformer import data
 from transformer.bench import end_to_end
 from transformer.bench.decoding_speed import measure_decoding
+from transformer.bench.engine_speed import engine_end_to_end, measure_engine
 from transformer.bench.recorded_quality import recorded_quality
 from transformer.bench.report_table import markdown
 from transformer.bench.spa_lengths import spa_eng_ids
@@ -65,6 +66,7 @@ SIZES = {  # per mode: pairs used, rounds of alternating timing, seconds per sid
         translate_sentences=1000,
         server_requests=15,
         server_max_source=None,  # precompile every width up to the model's limit, as `serve` does
+        evaluate_limit=None,  # the engines' `evaluate --split test`: the whole split
     ),
     "quick": dict(
         pairs=1500,
@@ -78,6 +80,7 @@ SIZES = {  # per mode: pairs used, rounds of alternating timing, seconds per sid
         translate_sentences=20,
         server_requests=3,
         server_max_source=16,  # one width: a smoke run, not the start-up a server pays
+        evaluate_limit=20,
     ),
 }
 
@@ -127,6 +130,25 @@ def end_to_end_figures(data_path, sizes, data_description):
         translate=end_to_end.translate_timing(checkpoint, sentences),
         server=end_to_end.server_latency(run, sizes["server_requests"], sizes["server_max_source"]),
     )
+
+
+def engine_figures(config, src_ids, data_path, sizes, data_description):
+    """The CTranslate2 engine's rows (``engine_speed.py``): decoding on the bench's model, and end
+    to end on the shipped es-en model when it and spa.txt are here."""
+    figures = dict(
+        decoding=measure_engine(
+            config, src_ids, sizes["decode_batch"], sizes["latency_sentences"], sizes["rounds"] + 1
+        )
+    )
+    checkpoint = PRETRAINED_ROOT / "es-en"
+    if checkpoint.is_dir() and not data_description.startswith("synthetic"):
+        path = data_path or datafiles.fetch("spa-eng")
+        test = data.load_splits("es-en", path, seed=0, warn=False)["test"]  # split_seed of the shipped run
+        sentences = [source for source, _ in test[: sizes["translate_sentences"]]]
+        figures["end_to_end"] = engine_end_to_end(
+            checkpoint, sentences, evaluate_limit=sizes["evaluate_limit"]
+        )
+    return figures
 
 
 def run_bench(
@@ -219,6 +241,9 @@ def run_bench(
 
     log("2b. decoding end to end (the shipped es-en model, real test sentences)")
     decoding.update(end_to_end=end_to_end_figures(data_path, sizes, data_description))
+
+    log("2c. the CTranslate2 engine (decoding, then end to end against --engine tensorflow)")
+    decoding.update(engine=engine_figures(config, src_ids, data_path, sizes, data_description))
 
     report = benchreport.header(
         command,

@@ -133,6 +133,7 @@ def markdown(report):
             benchreport.ratio(d["beam4_xla_latency_speedup"]),
         ),
         *end_to_end_rows(d.get("end_to_end")),
+        *engine_rows(d.get("engine")),
         (
             f"beam 4 time / greedy time (batch {d['batch']}, cached)",
             "",
@@ -192,5 +193,54 @@ def end_to_end_rows(e2e):
             f"{srv['precompiled_shapes']}; {srv['precompile_seconds']:.1f} s",
             "",
             "",
+        ),
+    ]
+
+
+def engine_rows(engine):
+    """Rows of the CTranslate2 engine (``engine_speed.py``), if measured."""
+    if not engine:
+        return []
+    d, rows = engine["decoding"], []
+    for n in sorted(d["speedup"], key=int):
+        name = f"ctranslate2_{n}_threads"
+        rows += [
+            (
+                f"CTranslate2 engine, {n} thread(s), greedy (ids identical to Keras: {d['identical_greedy_ids']}), "
+                f"sentences/s (batch {d['batch']}) vs recompute",
+                f"{d['sentences_per_second'][name]:.1f}",
+                f"{d['sentences_per_second']['recompute']:.1f}",
+                benchreport.ratio(d["speedup"][n]),
+            ),
+            (
+                "the same, latency per sentence, ms (batch 1; median) vs recompute",
+                f"{d['latency_ms'][name]:.1f}",
+                f"{d['latency_ms']['recompute']:.0f}",
+                benchreport.ratio(d["latency_speedup"][n]),
+            ),
+        ]
+    e = engine.get("end_to_end")
+    if not e:
+        return rows
+    cells = lambda key: (f"{e[key]['ctranslate2']:.2f}", f"{e[key]['tensorflow']:.2f}")  # noqa: E731
+    return rows + [
+        (
+            f"`translate` one sentence, process wall seconds: --engine ctranslate2 vs tensorflow (best of 3; "
+            f"conversion into a fresh cache + first sentence: {e['conversion_and_first_sentence_seconds']:.1f} s)",
+            *cells("one_sentence_seconds"),
+            benchreport.ratio(e["one_sentence_speedup"]),
+        ),
+        (
+            f"`translate` {e['sentences']:,} test sentences, process wall seconds: ctranslate2 vs tensorflow "
+            f"(identical output: {e['sentences_identical']})",
+            *cells("sentences_seconds"),
+            benchreport.ratio(e["sentences_speedup"]),
+        ),
+        (
+            f"`evaluate --split test` ({e['evaluate_sources']:,} sources, greedy), process wall seconds: "
+            f"ctranslate2 vs tensorflow (BLEU {e['evaluate_bleu']['ctranslate2']} vs "
+            f"{e['evaluate_bleu']['tensorflow']})",
+            *cells("evaluate_seconds"),
+            benchreport.ratio(e["evaluate_speedup"]),
         ),
     ]

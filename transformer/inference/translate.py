@@ -7,56 +7,22 @@ loads its tokenizers. `translate` batches sentences of similar length and decode
 with the incremental greedy decoder or beam search of `transformer.inference.decoding`.
 """
 
-import datetime
-import json
-import math
-import re
-import sys
 import time
-import unicodedata
-from pathlib import Path
 
 import numpy as np
-import sacrebleu
 
 from transformer import data
-from transformer.inference import names, names_words
+from transformer.inference import evaluation
 from transformer.inference.decoding import decode
+from transformer.inference.text_batches import (  # noqa: F401  (re-exported)
+    clean_output,
+    encode_source,
+    has_text,
+    read_lines,
+    translate_with,
+)
 from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
-from tutorials_common.cliutil import UserError
-
-_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
-_BREAKS = re.compile(f"[ {_CONTROLS}]*[{_CONTROLS}][ {_CONTROLS}]*")  # see clean_output
-
-
-def has_text(text):
-    """False for empty lines and lines made only of whitespace, control or format characters
-    (NUL, escape codes, zero-width marks): those translate to an empty line."""
-    return any(not ch.isspace() and unicodedata.category(ch)[0] not in "CZ" for ch in text)
-
-
-def clean_output(text):
-    """``text`` as one line: every run of control characters (category Cc: U+0000-001F,
-    U+007F-009F, which hold the line breaks U+000A-000D, U+001C-001E and U+0085) and of
-    line / paragraph separators (U+2028, U+2029), with the spaces around it, becomes one
-    space; so ``str.splitlines()`` and other tools see one line per translation."""
-    return _BREAKS.sub(" ", text).strip(" ")
-
-
-def encode_source(run, text, line_number=None, warn=True):
-    """Source token ids + eos, truncated (with a warning on stderr) to the training length."""
-    ids = run.src_tokenizer.encode(text) + [data.EOS_ID]
-    limit = run.config["max_sentence_tokens"]
-    if len(ids) > limit:
-        if warn:
-            where = f"line {line_number}" if line_number is not None else "input"
-            print(
-                f"warning: {where} has {len(ids)} tokens; only its first {limit - 1} are translated",
-                file=sys.stderr,
-            )
-        ids = ids[: limit - 1] + [data.EOS_ID]
-    return ids
 
 
 def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
@@ -65,26 +31,14 @@ def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=Tr
     Sentences are sorted by length and decoded in batches; the output of a sentence with
     n source tokens is bounded by 2 n + 10 tokens (`decoding.output_bound`).
     """
-    results = [""] * len(sentences)
-    replacements = [[] for _ in sentences]
-    if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
-        sentences, lexicon = list(sentences), names_words.lexicon_of(run)
-        for i, s in enumerate(sentences):
-            sentences[i], replacements[i] = names.protect(s, run.src_tokenizer, lexicon)
-    encoded = [
-        (i, encode_source(run, s.strip(), i + 1, warn)) for i, s in enumerate(sentences) if has_text(s)
-    ]
-    encoded.sort(key=lambda item: len(item[1]))
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for _, ids in chunk)
-        src = np.zeros((len(chunk), width), np.int32)
-        for row, (_, ids) in enumerate(chunk):
+
+    def decode_rows(rows):
+        src = np.zeros((len(rows), max(len(ids) for ids in rows)), np.int32)
+        for row, ids in enumerate(rows):
             src[row, : len(ids)] = ids
-        out = decode(run.model, src, beam=beam, length_penalty=length_penalty)
-        for (i, _), ids in zip(chunk, np.asarray(out)):
-            results[i] = clean_output(names.restore(run.tgt_tokenizer.decode(ids.tolist()), replacements[i]))
-    return results
+        return np.asarray(decode(run.model, src, beam=beam, length_penalty=length_penalty)).tolist()
+
+    return translate_with(run, decode_rows, sentences, batch_size, warn, keep_names)
 
 
 def perplexity(run, pairs, token_budget=4096):
@@ -104,12 +58,8 @@ def evaluate(
     run, split="test", beam=1, length_penalty=0.6, batch_size=64, limit=None, data_path=None, keep_names=False
 ):
     """BLEU and chrF (sacrebleu, on detokenized output against every reference of each
-    source) and per-token perplexity on `split`; returns the report dict."""
-    path = data_path or run.config.get("data")
-    splits = data.load_splits(run.direction, path, seed=run.config["split_seed"], warn=False)
-    groups = splits[split][:limit] if limit else splits[split]
-    if not groups:
-        raise UserError(f"the {split} split is empty")
+    source) and per-token perplexity on `split`; returns the report dict (`evaluation.py`)."""
+    groups = evaluation.split_groups(run, split, limit, data_path)
     start = time.perf_counter()
     hyps = translate(
         run,
@@ -121,54 +71,11 @@ def evaluate(
         keep_names=keep_names,
     )
     seconds = time.perf_counter() - start
-    most = max(len(refs) for _, refs in groups)
-    streams = [[refs[j] if j < len(refs) else None for _, refs in groups] for j in range(most)]
-    bleu = sacrebleu.metrics.BLEU()
-    chrf = sacrebleu.metrics.CHRF()
-    bleu_score = bleu.corpus_score(hyps, streams)
-    chrf_score = chrf.corpus_score(hyps, streams)
-    ppl, ppl_tokens = perplexity(run, data.flatten(groups))
-    return {
-        "run": str(run.run_dir),
-        "checkpoint": run.checkpoint,
-        "direction": run.direction,
-        "split": split,
-        "sources": len(groups),
-        "references": sum(len(r) for _, r in groups),
-        "decoding": f"beam {beam}, length penalty {length_penalty}" if beam > 1 else "greedy",
-        "bleu": round(bleu_score.score, 2),
-        "chrf": round(chrf_score.score, 2),
-        "perplexity": round(ppl, 3) if math.isfinite(ppl) else None,
-        "perplexity_tokens": ppl_tokens,
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-        "translation_seconds": round(seconds, 1),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "examples": [
-            {"source": s, "references": r, "translation": h} for (s, r), h in list(zip(groups, hyps))[:10]
-        ],
-    }
+    ppl = perplexity(run, data.flatten(groups))
+    return evaluation.report(run, run.checkpoint, split, groups, hyps, seconds, ppl, beam, length_penalty)
 
 
 # ----------------------------------------------------------------------------- CLI handlers
-
-
-def read_lines(args):
-    """Sentences from the arguments, else stdin lines. Bytes that are not UTF-8 (in
-    either) are replaced by U+FFFD with a warning naming the line; no line is lost."""
-    if args.sentences:
-        raw = [s.encode("utf-8", "surrogateescape") for s in args.sentences]
-    else:
-        raw = [line.rstrip(b"\r\n") for line in sys.stdin.buffer]
-    lines = []
-    for number, line in enumerate(raw, 1):
-        text = line.decode("utf-8", errors="replace")
-        if "\ufffd" in text and b"\xef\xbf\xbd" not in line:
-            print(
-                f"warning: line {number} is not valid UTF-8; undecodable bytes were replaced", file=sys.stderr
-            )
-        lines.append(text)
-    return lines
 
 
 def translate_main(args):
@@ -195,22 +102,5 @@ def evaluate_main(args):
         args.data,
         args.keep_names,
     )
-    report["keep_names"] = args.keep_names
-    report["command"] = "python -m transformer " + " ".join(sys.argv[1:])
-    name = (
-        f"eval_{args.split}_beam{args.beam}"
-        + (f"_limit{args.limit}" if args.limit else "")
-        + ("" if args.keep_names else "_raw")
-        + ".json"
-    )
-    out_dir = Path(args.out) if args.out else run.run_dir
-    if not args.out and run.checkpoint.endswith(".npz"):  # a shipped run stays as shipped
-        out_dir = Path("out") / "eval" / run.run_dir.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(
-        f"{report['direction']} {report['split']} split, {report['sources']:,} sources "
-        f"({report['references']:,} references), {report['decoding']}:"
-    )
-    print(f"BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  perplexity {report['perplexity']}")
-    print(f"report: {out_dir / name}", file=sys.stderr)
+    report["engine"] = "tensorflow"
+    evaluation.write_report(args, run.run_dir, run.checkpoint.endswith(".npz"), report)
