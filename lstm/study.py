@@ -116,15 +116,21 @@ def variants_in(store, name):
     return [v for v in VARIANTS if name_of(name, v) in names]
 
 
-def draw_of(trial):
-    return trial.user_attrs.get("draw", trial.number)
+def draws(trials):
+    """The draw of each trial of a study (all of them, by number), fixed from the instant the trial exists:
+    its "draw" attribute if it was queued with one; for a retry, its lost trial's (Optuna's
+    retried_trial_number); else next_draw. So a worker killed at any instant loses no draw."""
+    out = []
+    for t in trials:
+        lost = t.system_attrs.get("failed_trial")  # what retried_trial_number reads, without its warning
+        out.append(t.user_attrs.get("draw", next_draw(trials, t.number) if lost is None else out[lost]))
+    return out
 
 
-def next_draw(study, number):
-    """The draw of new trial `number`: its number less the retries before it (a retry repeats its trial's
-    draw). Every trial before it already exists, so workers that ask at once still get distinct draws."""
-    earlier = study.get_trials(deepcopy=False)[:number]
-    return number - sum(1 for t in earlier if "failed_trial" in t.system_attrs)
+def next_draw(trials, number):
+    """The draw of new trial `number` of `trials`: its number less the retries before it (a retry repeats
+    its trial's draw). Every trial before it already exists, so workers that ask at once get distinct draws."""
+    return number - sum(1 for t in trials[:number] if "failed_trial" in t.system_attrs)
 
 
 def counted(trial):
@@ -139,7 +145,7 @@ def tally(study):
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state for t in trials)
     return (
-        len({draw_of(t) for t in trials if counted(t)}),
+        len({d for t, d in zip(trials, draws(trials), strict=True) if counted(t)}),
         states[TrialState.RUNNING],
         states[TrialState.WAITING],
     )
@@ -150,9 +156,7 @@ def objective(splits, attrs):
 
     def run(trial):
         start = time.time()
-        draw = trial.user_attrs.get("draw")  # a queued retry or refinement carries its draw and seed
-        if draw is None:
-            draw = next_draw(trial.study, trial.number)
+        draw = draws(trial.study.get_trials(deepcopy=False))[trial.number]  # a refinement: its seed too
         trial.set_user_attr("draw", draw)
         params = {
             "units": trial.suggest_int("units", 20, 200, log=True),
@@ -233,10 +237,7 @@ def next_study(studies, targets, store):
 def work(url, plan, data_path, dataset, worker=0):
     """One worker process: run trials of the studies in `plan` [(study name, target or None)] until
     every stage-1 study holds its target of draws and no queued or running trial is left."""
-    for sig in (
-        signal.SIGTERM,
-        signal.SIGINT,
-    ):  # die at once: the trial stays RUNNING, goes stale, is retried
+    for sig in (signal.SIGTERM, signal.SIGINT):  # die at once: the trial stays RUNNING, is retried
         signal.signal(sig, lambda number, frame: os._exit(128 + number))
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -277,8 +278,8 @@ def queue_refinements(store, name, variants, k, budget):
                 refine.enqueue_trial(
                     t.params,
                     user_attrs={
-                        "draw": draw_of(t),
-                        "seed": t.user_attrs.get("seed", draw_of(t)),
+                        "draw": t.user_attrs.get("draw", t.number),
+                        "seed": t.user_attrs.get("seed", t.user_attrs.get("draw", t.number)),
                         "source_trial": t.number,
                         "source_stage": stage,
                     },

@@ -178,11 +178,12 @@ def _checkpoint_path(run_dir):
 
 
 def verify_sums(run_dir):
-    """Check every file listed in SHA256SUMS (`<hex>  <name>` lines); a missing or changed
-    file raises UserError naming it."""
+    """Check every file listed in SHA256SUMS (`<hex>  <name>` lines); a missing or changed file, or
+    one the list leaves out (but hidden and *.md ones), raises UserError naming it: `pack` lists all."""
     sums = run_dir / SUMS_FILE
     if not sums.is_file():
         raise UserError(f"{run_dir} is not a complete shipped run: {SUMS_FILE} is missing")
+    listed = set()
     for line in sums.read_text(errors="replace").splitlines():
         digest, _, name = line.strip().partition("  ")
         if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -192,6 +193,12 @@ def verify_sums(run_dir):
             raise UserError(f"{path} is missing (listed in {SUMS_FILE})")
         if sha256(path) != digest:
             raise UserError(f"{path} is corrupted: its SHA-256 does not match {SUMS_FILE}")
+        listed.add(name)
+    others = {p.name for p in run_dir.iterdir() if p.suffix != ".md" and not p.name.startswith(".")}
+    if unlisted := sorted(others - listed - {SUMS_FILE}):
+        raise UserError(
+            f"{sums} lists no checksum for {', '.join(unlisted[:5])} (a shipped run lists every file)"
+        )
 
 
 def write_sums(run_dir, names):

@@ -15,7 +15,9 @@ training data or network: `save_tokenizer` / `load_tokenizer`.
 """
 
 import contextlib
+import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -64,10 +66,11 @@ class SentencePieceTokenizer:
             if bos_eos
             else dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1)
         )
+        model = io.BytesIO()  # trained in memory, then written by write_whole (no half-written file)
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=(clean(s) for s in sentences),
-                model_prefix=str(model_prefix),
+                model_writer=model,
                 vocab_size=vocab_size,
                 model_type=model_type,
                 character_coverage=1.0,
@@ -79,9 +82,10 @@ class SentencePieceTokenizer:
                 **specials,
             )
         except RuntimeError as e:  # e.g. fewer pieces than the text has distinct characters
-            reason = str(e).split("] ", 1)[-1].splitlines()[0]
+            lines = str(e).split("] ", 1)[-1].strip().splitlines()
+            reason = lines[0] if lines else (str(e).strip() or type(e).__name__)
             raise UserError(f"cannot train a {vocab_size}-piece SentencePiece model: {reason}") from None
-        Path(f"{model_prefix}.vocab").unlink(missing_ok=True)  # the .model holds the vocabulary too
+        write_whole(Path(f"{model_prefix}.model"), model.getvalue())
         return cls(f"{model_prefix}.model")
 
     def encode(self, text):
@@ -214,6 +218,22 @@ class BPEmbTokenizer:
 KINDS = {t.kind: t for t in (SentencePieceTokenizer, BPEmbTokenizer)}
 
 
+def write_whole(path, data):
+    """Write `data` (bytes) to `path` through a temporary sibling renamed into place: on failure (a
+    full disk) nothing of it is left, and UserError names the file and the free space."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise UserError(
+            f"could not save the tokenizer file {path} ({e.strerror or e}; {free / 2**20:.1f} MiB free "
+            f"on its disk, {len(data) / 2**20:.1f} MiB needed); nothing of it was kept"
+        ) from None
+
+
 def save_tokenizer(tokenizer, run_dir, lang):
     """Describe `tokenizer` in `run_dir/tokenizer_<lang>.json`, copying its model file into
     `run_dir` as `tokenizer_<lang>.model` unless it is there already (a model shared by both
@@ -222,10 +242,9 @@ def save_tokenizer(tokenizer, run_dir, lang):
     source = tokenizer.model_file
     target = source if source.resolve().parent == run_dir.resolve() else run_dir / f"tokenizer_{lang}.model"
     if source.resolve() != target.resolve():
-        shutil.copyfile(source, target)
-    (run_dir / f"tokenizer_{lang}.json").write_text(
-        json.dumps({"kind": tokenizer.kind, "model_file": target.name, "lang": lang}, indent=2) + "\n"
-    )
+        write_whole(target, source.read_bytes())
+    meta = {"kind": tokenizer.kind, "model_file": target.name, "lang": lang}
+    write_whole(run_dir / f"tokenizer_{lang}.json", (json.dumps(meta, indent=2) + "\n").encode())
     return load_tokenizer(run_dir, lang)
 
 

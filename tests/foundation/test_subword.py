@@ -1,6 +1,7 @@
 """subword.py: SentencePiece models trained here and BPEmb's pretrained ones behind one interface,
 checked against SentencePiece and the bpemb package themselves."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -181,3 +182,42 @@ def test_bpemb_vectors_of_another_vocabulary_are_refused(tmp_path):
 def test_too_small_a_vocabulary_is_a_user_error(english, tmp_path):
     with pytest.raises(UserError, match="cannot train a 8-piece SentencePiece model"):
         subword.SentencePieceTokenizer.train(english, tmp_path / "tiny", 8)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Path.write_bytes writes half of its data, then fails as a full disk does (ENOSPC)."""
+
+    def write_half(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_half)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_half_written_tokenizer(
+    english, english_sp, tmp_path, full_disk
+):
+    with pytest.raises(UserError) as error:
+        subword.SentencePieceTokenizer.train(english, tmp_path / "tokenizer_en", 400)
+    message = str(error.value)
+    assert f"could not save the tokenizer file {tmp_path / 'tokenizer_en.model'} (No space left" in message
+    assert "MiB free on its disk" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no .model, .vocab or temporary file
+    with pytest.raises(UserError, match=r"could not save the tokenizer file .*tokenizer_en\.model"):
+        subword.save_tokenizer(english_sp, tmp_path, "en")  # the copy of a model trained elsewhere
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_of_sentencepiece_without_a_message_is_one_line(english, tmp_path, monkeypatch):
+    """SentencePiece's message may hold nothing after its source location (a failed write)."""
+
+    def fail(**kwargs):
+        raise RuntimeError("Internal: src/trainer_interface.cc(662) [!status.ok()] ")
+
+    monkeypatch.setattr(subword.spm.SentencePieceTrainer, "train", fail)
+    with pytest.raises(
+        UserError, match=r"cannot train a 400-piece SentencePiece model: Internal: .*ok\(\)\]$"
+    ):
+        subword.SentencePieceTokenizer.train(english, tmp_path / "tokenizer_en", 400)

@@ -132,7 +132,7 @@ def test_the_export_imports_back_without_its_lost_attempts(tmp_path):
     assert [t.intermediate_values for t in got] == [{1: 10.5, 2: 9.5}, {1: 9.9, 2: 8.9}]
     assert got[1].params == pytest.approx(space.draw(1, "NP"), rel=1e-5)
     assert not any(t.user_attrs["imported"] for t in got)  # run by Optuna, not the earlier search
-    assert study.next_draw(study.load_study(again, "jsb-NP"), 2) == 2  # the lost draw runs next
+    assert study.next_draw(study.load_study(again, "jsb-NP").get_trials(), 2) == 2  # the lost draw runs next
 
 
 def test_two_workers_share_one_sqlite_file_and_resume_adds_nothing(tmp_path, capsys):
@@ -275,6 +275,49 @@ def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
     assert len(retry) == 1 and retry[0].params == space.draw(
         killed.user_attrs.get("draw", killed.number), "V"
     )
+
+
+# A worker that SIGKILLs itself the instant its trial exists (Study.ask returned: RUNNING, no attribute, no
+# heartbeat yet), on purpose rather than by timing: the state a kill a few milliseconds in leaves behind.
+KILL_AT_CREATION = """
+import os, signal, sys
+import optuna
+from lstm import study
+ask = optuna.Study.ask
+def ask_and_die(self, *args, **kwargs):
+    ask(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+optuna.Study.ask = ask_and_die
+study.work(sys.argv[1], [("jsb-V", 2)], sys.argv[2], None)
+"""
+
+
+def test_a_worker_killed_the_instant_its_trial_exists_loses_no_draw(tmp_path):
+    """Killed right after the trial is created, and again right after its retry is taken from the queue:
+    each retry inherits the lost trial's draw, and the study ends with draws 0 and 1 once each."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["variants", "--budget", "full", *TINY, "--variants", "V", "--trials", "2", "--storage", url]
+    argv += ["--out", str(tmp_path / "out")]
+    store = study.storage(url, grace=1)
+    study.open_study(store, "jsb", "V", study.budget_of(build_parser().parse_args(argv)))
+    for killed in (0, 1):
+        worker = [sys.executable, "-c", KILL_AT_CREATION, url, str(FIXTURE)]
+        assert (
+            subprocess.run(worker, cwd=ROOT, capture_output=True, timeout=600).returncode == -signal.SIGKILL
+        )
+        s = optuna.load_study(study_name="jsb-V", storage=store)
+        assert [t.state for t in s.get_trials()][killed:] == [TrialState.RUNNING]
+        assert "draw" not in s.get_trials()[killed].user_attrs
+        time.sleep(1.5)  # past the grace of 1 s: a silent RUNNING trial is then failed and queued again
+        study.fail_dead_trials(s, store)
+    assert run(argv) == 0
+    done = trials(url, "jsb-V")
+    complete = [t.user_attrs["draw"] for t in done if t.state == TrialState.COMPLETE]
+    assert complete == [0, 1]  # the lost draw (retried), then the next one: none lost, none twice
+    assert [t.state for t in done] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert [t.system_attrs.get("failed_trial") for t in done] == [None, 0, 0, None]
+    assert [t.params for t in done[2:]] == [space.draw(0, "V"), space.draw(1, "V")]
+    assert study.draws(done) == [0, 0, 0, 1]
 
 
 def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(tmp_path):

@@ -3,7 +3,9 @@ spans the detector protects on the committed set tests/fixtures/names_eval.tsv, 
 conversions, the word statistic, and one end-to-end check with the shipped models."""
 
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -197,3 +199,34 @@ def test_shipped_models_keep_the_names_end_to_end():
         run, "Gwendolyn canta muy bien.", keep_names=True
     )
     assert "Gwendolyn" in translation and "\u2581Gwendolyn" in src_pieces and "\u2581Gwendolyn" in tgt_pieces
+
+
+def test_a_1_mb_line_costs_time_in_proportion_to_its_length():
+    """protect() on a 1 MB line of ordinary sentences takes at most 10 times (generous: a loaded machine)
+    its length's share of the time of a 10 kB line measured now; the detector that searched the whole
+    text before every capitalised word took about 100 times (minutes). An alarm ends that case early."""
+    tokenizer, lexicon = shipped_detector("en-es")
+    sentence = "Dr. Okonkwo met Anthony Hopkins in Boston last May. Tom said it costs 500 dollars! "
+    short, long = (sentence * (size // len(sentence)) for size in (10_000, 1_000_000))
+    base = []
+    for _ in range(3):
+        start = time.perf_counter()
+        names.protect(short, tokenizer, lexicon)
+        base.append(time.perf_counter() - start)
+    bound = 10 * min(base) * len(long) / len(short) + 2
+
+    def late(number, frame):
+        raise TimeoutError(f"protect() on 1 MB took over {bound:.1f} s (10 kB: {min(base):.3f} s)")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.setitimer(signal.ITIMER_REAL, bound)
+    try:
+        start = time.perf_counter()
+        text, replacements = names.protect(long, tokenizer, lexicon)
+        seconds = time.perf_counter() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert seconds < bound
+    assert text.startswith("John met Mary in Boston last May. Tom said it costs 300 dollars!")
+    assert len(replacements) == 5  # 2 names, 3 numbers: the surrogates the line does not hold

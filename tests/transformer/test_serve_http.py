@@ -15,6 +15,7 @@ import pytest
 from transformer.runs import load_run
 from transformer.serve import app as serve
 from transformer.serve import load
+from transformer.serve.security import HARDENING_HEADERS
 
 SENTENCE = "He admired her as a great director."
 TIMEOUT = 60  # seconds any one socket operation may take
@@ -49,8 +50,8 @@ def raw(port, data, timeout=TIMEOUT):
     return int(status_line.split()[1]), headers, body
 
 
-def request(port, method, path, body=None, headers=()):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+def request(port, method, path, body=None, headers=(), timeout=TIMEOUT):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=dict(headers))
         response = connection.getresponse()
@@ -65,6 +66,7 @@ def assert_json_error(status, headers, body, expected_status, fragment=""):
     error = json.loads(body)["error"]
     assert fragment in error and "\n" not in error and "Traceback" not in error
     assert not any(name.startswith("access-control-") for name in headers)
+    assert {k: headers.get(k.lower()) for k in HARDENING_HEADERS} == HARDENING_HEADERS  # app's or waitress's
 
 
 JSON = {"Content-Type": "application/json"}
@@ -106,6 +108,13 @@ def test_a_rebinding_host_is_refused(server):
     assert_json_error(status, headers, body, 403, "no Host")
 
 
+def test_two_host_headers_are_refused_even_with_the_local_one_first(server):
+    port = server.server_port
+    for second in (b"evil.example", b"127.0.0.1"):
+        data = b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nHost: %s\r\nConnection: close\r\n\r\n"
+        assert_json_error(*raw(port, data % (str(port).encode(), second)), 400, "more than one Host header")
+
+
 def test_models_name_no_local_path(server, tiny_run):
     status, _, body = request(server.server_port, "GET", "/api/models")
     assert status == 200 and str(tiny_run.parent) not in body.decode()
@@ -137,6 +146,7 @@ def test_a_chunked_body_is_limited_as_a_whole(server, path, payload, field, valu
         (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 431, "over 8192 bytes"),
         (b"GARBAGE\r\n\r\n", 400, ""),
         (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400, ""),
+        (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not implemented"),
         (b"GET //evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 404, ""),
         (b"GET /static/../app.py HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 404, ""),
     ],
@@ -208,6 +218,72 @@ def test_clients_past_the_connection_limit_wait_for_a_free_slot(app):
     finally:
         for sock in sockets:
             sock.close()
+        server.shutdown()
+
+
+class Drip:
+    """``count`` connections from ``source`` (another loopback address than the normal client's) that
+    start a request and then send one byte of a header every 0.2 s, never finishing it: never idle."""
+
+    def __init__(self, port, count, source="127.0.0.2"):
+        address = ("127.0.0.1", port)
+        self.sockets = [
+            socket.create_connection(address, timeout=TIMEOUT, source_address=(source, 0))
+            for _ in range(count)
+        ]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._drip, daemon=True)
+        self.thread.start()
+
+    def _drip(self):
+        data = b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: "
+        while not self.stop.is_set():
+            for sock in self.sockets:
+                try:
+                    sock.send(data)
+                except OSError:  # closed by the server
+                    pass
+            data = b"a"
+            self.stop.wait(0.2)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(TIMEOUT)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_one_address_cannot_take_every_slot(app):
+    """12 drip clients from 127.0.0.2 against 10 connection slots: its first 8 are kept, the others
+    closed at once, so a client from 127.0.0.1 is answered while they drip (before: it waited for
+    them all; their requests' and idle timeouts are 60 s here, past the end of the test)."""
+    limits = dict(channel_timeout=60, request_timeout=60, cleanup_interval=1, connections_per_address=8)
+    server = serve.serve_in_thread(app, connection_limit=12, **limits)  # 10 + the listener + its trigger
+    drip = Drip(server.server_port, 12)
+    try:
+        start = time.monotonic()
+        assert all(_closed_by_server(sock, start + 20) for sock in drip.sockets[8:])
+        status, _, body = request(server.server_port, "GET", "/api/models", timeout=20)
+        assert status == 200 and json.loads(body)["models"]
+        assert not any(_closed_by_server(sock, time.monotonic() + 0.1) for sock in drip.sockets[:8])
+    finally:
+        drip.close()
+        server.shutdown()
+
+
+def test_a_request_that_drips_in_is_closed_after_the_request_timeout(app):
+    """5 drip clients, never idle: each is closed once its request has taken 2 s to arrive (not
+    before), although the idle timeout (60 s here) would never close it."""
+    server = serve.serve_in_thread(app, channel_timeout=60, request_timeout=2, cleanup_interval=1)
+    start = time.monotonic()
+    drip = Drip(server.server_port, 5)
+    try:
+        assert all(_closed_by_server(sock, start + 2 + 1 + 20) for sock in drip.sockets)
+        assert time.monotonic() - start > 2
+        status, _, _ = request(server.server_port, "GET", "/api/models")
+        assert status == 200
+    finally:
+        drip.close()
         server.shutdown()
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from transformer.inference.attention_maps import KINDS, attention_summary, sentence_attention
+from transformer.inference.translate import clean_output
 from transformer.runs import load_run, resolve_checkpoint
 from tutorials_common.cliutil import UserError
 from tutorials_common.plotting import pyplot
@@ -252,8 +253,8 @@ def heatmaps_main(args):
         sentences = ARTICLE_SENTENCES.get(run.direction.split("-")[0], ARTICLE_SENTENCES["en"])
     for sentence in sentences:
         translation, rows, paths = write_heatmaps(run, sentence, args.out)
-        print(f"source:      {sentence}")
-        print(f"translation: {translation}")
+        print(f"source:      {clean_output(sentence)}")  # no control character reaches the terminal
+        print(f"translation: {clean_output(translation)}")
         print(format_summary(rows))
         print()
         print(

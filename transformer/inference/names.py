@@ -59,6 +59,8 @@ _DOTTED = sorted(
     {t[:-1] for titles in TITLES.values() for t in titles if t.endswith(".")}, key=len, reverse=True
 )
 ABBREVIATION_END = re.compile(r"(?<!\w)(?:[A-Z]|" + "|".join(_DOTTED) + r")\.$")  # text ends "Dr." or "J."
+ABBREVIATION_CHARS = len(_DOTTED[0]) + 1  # the longest text ABBREVIATION_END matches ("Prof.")
+WORD_CHAR = re.compile(r"\w")
 
 
 def stem(word):
@@ -95,13 +97,21 @@ class Lexicon:
         return word in self.starts or stem(word) in self.stems
 
 
-def starts_sentence(text, position):
+def starts_sentence(text, position, first_word_char=None):
     """True when `position` begins a sentence: nothing but punctuation before it ("¿Dónde"),
-    or an end mark, colon or opening quote that is not the dot of a title or initial."""
-    before = text[:position].rstrip()
-    if not re.search(r"\w", before) or before[-1] in '!?:;"«“¡¿':
+    or an end mark, colon or opening quote that is not the dot of a title or initial. It reads
+    only the spaces before `position` and a title's length before them (a long line costs no
+    more per word); `first_word_char`, where the text's first letter or digit is, spares the
+    search for it from the start."""
+    if first_word_char is None:
+        found = WORD_CHAR.search(text, 0, position)
+        first_word_char = found.start() if found else len(text)
+    end = position
+    while end and text[end - 1].isspace():
+        end -= 1
+    if first_word_char >= end or text[end - 1] in '!?:;"«“¡¿':
         return True
-    return before[-1] == "." and not ABBREVIATION_END.search(before)
+    return text[end - 1] == "." and not ABBREVIATION_END.search(text, max(end - ABBREVIATION_CHARS, 0), end)
 
 
 class Replacement(NamedTuple):
@@ -147,7 +157,8 @@ def capitalised_runs(text, lang=None):
             runs.append(run)
         run = [m] if capitalised else []
     runs += [run] if run else []
-    return [(r, starts_sentence(text, r[0].start())) for r in runs]
+    first = WORD_CHAR.search(text)
+    return [(r, starts_sentence(text, r[0].start(), first.start() if first else len(text))) for r in runs]
 
 
 def _name_span(text, run, at_start, tokenizer, lexicon):

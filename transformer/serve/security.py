@@ -6,7 +6,7 @@ through DNS rebinding, a name the attacker controls can resolve to 127.0.0.1. So
 
 * :func:`check_host`: the ``Host`` header must name this server: 127.0.0.1, localhost,
   [::1], the address it was started on, or a name from ``--allow-host`` (403 otherwise;
-  a rebinding page sends its own name);
+  a rebinding page sends its own name); a request with two ``Host`` headers is a 400;
 * :func:`check_origin`: an ``Origin`` header, when present, must be the server's own
   (browsers send it with every cross-site POST and ``fetch``; 403 otherwise);
 * :func:`check_json_body`: an API body must be declared ``application/json`` (415
@@ -41,6 +41,8 @@ def check_host(host, allowed):
     """Refuse (403) a missing ``Host`` or one that is not in ``allowed``."""
     if not host:
         raise ApiError(403, "the request has no Host header")
+    if "," in host:  # waitress joins repeated headers with ", "; no host name holds a comma
+        raise ApiError(400, "the request has more than one Host header")
     if host_name(host) not in allowed:
         raise ApiError(
             403,
@@ -64,11 +66,16 @@ def check_json_body(mimetype):
         raise ApiError(415, "the request body must be sent with Content-Type: application/json")
 
 
+HARDENING_HEADERS = {  # on every answer: the app's (harden_response) and waitress's own (wsgi.py)
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def harden_response(response):
     """Headers that keep other sites from reading, sniffing or framing the answers."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers.update(HARDENING_HEADERS)
     return response
