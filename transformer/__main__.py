@@ -69,8 +69,7 @@ def add_train(sub):
     p.add_argument(
         "--profile",
         choices=config.PROFILE_NAMES,
-        default="base",
-        help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)",
+        help="model and training size (a resumed run keeps its own; default base: 4 layers, d_model 128, dff 512, 8 heads)",
     )
     p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
     p.add_argument(

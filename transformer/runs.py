@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from transformer import data
-from transformer.config import LOADED_KEYS, RESUMABLE, upgrade
+from transformer.config import LOADED_KEYS, RESUMABLE, upgrade, validate
 from transformer.inference import names_words
 from transformer.model.encoder_decoder import build_model
 from tutorials_common import runlock
@@ -147,17 +147,16 @@ class Run:
 
 def read_config(run_dir):
     """A run's config.json with today's key names (`config.upgrade`), checked for the keys
-    and types a model is built from."""
+    a model is built from and for every value's type and range (`config.validate`)."""
     config_file = Path(run_dir) / "config.json"
     config = read_json(config_file, f"{run_dir} is not a complete run: config.json is missing")
     if not isinstance(config, dict):
         raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
     config = upgrade(config)
-    for key, kind in LOADED_KEYS.items():
-        if not isinstance(config.get(key), kind):
-            raise UserError(
-                f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}"
-            )
+    missing = [key for key in LOADED_KEYS if config.get(key) is None]
+    if missing:
+        raise UserError(f"{config_file}: {', '.join(missing)} missing (the model is built from them)")
+    validate(config, config_file)
     if config["direction"] not in data.DIRECTIONS:
         raise UserError(f"{config_file}: unknown direction {config['direction']!r}")
     return config

@@ -189,9 +189,12 @@ def main(args):
         overrides["precision"] = overrides["precision"] or "mixed_float16"
     if overrides["data"] is not None and not Path(overrides["data"]).is_file():
         raise UserError(f"no such data file: {overrides['data']}")
-    config = make_config(args.profile, **overrides)
-    config["_explicit"] = {k for k, v in overrides.items() if v is not None}
-    run_name = args.run or f"{config['direction']}-{args.profile}"
+    config = make_config(args.profile or "base", **overrides)
+    # (a resumed run refuses a different --profile like any other non-resumable flag)
+    config["_explicit"] = {k for k, v in overrides.items() if v is not None} | (
+        {"profile"} if args.profile else set()
+    )
+    run_name = args.run or f"{config['direction']}-{config['profile']}"
     run_dir = checkpoints_dir(args.checkpoints_dir) / run_name
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays clean; all logs go to stderr
         return train(config, run_dir, restart_run=getattr(args, "restart", False))
