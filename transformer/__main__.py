@@ -156,6 +156,19 @@ def add_pack(sub):
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
 
 
+def add_average(sub):
+    """`average` (transformer/training/averaging.py)."""
+    p = sub.add_parser(
+        "average", help="the mean of a run's last N checkpoints, written as a shipped directory"
+    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="a run directory written by `train`")
+    p.add_argument("--last", type=cliutil.positive_int, default=5, help="how many checkpoints (default 5)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=cliutil.lazy("transformer.training.averaging", "main"))
+
+
 def add_export(sub):
     """`export` (transformer/inference/export.py)."""
     p = sub.add_parser(
@@ -311,6 +324,7 @@ def build_parser():
         add_translate,
         add_evaluate,
         add_pack,
+        add_average,
         add_export,
         add_heatmaps,
         add_demo,

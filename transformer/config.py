@@ -137,6 +137,18 @@ SETTINGS = {
     "dropout_rate": Setting(
         "dropout rate", 0.1, type=probability, flag="--dropout", loaded=(int, float), model_arg="dropout_rate"
     ),
+    "attention_dropout": Setting(
+        "dropout on the attention weights (0: the paper; Araabi & Monz 2020 for small corpora)",
+        0.0,
+        type=probability,
+        model_arg="attention_dropout",
+    ),
+    "activation_dropout": Setting(
+        "dropout on the feed-forward ReLU activations (0: the paper)",
+        0.0,
+        type=probability,
+        model_arg="activation_dropout",
+    ),
     "pre_norm": Setting(
         "pre-norm layers instead of the paper's post-norm",
         False,
@@ -165,6 +177,13 @@ SETTINGS = {
         type=int_range(2),
         loaded=int,
         model_arg="max_length",
+    ),
+    "subword_alpha": Setting(
+        "BPE-dropout while training: SentencePiece samples each training sentence's segmentation "
+        "anew every epoch, merges dropped with this probability (Provilkov et al. 2020; 0: off; "
+        "translation always segments deterministically)",
+        0.0,
+        type=probability,
     ),
     # --- the optimizer and the loss (section 5.3, 5.4)
     "token_budget": Setting(
@@ -222,6 +241,8 @@ def make_config(profile="base", **overrides):
     config = {"profile": profile, **{key: s.value(profile) for key, s in SETTINGS.items()}}
     config.update({k: v for k, v in overrides.items() if v is not None})
     validate(config)
+    if config["tokenizer"] == "bpemb" and config["subword_alpha"]:
+        raise UserError("--subword-alpha samples SentencePiece segmentations: not with --tokenizer bpemb")
     if config["tokenizer"] == "bpemb" and config["share_embeddings"]:
         config["share_embeddings"] = False  # BPEmb has one vocabulary per language
     return config
@@ -283,6 +304,9 @@ def upgrade(config):
     for key in RETIRED:
         config.pop(key, None)
     config.setdefault("share_embeddings", False)
+    for key, s in SETTINGS.items():  # a model argument added later: its default is the older model
+        if s.model_arg and s.default is not None and not callable(s.default):
+            config.setdefault(key, s.default)
     return config
 
 

@@ -228,7 +228,7 @@ def load_weights(model, path):
         variable.assign(array.astype(variable.dtype))
 
 
-def _restore_checkpoint(model, checkpoint):
+def restore_checkpoint(model, checkpoint):
     """Restore the model's variables from a training checkpoint (its optimizer state is not needed)."""
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # a failed restore warns line by line about every unrestored value
@@ -278,7 +278,7 @@ def load_run(run_dir):
     if shipped:
         load_weights(model, checkpoint)
     else:
-        _restore_checkpoint(model, checkpoint)
+        restore_checkpoint(model, checkpoint)
     return Run(model, tokenizers[0], tokenizers[1], config, config["direction"], run_dir, checkpoint)
 
 
