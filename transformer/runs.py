@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from transformer import data
-from transformer.config import LOADED_KEYS, RESUMABLE, upgrade, validate
+from transformer.config import LOADED_KEYS, RESUMABLE, upgrade
+from transformer.config_check import validate
 from transformer.inference import names_words
 from transformer.model.encoder_decoder import build_model
 from tutorials_common import runlock
@@ -147,7 +148,7 @@ class Run:
 
 def read_config(run_dir):
     """A run's config.json with today's key names (`config.upgrade`), checked for the keys
-    a model is built from and for every value's type and range (`config.validate`)."""
+    a model is built from and for every value's type and range (`config_check.validate`)."""
     config_file = Path(run_dir) / "config.json"
     config = read_json(config_file, f"{run_dir} is not a complete run: config.json is missing")
     if not isinstance(config, dict):
