@@ -76,6 +76,16 @@ quality: install ## Train base for DIRECTION for QUALITY_EPOCHS epochs with drop
 	$(PY) -m transformer train --direction $(DIRECTION) --profile base --run $(QUALITY_RUN) --epochs $(QUALITY_EPOCHS) --dropout $(QUALITY_DROPOUT) $(TRAIN_ARGS)
 	$(PY) -m transformer evaluate --checkpoint $(CHECKPOINTS_DIR)/$(QUALITY_RUN) --split test --beam 4
 
+RECIPE_DIR ?= $(CHECKPOINTS_DIR)/recipe
+RECIPE_FLAGS ?= --d-model 256 --dff 1024 --attention-dropout 0.1 --activation-dropout 0.1 --subword-alpha 0.1
+recipe: install ## Issue 36's candidate recipe (RECIPE_FLAGS) for both directions with Keras on JAX (a GPU; tools/train_on_jax.py), last 5 epochs averaged too, test BLEU beam 4 of both; resumable: finished stages are skipped
+	set -e; for d in es-en en-es; do run=$(RECIPE_DIR)/$$d; \
+	  test -f $$run/ids.npz || $(PY) tools/train_on_jax.py prepare --direction $$d --run-dir $$run $(RECIPE_FLAGS); \
+	  test -f $$run/.trained || { KERAS_BACKEND=jax $(PY) tools/train_on_jax.py train --run-dir $$run --epochs 60 --patience 6 --average 5 && touch $$run/.trained; }; \
+	  mkdir -p $$run-average && cp $$run/config.json $$run/tokenizer_* $$run-average/ && cp $$run/weights-average.npz $$run-average/weights.npz; \
+	  for r in $$run $$run-average; do test -f $$r.test-beam4.txt || { $(PY) -m transformer evaluate --checkpoint $$r --split test --beam 4 --out $$r-eval > $$r.test-beam4.tmp && mv $$r.test-beam4.tmp $$r.test-beam4.txt; }; cat $$r.test-beam4.txt; done; \
+	done
+
 transformer-data-stats: install ## Pairs, unique sources and the source-disjoint 90/5/5 split of spa.txt
 	$(PY) -m transformer data-stats
 

@@ -19,8 +19,12 @@ one GPU in minutes instead of an hour a direction on a 2-core CPU. Two steps:
 
        KERAS_BACKEND=jax python tools/train_on_jax.py train --run-dir ~/runs/es-en-base
 
-   `prepare --precision mixed_bfloat16` (or `--warmup-steps N`, `--lr-scale X`) writes that
-   recipe into config.json, which `train` follows; `train --snapshot-epochs 4,5,6` also keeps
+   `prepare` takes every flag of `python -m transformer train` (`--profile`, `--d-model`,
+   `--attention-dropout`, `--subword-alpha`, `--label-smoothing`, `--precision mixed_bfloat16`,
+   ...: transformer/config.py's table) and writes that recipe into config.json, which `train`
+   follows (with `--subword-alpha`, `prepare` also writes the training pairs, and `train`
+   segments them anew every epoch). `train --average N` also writes the mean of the last N
+   epochs' weights to `weights-average.npz`; `train --snapshot-epochs 4,5,6` also keeps
    those epochs' weights (BLEU against epochs) and `--time-limit S` stops before an epoch
    that would end after S seconds. Every bucket shape is compiled before the first epoch,
    in parallel threads (about 2 minutes on a 16-core GPU host instead of 4-5).
@@ -43,20 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def prepare(args):
+    from transformer import config as settings
     from transformer import data
-    from transformer.config import make_config
     from transformer.runs import prepare_run
 
-    config = make_config(
-        "base",
-        direction=args.direction,
-        share_embeddings=args.share_embeddings,
-        data=args.data,
-        precision=args.precision,
-        warmup_steps=args.warmup_steps,
-        lr_scale=args.lr_scale,
+    overrides = settings.overrides(args)
+    if overrides["direction"] is None:
+        sys.exit("error: prepare needs --direction")
+    config = settings.make_config(
+        args.profile, **{**overrides, "precision": overrides["precision"] or "float32"}
     )
     config, src_tok, tgt_tok, splits = prepare_run(Path(args.run_dir), config)
+    if config["subword_alpha"]:  # `train` samples their segmentations anew every epoch
+        pairs = data.flatten(splits["train"])
+        (Path(args.run_dir) / "train_pairs.json").write_text(json.dumps(pairs, ensure_ascii=False))
     arrays = {}
     for split in ("train", "validation"):
         src, tgt, dropped = data.encode_pairs(
@@ -117,6 +121,19 @@ def unflatten(flat, lengths):
     return [flat[e - n : e].astype(np.int32) for e, n in zip(ends, lengths.astype(np.int64))]
 
 
+def sampled_epoch(run_dir, config, pairs, epoch):
+    """The training pairs segmented anew for `epoch` (`--subword-alpha`: BPE-dropout), seeded
+    as `python -m transformer train` seeds them."""
+    from transformer import data
+    from transformer.runs import languages
+    from tutorials_common.subword import load_tokenizer
+
+    src_tok, tgt_tok = (load_tokenizer(run_dir, lang) for lang in languages(config["direction"]))
+    alpha, seed = config["subword_alpha"], config["seed"] + epoch - 1
+    src, tgt, _ = data.encode_pairs(pairs, src_tok, tgt_tok, config["max_sentence_tokens"], alpha, seed)
+    return [np.array(ids, np.int32) for ids in src], [np.array(ids, np.int32) for ids in tgt]
+
+
 def train(args):
     import jax
     import keras
@@ -134,6 +151,9 @@ def train(args):
             k: unflatten(f[f"{k}"], f[f"{k}_lengths"])
             for k in ("train_src", "train_tgt", "validation_src", "validation_tgt")
         }
+    pairs = None
+    if config.get("subword_alpha"):
+        pairs = [tuple(p) for p in json.loads((run_dir / "train_pairs.json").read_text(encoding="utf-8"))]
     keras.utils.set_random_seed(config["seed"])
     model = build_model(config)
     optimizer = make_optimizer(config)
@@ -173,12 +193,14 @@ def train(args):
         config["max_sentence_tokens"],
         np.random.default_rng(0),
     )
-    best, best_epoch, seconds, step, log = math.inf, 0, 0.0, 0, []
+    best, best_epoch, seconds, step, log, recent = math.inf, 0, 0.0, 0, [], []
     began = time.perf_counter()
     compile_all(train_step, eval_step, state, {b[0].shape for b in val_batches})
     print(f"compiled in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     for epoch in range(1, args.epochs + 1):
         start, losses = time.perf_counter(), []
+        if pairs is not None:
+            split["train_src"], split["train_tgt"] = sampled_epoch(run_dir, config, pairs, epoch)
         for src, t_in, t_out in buckets(
             split["train_src"], split["train_tgt"], config["token_budget"], config["max_sentence_tokens"], rng
         ):
@@ -206,6 +228,16 @@ def train(args):
         log.append(record)
         print(json.dumps(record), file=sys.stderr, flush=True)
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+        if args.average:  # the last N epochs' weights, for checkpoint averaging
+            recent = (recent + [[np.asarray(jax.device_get(v), np.float64) for v in state[0]]])[
+                -args.average :
+            ]
+            mean = [sum(arrays) / len(recent) for arrays in zip(*recent)]
+            if len(model.weights) == len(mean):  # (no non-trainable weights in this model)
+                np.savez(
+                    run_dir / "weights-average.npz",
+                    **{f"w{i:04d}": m.astype(args.dtype) for i, m in enumerate(mean)},
+                )
         if val_loss < best or epoch in args.snapshot_epochs:
             for variable, value in zip(model.trainable_variables, state[0]):
                 variable.assign(value)
@@ -229,21 +261,20 @@ def train(args):
 
 
 def main():
+    from transformer import config as settings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare")
-    p.add_argument("--direction", choices=["en-es", "es-en"], required=True)
+    p = sub.add_parser("prepare", help="the run directory and ids.npz; every flag of `transformer train`")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--data", help="a spa.txt-style file (default: fetch spa-eng)")
-    p.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--precision", default="float32", help="dtype policy of the run (default float32)")
-    p.add_argument("--warmup-steps", type=int, help="warm-up steps (default: the base profile's)")
-    p.add_argument("--lr-scale", type=float, help="learning-rate scale (default 1)")
+    p.add_argument("--profile", choices=settings.PROFILE_NAMES, default="base")
+    settings.add_flags(p)  # (--precision defaults to float32 here)
     p = sub.add_parser("train")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--patience", type=int, default=4, help="stop after this many epochs without improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="dtype of weights.npz")
+    p.add_argument("--average", type=int, default=0, help="write the mean of the last N epochs' weights too")
     p.add_argument(
         "--snapshot-epochs",
         type=lambda v: {int(e) for e in v.split(",") if e},

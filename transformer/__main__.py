@@ -72,8 +72,7 @@ def add_train(sub):
     p.add_argument(
         "--profile",
         choices=config.PROFILE_NAMES,
-        default="base",
-        help="model and training size (default base: 4 layers, d_model 128, dff 512, 8 heads)",
+        help="model and training size (a resumed run keeps its own; default base: 4 layers, d_model 128, dff 512, 8 heads)",
     )
     p.add_argument("--run", help="run name (default DIRECTION-PROFILE)")
     p.add_argument(
@@ -164,6 +163,19 @@ def add_pack(sub):
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=cliutil.lazy("transformer.runs", "pack_main"))
+
+
+def add_average(sub):
+    """`average` (transformer/training/averaging.py)."""
+    p = sub.add_parser(
+        "average", help="the mean of a run's last N checkpoints, written as a shipped directory"
+    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="a run directory written by `train`")
+    p.add_argument("--last", type=cliutil.positive_int, default=5, help="how many checkpoints (default 5)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=cliutil.lazy("transformer.training.averaging", "main"))
 
 
 def add_export(sub):
@@ -330,6 +342,7 @@ def build_parser():
         add_translate,
         add_evaluate,
         add_pack,
+        add_average,
         add_export,
         add_heatmaps,
         add_demo,

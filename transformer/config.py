@@ -54,13 +54,13 @@ class Setting:
     help: str
     default: object = None  # a value, or a function that makes one (a fresh dict, the CPU's precision)
     sizes: tuple = None  # its value in each of PROFILE_NAMES, instead of one default
-    type: object = None  # the flag's argparse type; bool: a --x/--no-x switch
+    type: object = None  # the flag's argparse type, its valid range for a loaded run too; bool: a switch
     choices: tuple = None
     flag: str = None  # the flag when it is not --<key with dashes>; "" for none (set by `train`)
     aliases: tuple = ()  # older flag names that still work
     metavar: str = None
     resumable: bool = False  # a resumed run may change it; any other must match the saved config
-    loaded: object = None  # the type a loaded run's config must hold (the model is built from it)
+    loaded: object = None  # a loaded run's config must hold it (the model is built from it)
     model_arg: str = None  # the Transformer constructor argument it sets
     per_language: bool = False  # a repeatable LANG=FILE flag, stored as {lang: file}
 
@@ -111,8 +111,12 @@ SETTINGS = {
         "none",
         choices=("none", "bpemb"),
     ),
-    "src_vocab_size": Setting("source vocabulary size", flag="", loaded=int, model_arg="input_vocab_size"),
-    "tgt_vocab_size": Setting("target vocabulary size", flag="", loaded=int, model_arg="target_vocab_size"),
+    "src_vocab_size": Setting(
+        "source vocabulary size", type=positive_int, flag="", loaded=int, model_arg="input_vocab_size"
+    ),
+    "tgt_vocab_size": Setting(
+        "target vocabulary size", type=positive_int, flag="", loaded=int, model_arg="target_vocab_size"
+    ),
     # --- the model (Vaswani et al. 2017, section 3)
     "num_layers": Setting(
         "encoder and decoder layers",
@@ -132,6 +136,18 @@ SETTINGS = {
     ),
     "dropout_rate": Setting(
         "dropout rate", 0.1, type=probability, flag="--dropout", loaded=(int, float), model_arg="dropout_rate"
+    ),
+    "attention_dropout": Setting(
+        "dropout on the attention weights (0: the paper; Araabi & Monz 2020 for small corpora)",
+        0.0,
+        type=probability,
+        model_arg="attention_dropout",
+    ),
+    "activation_dropout": Setting(
+        "dropout on the feed-forward ReLU activations (0: the paper)",
+        0.0,
+        type=probability,
+        model_arg="activation_dropout",
     ),
     "pre_norm": Setting(
         "pre-norm layers instead of the paper's post-norm",
@@ -161,6 +177,13 @@ SETTINGS = {
         type=int_range(2),
         loaded=int,
         model_arg="max_length",
+    ),
+    "subword_alpha": Setting(
+        "BPE-dropout while training: SentencePiece samples each training sentence's segmentation "
+        "anew every epoch, merges dropped with this probability (Provilkov et al. 2020; 0: off; "
+        "translation always segments deterministically)",
+        0.0,
+        type=probability,
     ),
     # --- the optimizer and the loss (section 5.3, 5.4)
     "token_budget": Setting(
@@ -217,8 +240,10 @@ def make_config(profile="base", **overrides):
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILE_NAMES)}")
     config = {"profile": profile, **{key: s.value(profile) for key, s in SETTINGS.items()}}
     config.update({k: v for k, v in overrides.items() if v is not None})
-    if config["d_model"] % config["num_heads"]:
+    if config["d_model"] % config["num_heads"]:  # (every range: `transformer.config_check`)
         raise UserError(f"d_model {config['d_model']} is not divisible by num_heads {config['num_heads']}")
+    if config["tokenizer"] == "bpemb" and config["subword_alpha"]:
+        raise UserError("--subword-alpha samples SentencePiece segmentations: not with --tokenizer bpemb")
     if config["tokenizer"] == "bpemb" and config["share_embeddings"]:
         config["share_embeddings"] = False  # BPEmb has one vocabulary per language
     return config
@@ -235,6 +260,9 @@ def upgrade(config):
     for key in RETIRED:
         config.pop(key, None)
     config.setdefault("share_embeddings", False)
+    for key, s in SETTINGS.items():  # a model argument added later: its default is the older model
+        if s.model_arg and s.default is not None and not callable(s.default):
+            config.setdefault(key, s.default)
     return config
 
 

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+import sentencepiece as spm
 
 from tutorials_common.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  the ids every tokenizer follows
 
@@ -169,14 +170,19 @@ def bucket_boundaries(max_length, width=BUCKET_WIDTH):
     return list(range(width + 1, max_length + width + 1, width))
 
 
-def encode_pairs(pairs, src_tokenizer, tgt_tokenizer, max_length):
+def encode_pairs(pairs, src_tokenizer, tgt_tokenizer, max_length, alpha=0.0, seed=0):
     """Token ids for (source, target) pairs: source = ids + eos, target = ids + eos (the
     decoder input bos + ids is made in the pipeline). Pairs longer than `max_length` on
-    either side are dropped; returns (src_ids, tgt_ids, dropped)."""
+    either side are dropped; returns (src_ids, tgt_ids, dropped). With `alpha` > 0 every
+    sentence's segmentation is sampled (BPE-dropout, `--subword-alpha`), the same for the
+    same `seed` (one sentence at a time, so no threads reorder the random draws)."""
+    if alpha:
+        spm.set_random_generator_seed(seed)
+    encode = (lambda tok, text: tok.sample(text, alpha)) if alpha else (lambda tok, text: tok.encode(text))
     src_ids, tgt_ids, dropped = [], [], 0
     for source, target in pairs:
-        s = src_tokenizer.encode(source) + [EOS_ID]
-        t = tgt_tokenizer.encode(target) + [EOS_ID]
+        s = encode(src_tokenizer, source) + [EOS_ID]
+        t = encode(tgt_tokenizer, target) + [EOS_ID]
         if len(s) > max_length or len(t) > max_length:
             dropped += 1
             continue

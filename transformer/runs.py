@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from transformer import data
 from transformer.config import LOADED_KEYS, RESUMABLE, upgrade
+from transformer.config_check import validate
 from transformer.inference import names_words
 from transformer.model.encoder_decoder import build_model
 from tutorials_common import runlock
@@ -147,17 +148,16 @@ class Run:
 
 def read_config(run_dir):
     """A run's config.json with today's key names (`config.upgrade`), checked for the keys
-    and types a model is built from."""
+    a model is built from and for every value's type and range (`config_check.validate`)."""
     config_file = Path(run_dir) / "config.json"
     config = read_json(config_file, f"{run_dir} is not a complete run: config.json is missing")
     if not isinstance(config, dict):
         raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
     config = upgrade(config)
-    for key, kind in LOADED_KEYS.items():
-        if not isinstance(config.get(key), kind):
-            raise UserError(
-                f"{config_file}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}"
-            )
+    missing = [key for key in LOADED_KEYS if config.get(key) is None]
+    if missing:
+        raise UserError(f"{config_file}: {', '.join(missing)} missing (the model is built from them)")
+    validate(config, config_file)
     if config["direction"] not in data.DIRECTIONS:
         raise UserError(f"{config_file}: unknown direction {config['direction']!r}")
     return config
@@ -236,7 +236,7 @@ def load_weights(model, path):
         variable.assign(array.astype(variable.dtype))
 
 
-def _restore_checkpoint(model, checkpoint):
+def restore_checkpoint(model, checkpoint):
     """Restore the model's variables from a training checkpoint (its optimizer state is not needed)."""
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # a failed restore warns line by line about every unrestored value
@@ -286,7 +286,7 @@ def load_run(run_dir):
     if shipped:
         load_weights(model, checkpoint)
     else:
-        _restore_checkpoint(model, checkpoint)
+        restore_checkpoint(model, checkpoint)
     return Run(model, tokenizers[0], tokenizers[1], config, config["direction"], run_dir, checkpoint)
 
 

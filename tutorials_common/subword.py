@@ -94,6 +94,12 @@ class SentencePieceTokenizer:
     def encode_batch(self, texts):
         return self.sp.encode([clean(t) for t in texts])
 
+    def sample(self, text, alpha):
+        """A sampled segmentation of `text` for training (subword regularisation; for a BPE
+        model, BPE-dropout: each merge is skipped with probability `alpha`, Provilkov et al.
+        2020). Reproducible after `spm.set_random_generator_seed`; `encode` stays deterministic."""
+        return self.sp.encode(clean(text), enable_sampling=True, alpha=alpha, nbest_size=-1)
+
     def decode(self, ids):
         return self.sp.decode([int(i) for i in ids if not self.sp.is_control(int(i))])
 

@@ -38,6 +38,7 @@ BAD_ARGUMENTS = [
     ("transformer", "plot-run", "--checkpoint"),
     ("transformer", "serve --port 70000", "--port"),
     ("transformer", "pack --checkpoint x --out y --dtype int8", "invalid choice"),
+    ("transformer", "average --checkpoint x --out y --last 0", "--last: must be an integer >= 1, got 0"),
     ("transformer", "export --out y --version 0", "--version"),
     ("transformer", "export --out y --beam 0", "--beam"),
     ("transformer", "bench --seconds 0", "--seconds: must be > 0"),

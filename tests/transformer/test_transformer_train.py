@@ -399,6 +399,8 @@ def test_the_config_table_gives_the_flags_the_resumable_set_and_the_model_argume
         pre_norm=False,
         max_length=160,  # the Transformer's positional table: max_positions
         share_embeddings=True,
+        attention_dropout=0.0,  # 0: today's shipped models
+        activation_dropout=0.0,
     )
 
 

@@ -30,10 +30,23 @@ class _Stack(keras.layers.Layer):
 
     layer_class = None
 
-    def __init__(self, num_layers, d_model, num_heads, dff, dropout_rate=0.1, pre_norm=False, **kwargs):
+    def __init__(
+        self,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        dropout_rate=0.1,
+        pre_norm=False,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_layers, self.d_model, self.num_heads, self.dff = num_layers, d_model, num_heads, dff
         self.dropout_rate, self.pre_norm = dropout_rate, pre_norm
+        self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
+        rates = dict(attention_dropout=attention_dropout, activation_dropout=activation_dropout)
         policy = self.dtype_policy
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
         for i in range(num_layers):
@@ -42,7 +55,9 @@ class _Stack(keras.layers.Layer):
             setattr(
                 self,
                 name,
-                self.layer_class(d_model, num_heads, dff, dropout_rate, pre_norm, name=name, dtype=policy),
+                self.layer_class(
+                    d_model, num_heads, dff, dropout_rate, pre_norm, name=name, dtype=policy, **rates
+                ),
             )
         self.final_norm = (
             keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=policy)
@@ -73,6 +88,8 @@ class _Stack(keras.layers.Layer):
             dff=self.dff,
             dropout_rate=self.dropout_rate,
             pre_norm=self.pre_norm,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
         )
         return config
 
@@ -147,6 +164,8 @@ class Transformer(keras.Model):
         pre_norm=False,
         max_length=256,
         share_embeddings=False,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -156,6 +175,7 @@ class Transformer(keras.Model):
         self.input_vocab_size, self.target_vocab_size = input_vocab_size, target_vocab_size
         self.dropout_rate, self.pre_norm, self.max_length = dropout_rate, pre_norm, max_length
         self.share_embeddings = share_embeddings
+        self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
         policy = self.dtype_policy
         self.source_embedding = PositionalEmbedding(
             input_vocab_size, d_model, max_length, name="source_embedding", dtype=policy
@@ -174,6 +194,8 @@ class Transformer(keras.Model):
             dff=dff,
             dropout_rate=dropout_rate,
             pre_norm=pre_norm,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
             dtype=policy,
         )
         self.encoder = Encoder(name="encoder", **stack)
@@ -273,6 +295,8 @@ class Transformer(keras.Model):
             pre_norm=self.pre_norm,
             max_length=self.max_length,
             share_embeddings=self.share_embeddings,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
         )
         return config
 

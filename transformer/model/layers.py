@@ -74,24 +74,27 @@ class PositionalEmbedding(keras.layers.Layer):
 
 @register
 class FeedForward(keras.layers.Layer):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position alike (eq. 2)."""
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position alike (eq. 2); with
+    `dropout` > 0, dropout on the activations max(0, x W1 + b1) while training ("activation
+    dropout": Araabi & Monz 2020, for small corpora; 0 is the paper's network)."""
 
-    def __init__(self, d_model, dff, **kwargs):
+    def __init__(self, d_model, dff, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.d_model, self.dff = d_model, dff
+        self.d_model, self.dff, self.dropout_rate = d_model, dff, dropout
         self.hidden = keras.layers.Dense(dff, activation="relu", name="hidden", dtype=self.dtype_policy)
         self.output_projection = keras.layers.Dense(d_model, name="output", dtype=self.dtype_policy)
+        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, x_shape):
         self.hidden.build(x_shape)
         self.output_projection.build(tuple(x_shape[:-1]) + (self.dff,))
 
-    def call(self, x):
-        return self.output_projection(self.hidden(x))
+    def call(self, x, training=False):
+        return self.output_projection(self.dropout(self.hidden(x), training=training))
 
     def get_config(self):
         config = super().get_config()
-        config.update(d_model=self.d_model, dff=self.dff)
+        config.update(d_model=self.d_model, dff=self.dff, dropout=self.dropout_rate)
         return config
 
 
@@ -126,31 +129,49 @@ class ResidualNorm(keras.layers.Layer):
 
 
 class _LayerConfig(keras.layers.Layer):
-    """The constructor arguments encoder and decoder layers share, and their config."""
+    """The constructor arguments encoder and decoder layers share, and their config:
+    `attention_dropout` drops attention weights, `activation_dropout` the feed-forward
+    activations (both 0 in the paper; `dropout_rate` is the paper's residual dropout)."""
 
-    def __init__(self, d_model, num_heads, dff, dropout_rate=0.1, pre_norm=False, **kwargs):
+    def __init__(
+        self,
+        d_model,
+        num_heads,
+        dff,
+        dropout_rate=0.1,
+        pre_norm=False,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.d_model, self.num_heads, self.dff = d_model, num_heads, dff
         self.dropout_rate, self.pre_norm = dropout_rate, pre_norm
+        self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
 
     def _sublayers(self, *names):
         """Attention layers named ``names``, their Add & Norm wrappers, the feed-forward network."""
         policy = self.dtype_policy
         for name in names:
-            setattr(self, name, MultiHeadAttention(self.d_model, self.num_heads, name=name, dtype=policy))
+            attention = MultiHeadAttention(
+                self.d_model, self.num_heads, self.attention_dropout, name=name, dtype=policy
+            )
+            setattr(self, name, attention)
             setattr(
                 self,
                 f"{name}_norm",
                 ResidualNorm(self.dropout_rate, self.pre_norm, name=f"{name}_norm", dtype=policy),
             )
-        self.feed_forward = FeedForward(self.d_model, self.dff, name="feed_forward", dtype=policy)
+        self.feed_forward = FeedForward(
+            self.d_model, self.dff, self.activation_dropout, name="feed_forward", dtype=policy
+        )
         self.feed_forward_norm = ResidualNorm(
             self.dropout_rate, self.pre_norm, name="feed_forward_norm", dtype=policy
         )
 
     def _feed_forward(self, x, training):
         h = self.feed_forward_norm.sublayer_input(x)
-        return self.feed_forward_norm(x, self.feed_forward(h), training=training)
+        return self.feed_forward_norm(x, self.feed_forward(h, training=training), training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -160,6 +181,8 @@ class _LayerConfig(keras.layers.Layer):
             dff=self.dff,
             dropout_rate=self.dropout_rate,
             pre_norm=self.pre_norm,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
         )
         return config
 

@@ -23,37 +23,14 @@ from transformer.training.optimizer import make_optimizer
 from tutorials_common.cliutil import UserError
 
 
-def run_epoch(train_step, dataset, desc, stop, max_steps, current_step):
-    """Train on `dataset` until it ends, a signal arrives or `max_steps` is reached; returns
-    the epoch's mean loss and accuracy, target tokens, steps and seconds."""
-    start, tokens, loss_sum, acc_sum, n = time.perf_counter(), 0.0, 0.0, 0.0, 0
-    with tqdm(
+def progress_bar(desc):
+    """The per-step progress bar on stderr (refreshed every second on a terminal, else every minute)."""
+    return tqdm(
         desc=desc,
         unit="step",
         file=sys.stderr,
         dynamic_ncols=True,
         mininterval=1.0 if sys.stderr.isatty() else 60.0,
-    ) as bar:
-        for inputs, labels in dataset:
-            loss, acc, ntok = (float(x) for x in train_step(inputs, labels))
-            if not math.isfinite(loss):
-                raise FloatingPointError(loss)
-            tokens, loss_sum, acc_sum, n = tokens + ntok, loss_sum + loss, acc_sum + acc, n + 1
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss:.3f}",
-                acc=f"{acc:.3f}",
-                tok_s=f"{tokens / (time.perf_counter() - start):,.0f}",
-                refresh=False,
-            )
-            if stop.signum is not None or (max_steps and current_step() >= max_steps):
-                break
-    return dict(
-        train_loss=loss_sum / max(n, 1),
-        train_accuracy=acc_sum / max(n, 1),
-        tokens=tokens,
-        steps=n,
-        seconds=time.perf_counter() - start,
     )
 
 
@@ -138,16 +115,41 @@ class Epochs:
         return bool(self.config["steps"]) and self.state.step >= self.config["steps"]
 
     def run(self, stop, seconds):
-        """Train epoch after epoch; returns the exit status (0, or 128 + signal)."""
-        while int(self.state.epoch) < self.config["epochs"] and not self.out_of_steps():
-            if self.config["patience"] and int(self.state.stale) >= self.config["patience"]:
-                print(
-                    f"early stop: no better validation loss for {int(self.state.stale)} epochs",
-                    file=sys.stderr,
-                )
+        """Train epoch after epoch; returns the exit status (0, or 128 + signal). An epoch:
+        its batches (the same order after a resume) through the train step until they end,
+        the step limit is reached or a signal arrives; then validate, log and save."""
+        config, state = self.config, self.state
+        while int(state.epoch) < config["epochs"] and not self.out_of_steps():
+            if config["patience"] and int(state.stale) >= config["patience"]:
+                print(f"early stop: no better validation loss for {int(state.stale)} epochs", file=sys.stderr)
                 break
-            number = int(self.state.epoch) + 1
-            result = self.train_epoch(number, stop)
+            number = int(state.epoch) + 1
+            batches = self.workers.read(self.workers.distribute(self.epoch_dataset(number - 1)))
+            start, tokens, loss_sum, acc_sum, steps = time.perf_counter(), 0.0, 0.0, 0.0, 0
+            with progress_bar(f"epoch {number}/{config['epochs']}") as bar:
+                for inputs, labels in batches:
+                    loss, acc, step_tokens = (float(x) for x in self.train_step(inputs, labels))
+                    if not math.isfinite(loss):
+                        raise self.diverged(loss)
+                    tokens, loss_sum, acc_sum, steps = (
+                        tokens + step_tokens,
+                        loss_sum + loss,
+                        acc_sum + acc,
+                        steps + 1,
+                    )
+                    bar.update(1)
+                    rate = tokens / (time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+                    if stop.signum is not None or self.out_of_steps():  # (signum: collective, every step)
+                        break
+            self.workers.report(number)
+            result = dict(
+                train_loss=loss_sum / max(steps, 1),
+                train_accuracy=acc_sum / max(steps, 1),
+                tokens=tokens,
+                steps=steps,
+                seconds=time.perf_counter() - start,
+            )
             seconds += result["seconds"]
             signum = stop.signum  # (read once: for several workers it is a collective operation)
             if signum is not None:
@@ -155,26 +157,13 @@ class Epochs:
             self.end_of_epoch(number, result, seconds)
         return 0
 
-    def train_epoch(self, number, stop):
-        """Epoch `number`'s batches (the same order after a resume) through the train step."""
-        batches = self.workers.read(self.workers.distribute(self.epoch_dataset(number - 1)))
-        try:
-            result = run_epoch(
-                self.train_step,
-                batches,
-                f"epoch {number}/{self.config['epochs']}",
-                stop,
-                self.config["steps"] or None,
-                lambda: self.state.step,
-            )
-        except FloatingPointError as e:
-            raise UserError(
-                f"the training loss became {e} at step {self.state.step}; stopped without saving. The last "
-                f"good checkpoint is {self.ckpts.latest.latest_checkpoint or 'none (none was written yet)'}; "
-                "lower the learning rate (--lr-scale) or the token budget and rerun"
-            ) from None
-        self.workers.report(number)
-        return result
+    def diverged(self, loss):
+        """The error for a non-finite training loss: nothing is saved, the last good checkpoint stays."""
+        latest = self.ckpts.latest.latest_checkpoint or "none (none was written yet)"
+        return UserError(
+            f"the training loss became {loss} at step {self.state.step}; stopped without saving. The last "
+            f"good checkpoint is {latest}; lower the learning rate (--lr-scale) or the token budget and rerun"
+        )
 
     def end_of_epoch(self, number, result, seconds):
         """Validate and log the epoch, then (the chief) commit its log line and checkpoint

@@ -104,8 +104,9 @@ def training_batches(config, src_ids, tgt_ids, seed):
 def load_data(config, src_tok, tgt_tok, splits, replicas):
     """(epoch_dataset(number), validation dataset): token-budget batches, packed rows for
     training (`pack_width`; 0: length buckets) and length buckets for validation."""
+    train_pairs = data.flatten(splits["train"])
     train_src, train_tgt, dropped = data.encode_pairs(
-        data.flatten(splits["train"]), src_tok, tgt_tok, config["max_sentence_tokens"]
+        train_pairs, src_tok, tgt_tok, config["max_sentence_tokens"]
     )
     val_src, val_tgt, _ = data.encode_pairs(
         data.flatten(splits["validation"]), src_tok, tgt_tok, config["max_sentence_tokens"]
@@ -119,8 +120,15 @@ def load_data(config, src_tok, tgt_tok, splits, replicas):
 
     def epoch_dataset(number):
         """Epoch `number`'s batches, shuffled with seed + number: the same order whether or
-        not the run was interrupted and resumed."""
-        return training_batches(config, train_src, train_tgt, config["seed"] + number)
+        not the run was interrupted and resumed; with `subword_alpha`, segmented anew with
+        that seed (BPE-dropout)."""
+        seed, alpha = config["seed"] + number, config["subword_alpha"]
+        if not alpha:
+            return training_batches(config, train_src, train_tgt, seed)
+        src, tgt, _ = data.encode_pairs(
+            train_pairs, src_tok, tgt_tok, config["max_sentence_tokens"], alpha, seed
+        )
+        return training_batches(config, src, tgt, seed)
 
     return epoch_dataset, data.make_dataset(
         val_src, val_tgt, config["token_budget"], config["max_sentence_tokens"]
@@ -189,9 +197,12 @@ def main(args):
         overrides["precision"] = overrides["precision"] or "mixed_float16"
     if overrides["data"] is not None and not Path(overrides["data"]).is_file():
         raise UserError(f"no such data file: {overrides['data']}")
-    config = make_config(args.profile, **overrides)
-    config["_explicit"] = {k for k, v in overrides.items() if v is not None}
-    run_name = args.run or f"{config['direction']}-{args.profile}"
+    config = make_config(args.profile or "base", **overrides)
+    # (a resumed run refuses a different --profile like any other non-resumable flag)
+    config["_explicit"] = {k for k, v in overrides.items() if v is not None} | (
+        {"profile"} if args.profile else set()
+    )
+    run_name = args.run or f"{config['direction']}-{config['profile']}"
     run_dir = checkpoints_dir(args.checkpoints_dir) / run_name
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays clean; all logs go to stderr
         return train(config, run_dir, restart_run=getattr(args, "restart", False))
