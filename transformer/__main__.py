@@ -9,13 +9,7 @@ import argparse
 
 from transformer import config
 from tutorials_common import cliutil
-from tutorials_common.cliutil import (
-    int_range,
-    nonnegative_float,
-    nonnegative_int,
-    positive_float,
-    positive_int,
-)
+from tutorials_common.cliutil import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 def add_run_arguments(p):
@@ -34,6 +28,20 @@ def add_run_arguments(p):
 
 
 ENGINE_HELP = "ctranslate2: the run converted once (cached) to CTranslate2, no TensorFlow, the same ids; tensorflow: the Keras loops. Default: ctranslate2 when installed and the run converts, else tensorflow (docs/speed.md)"
+
+
+def add_decoding_arguments(p):
+    """How `translate` and `evaluate` decode: beam, length penalty, batch, names, engine."""
+    p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--length-penalty", type=nonnegative_float, default=0.6, help="GNMT length penalty alpha")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument(
+        "--keep-names",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
+    )
+    p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
 
 
 def add_data_stats(sub):
@@ -97,22 +105,11 @@ def add_translate(sub):
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: read lines from stdin")
     add_run_arguments(p)
-    p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
-    p.add_argument(
-        "--length-penalty", type=nonnegative_float, default=0.6, help="beam search length penalty alpha"
-    )
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument(
-        "--keep-names",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
-    )
+    add_decoding_arguments(p)
     alternatives_help = "per line, every output step: the chosen token and the K likeliest (Keras loops)"
-    p.add_argument("--alternatives", type=int_range(1, 10), metavar="K", help=alternatives_help)
+    p.add_argument("--alternatives", type=cliutil.int_range(1, 10), metavar="K", help=alternatives_help)
     p.add_argument("--prefix", metavar="TEXT", help="force the translation to start with TEXT (Keras loops)")
     p.add_argument("--json", action="store_true", help="one JSON object per line (with --alternatives)")
-    p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
     p.set_defaults(handler=cliutil.lazy("transformer.inference.engine_cli", "translate_main"))
 
 
@@ -123,9 +120,7 @@ def add_evaluate(sub):
     )
     add_run_arguments(p)
     p.add_argument("--split", choices=["test", "validation"], default="test")
-    p.add_argument("--beam", type=positive_int, default=1, help="beam size (default 1: greedy)")
-    p.add_argument("--length-penalty", type=nonnegative_float, default=0.6)
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    add_decoding_arguments(p)
     p.add_argument("--limit", type=positive_int, help="only the first N source sentences of the split")
     p.add_argument("--data", metavar="FILE", help="data file (default: the one the run was trained on)")
     p.add_argument(
@@ -133,13 +128,6 @@ def add_evaluate(sub):
         metavar="DIR",
         help="where the JSON report goes (default: the run directory; out/eval/<run> for a shipped run)",
     )
-    p.add_argument(
-        "--keep-names",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
-    )
-    p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
     p.set_defaults(handler=cliutil.lazy("transformer.inference.evaluation", "evaluate_main"))
 
 
@@ -283,7 +271,7 @@ def add_serve(sub):
     )
     p.add_argument(
         "--port",
-        type=int_range(0, 65535),
+        type=cliutil.int_range(0, 65535),
         default=8000,
         help="port (default %(default)s; 0 picks a free one)",
     )
