@@ -91,15 +91,16 @@ def _checkpoint_files(run_dir):
 
 
 def weights_key(run_dir):
-    """SHA-256 of the run's weights: weights.npz, else the files of its checkpoint."""
-    if (run_dir / "weights.npz").is_file():
-        return sha256(run_dir / "weights.npz")
-    files = _checkpoint_files(run_dir)
+    """SHA-256 of everything the conversion reads: the weights (weights.npz, else the files of its
+    checkpoint), config.json and the tokenizer files; a changed config is a new conversion."""
+    files = [run_dir / "weights.npz"] if (run_dir / "weights.npz").is_file() else _checkpoint_files(run_dir)
     if not files:
         raise UserError(f"{run_dir} is not a complete run: it has no checkpoint yet (in best/ or ckpt/)")
+    files += [run_dir / "config.json", *sorted(run_dir.glob("tokenizer_*"))]
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{sha256(path)}\n".encode())
+        if path.is_file():
+            digest.update(f"{path.name}\0{sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
