@@ -23,6 +23,7 @@ from transformer.inference.text_batches import encode_source
 from transformer.inference.translate import evaluate, translate
 from transformer.model.encoder_decoder import build_model
 from transformer.model.layers import positional_encoding
+from transformer.run_files import read_config
 from transformer.runs import PRETRAINED_ROOT, load_run, prepare_run, save_weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,7 +231,7 @@ def test_export_writes_a_self_contained_directory(random_runs, tmp_path):
     translator = ctranslate2.Translator(str(out))
     assert translator.translate_batch([["▁a", "</s>"]], beam_size=1, max_decoding_length=3)[0].hypotheses
     int8 = tmp_path / "int8"
-    assert cx.unconvertible(cx.read_config(run_dir)) is None
+    assert cx.unconvertible(read_config(run_dir)) is None
     export_ctranslate2(run_dir, int8, "int8")
     assert (int8 / "model.bin").stat().st_size < (out / "model.bin").stat().st_size
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from transformer.inference import ctranslate2_export as cx
 from transformer.inference.text_batches import translate_with
+from transformer.run_files import read_config, verify_sums
 from tutorials_common import datafiles, subword
 from tutorials_common.cliutil import UserError, read_json
 from tutorials_common.subword import EOS_ID
@@ -66,20 +67,6 @@ def sha256(path):
     """The file's SHA-256, computed once per process for a file that has not changed since."""
     stat = Path(path).stat()
     return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-def _verify_sums(run_dir):
-    """A shipped run's SHA256SUMS, checked as `runs.verify_sums` does (a changed or missing
-    listed file is a UserError)."""
-    sums = run_dir / "SHA256SUMS"
-    for line in sums.read_text(errors="replace").splitlines():
-        digest, _, name = line.strip().partition("  ")
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise UserError(f"{sums}: malformed line {line!r}")
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir / name} is missing (listed in SHA256SUMS)")
-        if sha256(run_dir / name) != digest:
-            raise UserError(f"{run_dir / name} is corrupted: its SHA-256 does not match SHA256SUMS")
 
 
 def _checkpoint_files(run_dir):
@@ -204,8 +191,8 @@ def load_engine_run(run_dir):
     ):
         if not (run_dir / "SHA256SUMS").is_file():
             raise UserError(f"{run_dir} is not a complete shipped run: SHA256SUMS is missing")
-        _verify_sums(run_dir)
-    config = cx.read_config(run_dir)
+        verify_sums(run_dir)
+    config = read_config(run_dir)
     src_lang, tgt_lang = config["direction"].split("-")
     tokenizers = []
     for lang in (src_lang, tgt_lang):

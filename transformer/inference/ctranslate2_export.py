@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transformer.config import LOADED_KEYS, upgrade
-from tutorials_common.cliutil import UserError, read_json
+from tutorials_common.cliutil import UserError
 from tutorials_common.subword import BOS_ID, EOS_ID, UNK_ID
 
 LAYER_NORM_EPSILON = 1e-6  # transformer/model/layers.py: LayerNormalization(epsilon=1e-6)
@@ -40,19 +39,6 @@ LAYER_NORM_EPSILON = 1e-6  # transformer/model/layers.py: LayerNormalization(eps
 SOURCE_EOS = "<source-eos>"
 VERSION = 2  # of this conversion: caches of another version are rebuilt
 QUANTIZATIONS = ("float32", "int8")
-
-
-def read_config(run_dir):
-    """The run's config.json with today's key names, checked for the keys a model is built from."""
-    path = Path(run_dir) / "config.json"
-    config = read_json(path, f"{run_dir} is not a complete run: config.json is missing")
-    if not isinstance(config, dict):
-        raise UserError(f"{path} must hold a JSON object, not {type(config).__name__}")
-    config = upgrade(config)
-    for key, kind in LOADED_KEYS.items():
-        if not isinstance(config.get(key), kind):
-            raise UserError(f"{path}: {key!r} is missing or not {getattr(kind, '__name__', 'a number')}")
-    return config
 
 
 def unconvertible(config):

@@ -18,6 +18,7 @@ from transformer.inference import ctranslate2_export as cx
 from transformer.inference import names_words
 from transformer.inference.names_words import WORDS_FILE
 from transformer.inference.text_batches import read_lines
+from transformer.run_files import read_config
 from tutorials_common import cliutil
 from tutorials_common.cliutil import UserError
 
@@ -39,7 +40,7 @@ def engine_obstacle(run_dir):
         return missing
     if not (Path(run_dir) / "config.json").is_file():
         return None  # the loader names what is wrong with the run
-    config = cx.read_config(run_dir)
+    config = read_config(run_dir)
     reason = cx.unconvertible(config)
     if reason:
         return reason
