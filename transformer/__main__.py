@@ -39,7 +39,7 @@ def add_decoding_arguments(p):
         "--keep-names",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="copy unseen names and numbers through surrogates (transformer/names.py; default on)",
+        help="copy unseen names and numbers through surrogates (transformer/inference/names.py; default on)",
     )
     p.add_argument("--engine", choices=("ctranslate2", "tensorflow"), help=ENGINE_HELP)
 

@@ -9,7 +9,7 @@ XLA JIT on CPU is off by default and marked experimental). Two signatures:
 
 * ``serving_default``: a batch of `tf.string` sentences -> ``{"translation": tf.string}``,
   exactly what `python -m transformer translate --no-keep-names` prints (the names and
-  numbers surrogates of `transformer/names.py` are host-side pre- and post-processing);
+  numbers surrogates of `transformer/inference/names.py` are host-side pre- and post-processing);
 * ``attention``: one sentence -> its source and target pieces, the translation, and the
   attention weights of every layer and kind (teacher-forced on the greedy output).
 

@@ -59,7 +59,7 @@ def translate_with(run, decode_rows, sentences, batch_size=64, warn=True, keep_n
     """
     results = [""] * len(sentences)
     replacements = [[] for _ in sentences]
-    if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/names.py)
+    if keep_names:  # unseen names and numbers -> surrogates the model copies (transformer/inference/names.py)
         sentences, lexicon = list(sentences), names_words.lexicon_of(run)
         for i, s in enumerate(sentences):
             sentences[i], replacements[i] = names.protect(s, run.src_tokenizer, lexicon)
