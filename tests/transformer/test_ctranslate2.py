@@ -115,6 +115,25 @@ def test_shipped_models_give_the_keras_ids_on_the_fixture(direction, side, tmp_p
         assert same_ids(run_dir, model, sentences, beam, batch=64) == (len(sentences), len(sentences)), beam
 
 
+def test_workers_and_batch_sizes_change_no_id(random_runs, tmp_path, monkeypatch):
+    """The engine's batches run side by side on its workers (one per core by default, a call of
+    fewer than workers x batch sentences split evenly between them): the ids depend neither on how
+    many workers decode nor on the batch size, greedy or beam."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run_dir = random_runs["pre-norm-separate"]
+    one = engine.Engine(run_dir, workers=1)
+    rows = [encode_source(one.run, s, warn=False) for s in fixture_sources(0)[:80]]
+    assert len(set(map(len, rows))) > 5  # several output bounds: several calls in flight at once
+    for beam in (1, 4):
+        expected = one.decode_rows(rows, beam, batch_size=64)
+        for workers, batch in ((2, 64), (3, 5), (2, 1)):
+            ours = engine.Engine(run_dir, workers=workers).decode_rows(rows, beam, batch_size=batch)
+            assert ours == expected, (beam, workers, batch)
+    two = engine.Engine(run_dir, workers=2)
+    assert [two._chunk(n, 64) for n in (1, 3, 64, 127, 128, 1000)] == [1, 2, 32, 64, 64, 64]
+    assert two.translator.num_translators == 2 and engine.WORKERS == len(os.sched_getaffinity(0))
+
+
 def test_the_cache_is_keyed_checked_and_rebuilt(random_runs, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(random_runs["one-head"], run_dir, ignore=shutil.ignore_patterns("ctranslate2"))

@@ -103,7 +103,10 @@ def test_bench_quick(tmp_path, capsys):
     ends = engine["end_to_end"]
     assert ends["sentences_identical"] is True and positive(ends["one_sentence_speedup"])
     assert ends["evaluate_bleu"]["ctranslate2"] == ends["evaluate_bleu"]["tensorflow"]
-    assert "CTranslate2 engine, 1 thread(s)" in table and "--engine ctranslate2 vs tensorflow" in table
+    assert (
+        "CTranslate2 engine, 1 worker(s) x 1 thread(s)" in table
+        and "--engine ctranslate2 vs tensorflow" in table
+    )
     assert {training["precision"], training["other_precision"]} <= set(PRECISIONS)
     assert training["precision"] != training["other_precision"]
     assert training["precision_speedup"] == pytest.approx(

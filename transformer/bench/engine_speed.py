@@ -3,8 +3,9 @@
 * decoding (:func:`measure_engine`): the bench's random model converted to CTranslate2, its
   greedy ids checked against the Keras cached loop, then batched sentences per second and batch-1
   latency against recomputing the whole prefix (`decoding.greedy_decode_recompute`), outputs of
-  exactly :data:`decoding_speed.OUTPUT_TOKENS` tokens, in alternating rounds, with one and with two
-  CTranslate2 threads (the engine's :data:`ctranslate2_engine.THREADS` is chosen from these);
+  exactly :data:`decoding_speed.OUTPUT_TOKENS` tokens, in alternating rounds, for each CTranslate2
+  setting of :func:`settings` (workers x threads per worker; the engine's
+  :data:`ctranslate2_engine.WORKERS` workers of one thread are chosen from these);
 * end to end (:func:`engine_end_to_end`, the shipped es-en model): wall seconds of
   ``python -m transformer translate`` for one sentence and for N test sentences, and of
   ``evaluate --split test``, each ``--engine ctranslate2`` against ``--engine tensorflow`` in
@@ -26,10 +27,10 @@ from transformer.bench.decoding_speed import OUTPUT_TOKENS, never_eos
 from transformer.bench.train_step_timing import padded
 from transformer.inference import ctranslate2_export as cx
 from transformer.inference import decoding
+from transformer.inference.ctranslate2_engine import WORKERS
 from transformer.model.encoder_decoder import build_model
 from tutorials_common.benchreport import log
 
-THREADS = (1, 2)
 ONE_SENTENCE = "Él la admiraba como una gran directora."
 
 
@@ -52,14 +53,27 @@ def _converted(model, config, folder):
     cx.convert(config, weights, *tokenizers, folder)
     pieces = cx.source_vocabulary(tokenizers[0].id_to_piece(range(config["src_vocab_size"])))
     translators = {
-        n: ctranslate2.Translator(str(folder), device="cpu", inter_threads=1, intra_threads=n)
-        for n in THREADS
+        (workers, threads): ctranslate2.Translator(
+            str(folder), device="cpu", inter_threads=workers, intra_threads=threads
+        )
+        for workers, threads in settings()
     }
     return translators, pieces
 
 
-def _ct2_decoder(translator, pieces):
-    """ids (batch, width) -> (batch, OUTPUT_TOKENS) ids: greedy, eos ruled out (as `never_eos`)."""
+def settings():
+    """(workers, threads per worker) compared: one of one thread, the engine's (one worker of one
+    thread per core, each batch split between them), and one worker with every core's thread."""
+    return list(dict.fromkeys([(1, 1), (WORKERS, 1), (1, WORKERS)]))
+
+
+def setting_name(setting):
+    return f"{setting[0]} worker(s) x {setting[1]} thread(s)"
+
+
+def _ct2_decoder(translator, pieces, workers):
+    """ids (batch, width) -> (batch, OUTPUT_TOKENS) ids: greedy, eos ruled out (as `never_eos`);
+    the batch split into `workers` parts, as the engine splits it (`Engine._chunk`)."""
     index = {piece: i for i, piece in enumerate(_Tokenizer(len(pieces)).id_to_piece(range(len(pieces))))}
 
     def run(src):
@@ -70,6 +84,7 @@ def _ct2_decoder(translator, pieces):
             max_decoding_length=OUTPUT_TOKENS,
             min_decoding_length=OUTPUT_TOKENS,
             max_input_length=0,
+            max_batch_size=-(-len(rows) // workers),
             suppress_sequences=[["<0>"], ["<1>"]],
         )
         return np.array([[index[t] for t in r.hypotheses[0]] for r in results])
@@ -84,18 +99,18 @@ def _time(fn, x):
 
 
 def measure_engine(config, src_ids, batch_size, latency_sentences, rounds):
-    """CTranslate2 (1 and 2 threads) against the recompute loop: sentences/s on one batch and
-    batch-1 latency, medians of alternating rounds; the greedy ids checked against Keras."""
+    """CTranslate2 (each of :func:`settings`) against the recompute loop: sentences/s on one batch
+    and batch-1 latency, medians of alternating rounds; the greedy ids checked against Keras."""
     config = dict(config, precision="float32")
     model = never_eos(build_model(config))
     batch = padded(src_ids[:batch_size], max(len(s) for s in src_ids[:batch_size]))
     singles = [np.array([s], np.int32) for s in src_ids[batch_size : batch_size + latency_sentences]]
     with tempfile.TemporaryDirectory() as folder:
         translators, pieces = _converted(model, config, Path(folder) / "model")
-        methods = {f"ctranslate2_{n}_threads": _ct2_decoder(t, pieces) for n, t in translators.items()}
+        methods = {setting_name(k): _ct2_decoder(t, pieces, k[0]) for k, t in translators.items()}
         methods["recompute"] = lambda x: np.asarray(decoding.greedy_decode_recompute(model, x, OUTPUT_TOKENS))
         keras = np.asarray(decoding.greedy_decode(model, batch, OUTPUT_TOKENS))
-        ours = methods["ctranslate2_1_threads"](batch)
+        ours = methods[setting_name((WORKERS, 1))](batch)
         identical = bool(np.array_equal(keras, ours))
         for fn in methods.values():  # warm-up (tracing)
             fn(batch), fn(singles[0])
@@ -111,17 +126,18 @@ def measure_engine(config, src_ids, batch_size, latency_sentences, rounds):
             )
     rate = {name: batch_size / statistics.median(v) for name, v in batch_times.items()}
     latency = {name: 1000 * statistics.median(v) for name, v in latencies.items()}
-    best = max(THREADS, key=lambda n: rate[f"ctranslate2_{n}_threads"])
+    names = [setting_name(k) for k in settings()]
     return dict(
         batch=batch_size,
         output_tokens=OUTPUT_TOKENS,
         identical_greedy_ids=identical,
         sentences_per_second=rate,
         latency_ms=latency,
-        speedup={n: rate[f"ctranslate2_{n}_threads"] / rate["recompute"] for n in THREADS},
-        latency_speedup={n: latency["recompute"] / latency[f"ctranslate2_{n}_threads"] for n in THREADS},
-        fastest_threads_batched=best,
-        fastest_threads_latency=min(THREADS, key=lambda n: latency[f"ctranslate2_{n}_threads"]),
+        engine_setting=setting_name((WORKERS, 1)),
+        speedup={n: rate[n] / rate["recompute"] for n in names},
+        latency_speedup={n: latency["recompute"] / latency[n] for n in names},
+        fastest_batched=max(names, key=lambda n: rate[n]),
+        fastest_latency=min(names, key=lambda n: latency[n]),
     )
 
 

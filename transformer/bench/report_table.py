@@ -202,21 +202,21 @@ def engine_rows(engine):
     if not engine:
         return []
     d, rows = engine["decoding"], []
-    for n in sorted(d["speedup"], key=int):
-        name = f"ctranslate2_{n}_threads"
+    for name in d["speedup"]:
+        mark = " (the engine's setting)" if name == d["engine_setting"] else ""
         rows += [
             (
-                f"CTranslate2 engine, {n} thread(s), greedy (ids identical to Keras: {d['identical_greedy_ids']}), "
-                f"sentences/s (batch {d['batch']}) vs recompute",
+                f"CTranslate2 engine, {name}{mark}, greedy (ids identical to Keras: "
+                f"{d['identical_greedy_ids']}), sentences/s (batch {d['batch']}) vs recompute",
                 f"{d['sentences_per_second'][name]:.1f}",
                 f"{d['sentences_per_second']['recompute']:.1f}",
-                benchreport.ratio(d["speedup"][n]),
+                benchreport.ratio(d["speedup"][name]),
             ),
             (
                 "the same, latency per sentence, ms (batch 1; median) vs recompute",
                 f"{d['latency_ms'][name]:.1f}",
                 f"{d['latency_ms']['recompute']:.0f}",
-                benchreport.ratio(d["latency_speedup"][n]),
+                benchreport.ratio(d["latency_speedup"][name]),
             ),
         ]
     e = engine.get("end_to_end")
