@@ -42,7 +42,7 @@ FIELDS = [
 
 
 def search_configs(budget, units, lr):
-    """The quick budget's one configuration (the full budget is the random search of lstm/search.py)."""
+    """The quick budget's one configuration (the full budget is the Optuna study of lstm/study.py)."""
     return [{"units": units or DEFAULT_CONFIG["units"], "lr": lr or DEFAULT_CONFIG["lr"]}]
 
 

@@ -1,7 +1,7 @@
 """Train the translator with Keras 3 on JAX, e.g. on a GPU machine that has no TensorFlow.
 
-The model code (`transformer/model.py`), the loss (`transformer/losses.py`) and the
-optimizer recipe (`transformer/optimizer.py`) are plain Keras, so the same model trains on
+The model code (`transformer/model/`), the loss (`transformer/training/losses.py`) and the
+optimizer recipe (`transformer/training/optimizer.py`) are plain Keras, so the same model trains on
 any Keras backend. This script is how the shipped models in `transformer/pretrained/` were trained: on
 one GPU in minutes instead of an hour a direction on a 2-core CPU. Two steps:
 

@@ -4,10 +4,10 @@ other processes on a shared machine affects both sides alike.
 
 1. Training throughput (real target tokens per second) of our Transformer (``build_model``
    + ``make_train_step``, the trainer's packed rows with a token budget) against the same
-   dimensions written the stock-Keras way: ``transformer/baseline.py``, the Keras example
+   dimensions written the stock-Keras way: ``transformer/bench/keras_baseline.py``, the Keras example
    "English-to-Spanish translation with a sequence-to-sequence Transformer", trained on
    fixed-length padded batches of 64 with ``compile()`` defaults and ``model.fit``
-   (``transformer/trainspeed.py``).
+   (``transformer/bench/train_step_timing.py``).
 2. Decoding (``decoding_speed.py``): every decoder (cached, XLA, beam 4 and its XLA loop)
    against recomputing the whole prefix every step, in sentences per second (batch of 64) and
    per-sentence latency (batch of 1), for outputs of exactly 20 tokens; the decoder the user

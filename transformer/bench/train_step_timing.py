@@ -1,6 +1,6 @@
 """Training speed, for `python -m transformer bench`: our train step (`make_train_step` on
 length-bucketed batches with a token budget) against the stock-Keras baseline of
-`transformer/baseline.py` (fixed-length padded batches of 64 through `model.fit`, as the
+`transformer/bench/keras_baseline.py` (fixed-length padded batches of 64 through `model.fit`, as the
 Keras example trains it), timed in alternating rounds; the matmul FLOPs of a training step;
 and the train step with and without XLA (`measure_jit`).
 """
