@@ -12,13 +12,13 @@ its "query and keys" view.
 """
 
 import functools
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from transformer.inference import compile_cache
 from transformer.inference.attention_maps import KINDS, maps_by_kind, teacher_forced
 
 
@@ -62,19 +62,17 @@ def _vectors_pass(model_ref, src, tgt):
     return {key: vectors["weights"] for key, vectors in attention.items()}, recorded
 
 
-_compiled_passes = weakref.WeakKeyDictionary()  # model -> compiled pass with the vectors
-
-
 def _recorded_pass(model):
     """``(src, tgt) -> (attention maps, {"kind/layer": vectors})`` for every attention layer of
-    ``model``, compiled once for any lengths."""
-    if model not in _compiled_passes:
-        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    ``model``, compiled once for any lengths (in the one compile cache)."""
+
+    def make(model_ref):
         spec = tf.TensorSpec([None, None], tf.int32)
-        _compiled_passes[model] = tf.function(
+        return tf.function(
             functools.partial(_vectors_pass, model_ref), input_signature=(spec, spec), autograph=False
         )
-    return _compiled_passes[model]
+
+    return compile_cache.function(model, ("attention_vectors",), make)
 
 
 def layer_vectors(model, source_ids, target_ids, kind, layer):
