@@ -5,9 +5,11 @@ search on a vocabulary small enough to enumerate every output. The XLA path of
 and of today's beam search, on random models and on the shipped model, and compiles a
 bounded number of shapes."""
 
+import gc
 import io
 import itertools
 import logging
+import weakref
 
 import keras
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import log_softmax
 
-from transformer.inference import decoding, loops
+from transformer.inference import attention_maps, attention_vectors, compile_cache, decoding, loops
 from transformer.inference.decoding import (
     BATCH_SIZES,
     EOS,
@@ -194,24 +196,22 @@ def bounds_of(src):
     return output_bound(source_lengths(src))
 
 
-@pytest.fixture
-def xla(monkeypatch):
-    """decode() through the XLA loops for every model (as for a precompiled one)."""
-    monkeypatch.setattr(decoding, "XLA_LOOPS", True)
-
-
-def test_decode_is_greedy_recompute_and_beam_search(model, src, xla):
-    """The default path (XLA, padded to a batch of 16 and a width of 16) gives the ids of the
-    recompute reference for greedy and of today's beam search for beam 4."""
+def test_decode_is_greedy_recompute_and_beam_search(model, src):
+    """The XLA path (``xla=True``, as for a precompiled model; padded to a batch of 16 and a
+    width of 16) gives the ids of the recompute reference for greedy and of today's beam search
+    for beam 4; so does ``xla=False``."""
     reference = np.asarray(greedy_decode_recompute(model, src, max_length=bounds_of(src)))
-    np.testing.assert_array_equal(np.asarray(decode(model, src)), reference)
+    np.testing.assert_array_equal(np.asarray(decode(model, src, xla=True)), reference)
+    np.testing.assert_array_equal(np.asarray(decode(model, src, xla=False)), reference)
     for alpha in (0.0, 0.6):
         today = np.asarray(beam_search(model, src, 4, alpha, max_length=bounds_of(src)))
-        np.testing.assert_array_equal(np.asarray(decode(model, src, beam=4, length_penalty=alpha)), today)
+        np.testing.assert_array_equal(
+            np.asarray(decode(model, src, beam=4, length_penalty=alpha, xla=True)), today
+        )
         for row in (0, 3):  # one sentence: through XLA
             one = src[row : row + 1]
             np.testing.assert_array_equal(
-                np.asarray(decode(model, one, beam=4, length_penalty=alpha)),
+                np.asarray(decode(model, one, beam=4, length_penalty=alpha, xla=True)),
                 np.asarray(beam_search(model, one, 4, alpha, max_length=bounds_of(one))),
             )
     assert ("beam_xla", 4, 0.6, 1, 16) in compiled_shapes(model)
@@ -228,9 +228,14 @@ def test_padded_shapes():
     for width in range(1, 161):  # every bound of a padded width fits its cache
         columns = padded_shape(1, width, 160)[1]
         assert loops.cache_length(columns, 160) >= min(output_bound(width), 160)
+    # one rule on the host and in a traced graph (decode_in_graph_xla): the same shapes
+    in_graph = tf.function(lambda b, w: tf.stack(padded_shape(b, w, 160)), autograph=False)
+    for batch, width in itertools.product((0, 1, 2, 5, 16, 17, 64, 65, 200), (0, 1, 16, 17, 150, 160)):
+        host = padded_shape(batch, width, 160)
+        assert tuple(in_graph(tf.constant(batch), tf.constant(width)).numpy()) == host, (batch, width)
 
 
-def test_shapes_stay_bounded_over_many_random_requests(xla):
+def test_shapes_stay_bounded_over_many_random_requests():
     """Random batch sizes and source lengths compile only the padded shapes, each once, and
     a batch over 64 rows (decoded 64 at a time) gives the same ids as recompute."""
     model = random_model(scale=0.1, seed=4)
@@ -239,7 +244,7 @@ def test_shapes_stay_bounded_over_many_random_requests(xla):
         batch, width = int(rng.integers(1, 70)), int(rng.integers(1, 23))
         src = rng.integers(3, 40, (batch, width)).astype("int32")
         src[:, -1] = EOS
-        out = np.asarray(decode(model, src))
+        out = np.asarray(decode(model, src, xla=True))
         assert out.shape[0] == batch
     widths = {padded_shape(1, w, model.max_length)[1] for w in range(1, 24)}
     shapes = compiled_shapes(model)
@@ -254,24 +259,27 @@ def test_shapes_stay_bounded_over_many_random_requests(xla):
 def test_precompile_compiles_the_server_shapes_once():
     model = random_model(scale=0.1, seed=6)
     assert decoding.default_decoder(1, 1, model) is greedy_decode  # one-shot: today's loop
+    assert decoding.default_decoder(1, 1, model, xla=True) is greedy_decode_xla  # forced
     count, seconds = precompile(model)
     assert decoding.default_decoder(1, 1, model) is greedy_decode_xla
     assert decoding.default_decoder(4, 1, model) is beam_search_xla
+    assert decoding.default_decoder(4, 1, model, xla=False) is beam_search  # forced
+    other = random_model(scale=0.1, seed=6)  # a setting of one model, not of the module
+    assert decoding.default_decoder(1, 1, other) is greedy_decode
     assert count == 2 and seconds > 0  # widths 16 and 24 (the model reads at most 24 positions)
     assert [s[1:] for s in compiled_shapes(model)] == [(1, 16), (1, 24)]
     assert precompile(model)[0] == 0  # already compiled
 
 
-@pytest.mark.parametrize("loops", [True, False])
-def test_empty_batch(monkeypatch, loops):
-    monkeypatch.setattr(decoding, "XLA_LOOPS", loops)
+@pytest.mark.parametrize("xla", [True, False])
+def test_empty_batch(xla):
     model = random_model(scale=0.1, seed=6)
     for beam in (1, 3):
-        assert np.asarray(decode(model, np.zeros((0, 0), np.int32), beam=beam)).shape == (0, 0)
+        assert np.asarray(decode(model, np.zeros((0, 0), np.int32), beam=beam, xla=xla)).shape == (0, 0)
 
 
 @pytest.mark.skipif(not (PRETRAINED_ROOT / "es-en").is_dir(), reason="no shipped es-en model")
-def test_shipped_model_decodes_like_the_references(xla):
+def test_shipped_model_decodes_like_the_references():
     run = load_run(PRETRAINED_ROOT / "es-en")
     sentences = ["Tengo hambre.", "¿Dónde está la estación de tren?", "Mi hermano vive en Madrid."]
     encoded = [encode_source(run, s) for s in sentences]
@@ -279,14 +287,32 @@ def test_shipped_model_decodes_like_the_references(xla):
     for row, ids in enumerate(encoded):
         src[row, : len(ids)] = ids
     reference = np.asarray(greedy_decode_recompute(run.model, src, max_length=bounds_of(src)))
-    np.testing.assert_array_equal(np.asarray(decode(run.model, src)), reference)
+    np.testing.assert_array_equal(np.asarray(decode(run.model, src, xla=True)), reference)
     today = np.asarray(beam_search(run.model, src, 4, 0.6, max_length=bounds_of(src)))
     np.testing.assert_array_equal(np.asarray(beam_search_xla(run.model, src, 4, 0.6, bounds_of(src))), today)
     one = src[1:2, : len(encoded[1])]
     np.testing.assert_array_equal(
-        np.asarray(decode(run.model, one, beam=4)), today[1:2, : today[1].nonzero()[0].size]
+        np.asarray(decode(run.model, one, beam=4, xla=True)), today[1:2, : today[1].nonzero()[0].size]
     )
     assert np.count_nonzero(reference) > 3 * len(sentences)  # real translations, not empty ones
+
+
+def test_one_compile_cache_holds_a_model_weakly():
+    """Every function compiled for a model (the decoding loops, the attention maps pass and
+    the vectors pass) is in its one compile cache entry, which does not keep the model alive."""
+    model, src = random_model(seed=7), np.array([[5, 6, 2]], np.int32)
+    greedy_decode(model, src, 5)
+    greedy_decode_xla(model, src, 5)
+    tgt = np.array([[1, 4, 5]], np.int32)
+    attention_maps._attention_pass(model)(src, tgt)
+    attention_vectors._recorded_pass(model)(src, tgt)
+    keys = compile_cache.of(model).functions
+    assert [key[0] for key in keys] == ["decode", "decode", "attention_maps", "attention_vectors"]
+    assert compiled_shapes(model) == [("greedy_xla", 1, 16)]
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
 
 
 def test_no_retracing_warning_for_distinct_decoders():

@@ -4,14 +4,14 @@ then one teacher-forced pass over (source, bos + translation) gives every attent
 Used by the heat maps (`transformer/figures/heatmaps.py`) and the explorer (`transformer/serve/`).
 """
 
+import functools
 import math
-import weakref
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from transformer.inference import names, names_words
+from transformer.inference import compile_cache, names, names_words
 from transformer.inference.decoding import BOS, decode
 from transformer.inference.translate import encode_source
 from tutorials_common.cliutil import UserError
@@ -33,21 +33,23 @@ def decode_ids(run, src, beam=1, length_penalty=0.6, prefix=None):
     return [int(t) for t in np.asarray(out)[0] if t != 0]
 
 
-_compiled_passes = weakref.WeakKeyDictionary()  # model -> compiled teacher-forced pass
+def _forced_pass(model_ref, src, tgt):
+    return model_ref()((src, tgt), training=False)[1]
 
 
 def _attention_pass(model):
-    """``(src, tgt_in) -> {name: weights}`` of ``model``, compiled once for any lengths
-    (a graph instead of eager layer calls: several times faster per sentence)."""
-    if model not in _compiled_passes:
-        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    """``(src, tgt_in) -> {name: weights}`` of ``model``, compiled once for any lengths in the
+    one compile cache (a graph instead of eager layer calls: several times faster per sentence)."""
+
+    def make(model_ref):
         spec = tf.TensorSpec([None, None], tf.int32)
-        _compiled_passes[model] = tf.function(
-            lambda src, tgt: model_ref()((src, tgt), training=False)[1],
+        return tf.function(
+            functools.partial(_forced_pass, model_ref),
             input_signature=(spec, spec),
             autograph=False,  # no Python control flow on tensors: tracing without conversion is faster
         )
-    return _compiled_passes[model]
+
+    return compile_cache.function(model, ("attention_maps",), make)
 
 
 class TeacherForced(NamedTuple):

@@ -2,25 +2,24 @@
 the keys, get weights for the values, reweight the values and sum them", with the numbers.
 
 One teacher-forced pass over (source, bos + translation), as for the maps of
-:mod:`transformer.inference.attention_maps`, runs with its attention layers recorded: what
-each ``attend`` received (the queries' input, the keys and values the layer itself projected
-and split, the mask) and what it returned. Nothing is re-implemented: the queries go
-through the layer's own ``wq`` and ``split_heads``, and the per-head outputs
-``softmax(q k^T / sqrt(depth) + mask) v`` come from the model's own
-:func:`transformer.model.attention.scaled_dot_product_attention` on them. The explorer
-(`transformer/serve/`) shows them in its "query and keys" view.
+:mod:`transformer.inference.attention_maps`, run with ``return_vectors=True``: every attention
+layer returns what it computed instead of its weights alone (``MultiHeadAttention.attend``): the
+queries after its own ``wq`` and ``split_heads``, the keys and values it projected and split, the
+mask, the weights and the per-head outputs ``softmax(q k^T / sqrt(depth) + mask) v`` of the
+model's own :func:`transformer.model.attention.scaled_dot_product_attention`, and the layer's
+output. Nothing is re-implemented or replaced. The explorer (`transformer/serve/`) shows them in
+its "query and keys" view.
 """
 
-import contextlib
-import weakref
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from transformer.inference import compile_cache
 from transformer.inference.attention_maps import KINDS, maps_by_kind, teacher_forced
-from transformer.model.attention import scaled_dot_product_attention
 
 
 @dataclass
@@ -44,62 +43,36 @@ def attention_layer(model, kind, layer):
     return getattr(getattr(model, stack).blocks[layer - 1], name)
 
 
-@contextlib.contextmanager
-def recording(mha):
-    """Record every ``mha.attend(query, key_value, mask)`` call and its result while inside;
-    the layer is left as it was afterwards (the recorder is an instance attribute only)."""
-    calls = []
-    attend = mha.attend
-
-    def recorded(query, key_value, attention_mask=None, training=False):
-        result = attend(query, key_value, attention_mask, training)
-        calls.append({"query": query, "key_value": key_value, "mask": attention_mask, "result": result})
-        return result
-
-    object.__setattr__(mha, "attend", recorded)  # bypass Keras attribute tracking
-    try:
-        yield calls
-    finally:
-        object.__delattr__(mha, "attend")
+def _vectors(vectors):
+    """One layer's ``attend`` vectors with the mask as (batch, query_len, key_len) bool (True:
+    may attend; every key where the layer had no mask)."""
+    weights, mask = vectors["weights"], vectors["mask"]
+    mask = ops.ones_like(weights, "bool") if mask is None else ops.cast(mask, "bool")
+    return dict(vectors, mask=ops.broadcast_to(mask, ops.shape(weights))[:, 0])
 
 
-_compiled_passes = weakref.WeakKeyDictionary()  # model -> compiled recorded pass
-
-
-def _recorded(mha, call):
-    """The tensors of one recorded ``attend`` call, the queries through the layer's own
-    projection and split, the head outputs by the model's own attention function."""
-    q = mha.split_heads(mha.wq(call["query"]))
-    k, v = call["key_value"]["key"], call["key_value"]["value"]
-    outputs, _ = scaled_dot_product_attention(q, k, v, call["mask"])
-    output, weights = call["result"]
-    mask = ops.ones_like(weights, "bool") if call["mask"] is None else ops.cast(call["mask"], "bool")
-    mask = ops.broadcast_to(mask, ops.shape(weights))[:, 0]  # (batch, query_len, key_len)
-    return dict(queries=q, keys=k, values=v, mask=mask, weights=weights, outputs=outputs, layer_output=output)
+def _vectors_pass(model_ref, src, tgt):
+    """The teacher-forced pass with ``return_vectors``: (attention maps, {"kind/layer": vectors})."""
+    _, attention = model_ref()((src, tgt), training=False, return_vectors=True)
+    kinds = {(stack, name): kind for kind, (stack, name, _) in KINDS.items()}
+    recorded = {}
+    for key, vectors in attention.items():  # "<stack>/layer_<i>/<name>"
+        stack, layer, name = key.split("/")
+        recorded[f"{kinds[stack, name]}/{layer.split('_')[1]}"] = _vectors(vectors)
+    return {key: vectors["weights"] for key, vectors in attention.items()}, recorded
 
 
 def _recorded_pass(model):
-    """``(src, tgt) -> (attention maps, {"kind/layer": recorded tensors})`` for every
-    attention layer of ``model``, compiled once for any lengths (the recorders are in
-    place while the pass is traced, so the graph returns what they saw)."""
-    if model not in _compiled_passes:
-        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    """``(src, tgt) -> (attention maps, {"kind/layer": vectors})`` for every attention layer of
+    ``model``, compiled once for any lengths (in the one compile cache)."""
 
-        def recorded_pass(src, tgt):
-            m = model_ref()
-            layers = {
-                f"{kind}/{i}": attention_layer(m, kind, i)
-                for kind in KINDS
-                for i in range(1, m.num_layers + 1)
-            }
-            with contextlib.ExitStack() as stack:
-                calls = {key: stack.enter_context(recording(mha)) for key, mha in layers.items()}
-                _, attention = m((src, tgt), training=False)
-            return attention, {key: _recorded(mha, calls[key][0]) for key, mha in layers.items()}
-
+    def make(model_ref):
         spec = tf.TensorSpec([None, None], tf.int32)
-        _compiled_passes[model] = tf.function(recorded_pass, input_signature=(spec, spec), autograph=False)
-    return _compiled_passes[model]
+        return tf.function(
+            functools.partial(_vectors_pass, model_ref), input_signature=(spec, spec), autograph=False
+        )
+
+    return compile_cache.function(model, ("attention_vectors",), make)
 
 
 def layer_vectors(model, source_ids, target_ids, kind, layer):

@@ -42,7 +42,7 @@ CACHE_NAME, MANIFEST = "ctranslate2", "manifest.json"
 # matrix products were slower than one (measured: docs/speed.md).
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 # CTranslate2 stops a beam early when its best hypothesis ends, unless a length penalty is set;
-# `loops.beam_ids` stops once `beam` hypotheses have finished, which is CTranslate2's rule with a
+# `loops.beam` stops once `beam` hypotheses have finished, which is CTranslate2's rule with a
 # penalty and patience 1. A penalty this small divides every score by len ** 1e-30 == 1.0f: the
 # returned scores stay the plain log-probabilities, which `gnmt_score` re-ranks.
 NO_EARLY_EXIT = 1e-30

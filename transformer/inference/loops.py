@@ -1,16 +1,20 @@
-"""The decoding loops as graph code (``tf.while_loop``: no Python runs per token), for
-:mod:`transformer.inference.decoding` to trace and compile.
+"""The decoding strategies, one loop each, as graph code (``tf.while_loop``: no Python runs per
+token), for :mod:`transformer.inference.decoding` to trace and compile:
 
-* :func:`greedy`: incremental greedy decoding, the cache as long as the longest bound and the
-  output in a growing ``TensorArray`` (today's loop; not XLA-compilable);
-* :func:`greedy_static`: the same ids with static shapes, as XLA needs them: a cache of
-  :func:`cache_length` positions for the source width, the output in a fixed tensor;
+* :func:`greedy`: incremental greedy decoding (a key/value cache per decoder layer); with
+  ``forced`` and ``top_k`` also the forced prefix and the alternatives of every step;
 * :func:`greedy_recompute`: the textbook loop that re-runs the whole model every step;
-* :func:`beam` / :func:`beam_static`: beam search with the GNMT length penalty (Wu et al.
-  2016, eq. 14), dynamic and static shapes.
+* :func:`beam`: beam search with the GNMT length penalty (Wu et al. 2016, eq. 14);
+* :func:`beam_tree`: :func:`beam` that also records the beam tree.
 
-Every loop takes (model, src_ids (batch, width), max_lengths (batch,)) and never generates
-pad or bos; the static ones return the ids before :func:`finish`.
+**Adding a decoding strategy** touches this module only: one function with the signature every
+loop has, ``loop(model, src_ids (batch, width), max_lengths (batch,), size, *options,
+forced=None)``, ``size`` the positions of its cache and of its output (at least the longest
+bound; with static shapes when XLA compiles it), returning a tuple whose first item is the
+generated ids (batch, <= size) before :func:`finish` (pad and bos never generated).
+``decoding.decode_with(model, loop, src_ids, *options)`` then traces, caches and runs it (with
+``xla=True``: compiled by XLA on :func:`decoding.padded_shape`); ``decode()``, the entry point of
+the user paths, picks among greedy and beam.
 """
 
 import tensorflow as tf
@@ -79,15 +83,18 @@ def step_record(logits, ids, top_k):
     return top_ids, top_probs, chosen, rank
 
 
-def greedy(model, src_ids, max_lengths, top_k=0, forced=None):
-    """Incremental greedy decoding; ``forced`` (batch, P): tokens imposed at the first steps
-    (0 = the model chooses). With ``top_k`` > 0 returns the ids before :func:`finish` (eos kept)
-    and, per step (batch, steps, ...), :func:`step_record`'s top ids, top probabilities, the
-    chosen token's probability and rank."""
+def greedy(model, src_ids, max_lengths, size, top_k=0, forced=None):
+    """Incremental greedy decoding: a cache of ``size`` positions (at least the longest bound)
+    and the ids written into a (batch, size) tensor, static shapes as XLA needs them; returns a
+    tuple whose first item is the ids before :func:`finish` (eos kept). ``forced`` (batch, P):
+    tokens imposed at the first steps (0 = the model chooses). With ``top_k`` > 0 (not for XLA)
+    the ids are cut to the steps taken and followed, per step (batch, steps, ...), by
+    :func:`step_record`'s top ids, top probabilities, the chosen token's probability and rank."""
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
     enc_output, _ = model.encode(src_ids)
     src_mask = padding_mask(src_ids)
-    cache = model.init_cache(enc_output, steps)  # encoder keys/values projected once, here
+    cache = model.init_cache(enc_output, size)  # encoder keys/values projected once, here
+    column = tf.range(size)[None, :]
 
     def step(t, ids, finished, cache, out, records):
         logits, cache = model.decode_step(ids, t, cache, src_mask)
@@ -96,7 +103,7 @@ def greedy(model, src_ids, max_lengths, top_k=0, forced=None):
         finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
         if top_k:
             records = [r.write(t, v) for r, v in zip(records, step_record(logits, ids, top_k))]
-        return t + 1, ids, finished, cache, out.write(t, ids), records
+        return t + 1, ids, finished, cache, tf.where(column == t, ids[:, None], out), records
 
     def not_done(t, ids, finished, cache, out, records):
         return (t < steps) & ~tf.reduce_all(finished)
@@ -105,45 +112,13 @@ def greedy(model, src_ids, max_lengths, top_k=0, forced=None):
         return tf.TensorArray(dtype, size=0, dynamic_size=True)
 
     records = [array(tf.int32), array(tf.float32), array(tf.float32), array(tf.int32)] if top_k else []
-    out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    start = (0, tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out, records)
-    *_, out, records = tf.while_loop(not_done, step, start)
+    out = tf.zeros([batch, size], tf.int32)
+    start = (tf.constant(0), tf.fill([batch], BOS), tf.zeros([batch], tf.bool), cache, out, records)
+    t, *_, out, records = tf.while_loop(not_done, step, start)
     if not top_k:
-        return finish(tf.transpose(out.stack()))
+        return (out,)
     batch_first = [tf.transpose(r.stack(), [1, 0, 2] if i < 2 else [1, 0]) for i, r in enumerate(records)]
-    return (tf.transpose(out.stack()), *batch_first)
-
-
-def greedy_static(model, src_ids, max_lengths):
-    """:func:`greedy` with static shapes, as XLA needs them: a cache of :func:`cache_length`
-    positions for the source width and the output ids written into a (batch, cache_length)
-    tensor; returns the ids before `finish`."""
-    batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
-    cache_length = static_cache_length(model, src_ids)
-    enc_output, _ = model.encode(src_ids)
-    src_mask = padding_mask(src_ids)
-    cache = model.init_cache(enc_output, cache_length)
-    column = tf.range(cache_length)[None, :]
-
-    def step(t, ids, finished, cache, out):
-        logits, cache = model.decode_step(ids, t, cache, src_mask)
-        ids = greedy_token(logits)
-        ids = tf.where(finished, PAD, ids)
-        finished = finished | (ids == EOS) | (t + 1 >= max_lengths)
-        return t + 1, ids, finished, cache, tf.where(column == t, ids[:, None], out)
-
-    def not_done(t, ids, finished, cache, out):
-        return (t < steps) & ~tf.reduce_all(finished)
-
-    start = (
-        tf.constant(0),
-        tf.fill([batch], BOS),
-        tf.zeros([batch], tf.bool),
-        cache,
-        tf.zeros([batch, cache_length], tf.int32),
-    )
-    *_, out = tf.while_loop(not_done, step, start)
-    return out
+    return (out[:, :t], *batch_first)
 
 
 def static_cache_length(model, src_ids):
@@ -151,9 +126,10 @@ def static_cache_length(model, src_ids):
     return cache_length(tf.shape(src_ids)[1], model.max_length)
 
 
-def greedy_recompute(model, src_ids, max_lengths):
+def greedy_recompute(model, src_ids, max_lengths, size):
     """The textbook loop (as in the TensorFlow tutorial): call the whole model on
-    (source, bos + prefix) every step and keep the logits of the last position."""
+    (source, bos + prefix) every step and keep the logits of the last position; returns the
+    ids before :func:`finish` (at most ``size`` of them: no cache to size), as a 1-tuple."""
     batch, steps = tf.shape(src_ids)[0], tf.reduce_max(max_lengths)
 
     def step(t, prefix, finished):
@@ -170,7 +146,7 @@ def greedy_recompute(model, src_ids, max_lengths):
     start = (0, tf.fill([batch, 1], BOS), tf.zeros([batch], tf.bool))
     invariants = (tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None]))
     _, prefix, _ = tf.while_loop(not_done, step, start, shape_invariants=invariants)
-    return finish(prefix[:, 1:])
+    return (prefix[:, 1:],)
 
 
 def gnmt_length_penalty(length, alpha):
@@ -178,28 +154,16 @@ def gnmt_length_penalty(length, alpha):
     return ((5.0 + tf.cast(length, tf.float32)) / 6.0) ** alpha
 
 
-def beam(model, src_ids, max_lengths, beam_size, alpha, forced=None):
-    """:func:`beam_ids` with arrays as long as the longest bound, then :func:`finish`."""
-    size = tf.reduce_max(max_lengths)
-    return finish(beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced)[0])
-
-
-def beam_static(model, src_ids, max_lengths, beam_size, alpha):
-    """:func:`beam_ids` with a cache of :func:`cache_length` positions, as XLA needs it."""
-    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, static_cache_length(model, src_ids))[0]
-
-
-def beam_tree(model, src_ids, max_lengths, beam_size, alpha, forced=None):
-    """:func:`beam_ids` that also returns every step's candidates (the beam tree): the best ids
+def beam_tree(model, src_ids, max_lengths, size, beam_size, alpha, forced=None):
+    """:func:`beam` that also returns every step's candidates (the beam tree): the best ids
     (before :func:`finish`), then per step (steps, batch, 2K) each candidate's parent node
     (-1: the root; node ``t * 2K + c`` is candidate c of step t), token, cumulative log-prob,
     whether it stayed alive and whether it entered the finished set, (steps, batch) whether the
     sentence was still searching, and the final finished nodes and scores (batch, K)."""
-    size = tf.reduce_max(max_lengths)
-    return beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced, record=True)
+    return beam(model, src_ids, max_lengths, size, beam_size, alpha, forced, record=True)
 
 
-def beam_ids(model, src_ids, max_lengths, beam_size, alpha, size, forced=None, record=False):
+def beam(model, src_ids, max_lengths, size, beam_size, alpha, forced=None, record=False):
     """Batched beam search (fairseq-style bookkeeping).
 
     Every step expands the ``K = beam_size`` alive prefixes of each sentence into the

@@ -25,18 +25,22 @@ from transformer.runs import load_run, resolve_checkpoint
 from transformer.training.losses import evaluate_loss, make_eval_step
 
 
-def translate(run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False):
+def translate(
+    run, sentences, beam=1, length_penalty=0.6, batch_size=64, warn=True, keep_names=False, xla=None
+):
     """Translations of `sentences`, in order. Empty (or blank) inputs give ''.
 
     Sentences are sorted by length and decoded in batches; the output of a sentence with
-    n source tokens is bounded by 2 n + 10 tokens (`decoding.output_bound`).
+    n source tokens is bounded by 2 n + 10 tokens (`decoding.output_bound`). `xla`: as
+    `decoding.decode`'s (None: the XLA loops only for a precompiled model).
     """
 
     def decode_rows(rows):
         src = np.zeros((len(rows), max(len(ids) for ids in rows)), np.int32)
         for row, ids in enumerate(rows):
             src[row, : len(ids)] = ids
-        return np.asarray(decode(run.model, src, beam=beam, length_penalty=length_penalty)).tolist()
+        out = decode(run.model, src, beam=beam, length_penalty=length_penalty, xla=xla)
+        return np.asarray(out).tolist()
 
     return translate_with(run, decode_rows, sentences, batch_size, warn, keep_names)
 
@@ -78,12 +82,13 @@ def evaluate(
 # ----------------------------------------------------------------------------- CLI handlers
 
 
-def translate_main(args):
-    """`python -m transformer translate`: translations only, one per line, on stdout."""
+def translate_main(args, xla=None):
+    """`python -m transformer translate`: translations only, one per line, on stdout (`xla`: as
+    :func:`translate`'s; the end-to-end bench passes it)."""
     run = load_run(resolve_checkpoint(args.checkpoint, args.direction))
     lines = read_lines(args)
     for translation in translate(
-        run, lines, args.beam, args.length_penalty, args.batch_size, keep_names=args.keep_names
+        run, lines, args.beam, args.length_penalty, args.batch_size, keep_names=args.keep_names, xla=xla
     ):
         print(translation)  # one line: translate() cleans every output
 

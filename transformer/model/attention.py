@@ -83,8 +83,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     ``call(query, value, key=None, attention_mask=None)`` returns ``(output, weights)``
     with output (batch, query_len, d_model) and weights (batch, heads, query_len,
-    key_len); ``key`` defaults to ``value``. (The mask argument is called
-    ``attention_mask`` as in ``keras.layers.MultiHeadAttention``: Keras reserves
+    key_len); ``key`` defaults to ``value``; ``return_vectors=True`` returns the queries,
+    keys, values and per-head outputs with the weights (:meth:`attend`). (The mask argument
+    is called ``attention_mask`` as in ``keras.layers.MultiHeadAttention``: Keras reserves
     ``mask`` for its implicit mask propagation.) Queries and keys may have different lengths
     (cross-attention: e.g. 12 target tokens attending over 9 source tokens).
 
@@ -135,23 +136,34 @@ class MultiHeadAttention(keras.layers.Layer):
         x = ops.transpose(x, (0, 2, 1, 3))
         return ops.reshape(x, (batch, seq, self.d_model))
 
-    def call(self, query, value, key=None, attention_mask=None, training=False):
-        return self.attend(query, self.project_key_value(value, key), attention_mask, training)
+    def call(self, query, value, key=None, attention_mask=None, training=False, return_vectors=False):
+        return self.attend(
+            query, self.project_key_value(value, key), attention_mask, training, return_vectors
+        )
 
     def project_key_value(self, value, key=None):
         """Keys and values, projected and split: {"key", "value"} of (batch, heads, key_len, depth)."""
         key = value if key is None else key
         return {"key": self.split_heads(self.wk(key)), "value": self.split_heads(self.wv(value))}
 
-    def attend(self, query, key_value, attention_mask=None, training=False):
+    def attend(self, query, key_value, attention_mask=None, training=False, return_vectors=False):
         """Project and split the queries, attend over ``key_value`` (from
-        :meth:`project_key_value` or a cache), combine the heads: ``(output, weights)``."""
+        :meth:`project_key_value` or a cache), combine the heads: ``(output, weights)``.
+        ``return_vectors``: ``(output, vectors)`` instead, ``vectors`` a dict of what went in
+        and came out (the explorer's query-and-keys view): ``queries``, ``keys``, ``values``
+        (batch, heads, length, depth), ``mask``, ``weights``, the per-head ``outputs`` and
+        ``layer_output`` (the heads combined and projected, the output itself)."""
         q = self.split_heads(self.wq(query))
         dropout = (lambda w: self.dropout(w, training=True)) if training and self.dropout_rate else None
-        output, weights = scaled_dot_product_attention(
+        heads, weights = scaled_dot_product_attention(
             q, key_value["key"], key_value["value"], attention_mask, dropout
         )
-        return self.dense(self.combine_heads(output)), weights
+        output = self.dense(self.combine_heads(heads))
+        if not return_vectors:
+            return output, weights
+        k, v = key_value["key"], key_value["value"]
+        vectors = dict(queries=q, keys=k, values=v, mask=attention_mask, weights=weights, outputs=heads)
+        return output, {**vectors, "layer_output": output}
 
     def append_to_cache(self, x, cache, index):
         """The preallocated self-attention ``cache`` with the keys and values of ``x``'s

@@ -97,16 +97,16 @@ class _Stack(keras.layers.Layer):
 @register
 class Encoder(_Stack):
     """``call(x, attention_mask)``: embedded source (batch, src_len, d_model) ->
-    (encoder output, {"layer_i/self_attention": w})."""
+    (encoder output, {"layer_i/self_attention": w}) (``return_vectors``: see :class:`Transformer`)."""
 
     layer_class = EncoderLayer
 
-    def call(self, x, attention_mask=None, training=False):
+    def call(self, x, attention_mask=None, training=False, return_vectors=False):
         x = self.dropout(x, training=training)
         attention = {}
         for layer in self.blocks:
             x, attention[f"{layer.name}/self_attention"] = layer(
-                x, attention_mask=attention_mask, training=training
+                x, attention_mask=attention_mask, training=training, return_vectors=return_vectors
             )
         return self.finish(x), attention
 
@@ -119,11 +119,13 @@ class Decoder(_Stack):
 
     layer_class = DecoderLayer
 
-    def call(self, x, enc_output, self_mask=None, cross_mask=None, training=False):
+    def call(self, x, enc_output, self_mask=None, cross_mask=None, training=False, return_vectors=False):
         x = self.dropout(x, training=training)
         attention = {}
         for layer in self.blocks:
-            x, self_w, cross_w = layer(x, enc_output, self_mask, cross_mask, training=training)
+            x, self_w, cross_w = layer(
+                x, enc_output, self_mask, cross_mask, training=training, return_vectors=return_vectors
+            )
             attention[f"{layer.name}/self_attention"] = self_w
             attention[f"{layer.name}/cross_attention"] = cross_w
         return self.finish(x), attention
@@ -150,6 +152,9 @@ class Transformer(keras.Model):
 
     Source ids are padded with 0 (pad keys are masked in encoder self-attention and
     cross-attention); the decoder input is ``bos + ids`` and self-attention is causal.
+    ``call(..., return_vectors=True)``: each attention entry is the dict of that layer's
+    queries, keys, values, mask, weights and outputs instead (``MultiHeadAttention.attend``;
+    the explorer's query-and-keys view).
     """
 
     def __init__(
@@ -224,15 +229,17 @@ class Transformer(keras.Model):
             return self.target_embedding.unembed(dec_output)
         return self.final_layer(dec_output)
 
-    def encode(self, src_ids, training=False, positions=None, mask=None):
+    def encode(self, src_ids, training=False, positions=None, mask=None, return_vectors=False):
         """(batch, src_len) ids -> (encoder output, {"encoder/layer_i/self_attention": w});
         `positions` and `mask` default to 0..len-1 and the padding mask."""
         x = self.source_embedding(src_ids, positions=positions)
         mask = padding_mask(src_ids) if mask is None else mask
-        enc_output, attention = self.encoder(x, attention_mask=mask, training=training)
+        enc_output, attention = self.encoder(
+            x, attention_mask=mask, training=training, return_vectors=return_vectors
+        )
         return enc_output, {f"encoder/{k}": w for k, w in attention.items()}
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, return_vectors=False):
         """``inputs``: (src_ids, tgt_in_ids), or (src_ids, tgt_in_ids, packing) for packed
         training rows, ``packing`` a dict of the segments and positions that
         `transformer/packing.py` makes (masks: `packed_masks`)."""
@@ -245,13 +252,14 @@ class Transformer(keras.Model):
             src_positions = tgt_positions = None
             src_mask = cross_mask = padding_mask(src_ids)
             self_mask = decoder_self_attention_mask(tgt_ids)
-        enc_output, attention = self.encode(src_ids, training, src_positions, src_mask)
+        enc_output, attention = self.encode(src_ids, training, src_positions, src_mask, return_vectors)
         dec_output, dec_attention = self.decoder(
             self.target_embedding(tgt_ids, positions=tgt_positions),
             enc_output,
             self_mask,
             cross_mask,
             training=training,
+            return_vectors=return_vectors,
         )
         attention.update({f"decoder/{k}": w for k, w in dec_attention.items()})
         return self.project(dec_output), attention

@@ -190,7 +190,8 @@ class _LayerConfig(keras.layers.Layer):
 @register
 class EncoderLayer(_LayerConfig):
     """Self-attention over the source, then the feed-forward network, each wrapped in
-    Add & Norm. ``call(x, attention_mask)`` -> (x, self-attention weights)."""
+    Add & Norm. ``call(x, attention_mask)`` -> (x, self-attention weights);
+    ``return_vectors``: the attention's vectors instead of its weights (``MultiHeadAttention.attend``)."""
 
     def __init__(self, d_model, num_heads, dff, dropout_rate=0.1, pre_norm=False, **kwargs):
         super().__init__(d_model, num_heads, dff, dropout_rate, pre_norm, **kwargs)
@@ -202,9 +203,11 @@ class EncoderLayer(_LayerConfig):
         self.feed_forward.build(x_shape)
         self.feed_forward_norm.build(x_shape)
 
-    def call(self, x, attention_mask=None, training=False):
+    def call(self, x, attention_mask=None, training=False, return_vectors=False):
         h = self.self_attention_norm.sublayer_input(x)
-        y, weights = self.self_attention(h, h, attention_mask=attention_mask, training=training)
+        y, weights = self.self_attention(
+            h, h, attention_mask=attention_mask, training=training, return_vectors=return_vectors
+        )
         x = self.self_attention_norm(x, y, training=training)
         return self._feed_forward(x, training), weights
 
@@ -214,7 +217,8 @@ class DecoderLayer(_LayerConfig):
     """Masked self-attention over the target prefix, cross-attention (queries from the
     target, keys and values from the encoder output), then the feed-forward network.
 
-    ``call(x, enc_output, self_mask, cross_mask)`` -> (x, self weights, cross weights).
+    ``call(x, enc_output, self_mask, cross_mask)`` -> (x, self weights, cross weights)
+    (``return_vectors``: the attentions' vectors instead of their weights).
     :meth:`step` decodes one position against a key/value cache -> (x, new self cache).
     """
 
@@ -229,17 +233,19 @@ class DecoderLayer(_LayerConfig):
             wrapper.build(x_shape)
         self.feed_forward.build(x_shape)
 
-    def _cross_attend(self, x, enc_key_value, cross_mask, training):
+    def _cross_attend(self, x, enc_key_value, cross_mask, training, return_vectors=False):
         h = self.cross_attention_norm.sublayer_input(x)
-        y, weights = self.cross_attention.attend(h, enc_key_value, cross_mask, training)
+        y, weights = self.cross_attention.attend(h, enc_key_value, cross_mask, training, return_vectors)
         return self.cross_attention_norm(x, y, training=training), weights
 
-    def call(self, x, enc_output, self_mask=None, cross_mask=None, training=False):
+    def call(self, x, enc_output, self_mask=None, cross_mask=None, training=False, return_vectors=False):
         h = self.self_attention_norm.sublayer_input(x)
-        y, self_weights = self.self_attention(h, h, attention_mask=self_mask, training=training)
+        y, self_weights = self.self_attention(
+            h, h, attention_mask=self_mask, training=training, return_vectors=return_vectors
+        )
         x = self.self_attention_norm(x, y, training=training)
         x, cross_weights = self._cross_attend(
-            x, self.cross_attention.project_key_value(enc_output), cross_mask, training
+            x, self.cross_attention.project_key_value(enc_output), cross_mask, training, return_vectors
         )
         return self._feed_forward(x, training), self_weights, cross_weights
 
