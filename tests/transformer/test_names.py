@@ -1,8 +1,10 @@
 """Names and numbers (transformer/inference/names.py, number_forms.py, names_words.py): which
 spans the detector protects on the committed set tests/fixtures/names_eval.tsv, the number
-conversions, the word statistic, and one end-to-end check with the shipped models."""
+conversions, the word statistic, one end-to-end check with the shipped models, and the cost
+of a 1 MB line (protect() alone, and the translate path that protects only its kept start)."""
 
 import json
+import re
 import signal
 import sys
 import time
@@ -12,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from transformer import data
-from transformer.inference import names, names_words
+from transformer.inference import names, names_words, text_batches
 from transformer.inference.attention_maps import sentence_attention
+from transformer.inference.ctranslate2_engine import load_engine_run
 from transformer.inference.number_forms import convert_number, number_spans
 from transformer.runs import load_run
 from tutorials_common import subword as tok
@@ -230,3 +233,49 @@ def test_a_1_mb_line_costs_time_in_proportion_to_its_length():
     assert seconds < bound
     assert text.startswith("John met Mary in Boston last May. Tom said it costs 300 dollars!")
     assert len(replacements) == 5  # 2 names, 3 numbers: the surrogates the line does not hold
+
+
+def test_a_1_mb_line_is_cut_before_its_names_are_protected(monkeypatch, capsys):
+    """`text_batches.translate_with` (the path of `translate` on both engines) on a 1 MB line of
+    ordinary sentences: protect() sees only the line's kept start (a few kB), the model gets the
+    ids it got when the whole line was protected, and the line takes at most 20 times (generous:
+    a loaded machine) the time of a 2 kB line over the limit measured now, plus 1 s; protecting
+    the whole megabyte took 4 s and before that 8-9 minutes (issue 35, item 5)."""
+    run = load_engine_run(PRETRAINED / "es-en")
+    lexicon, limit = names_words.lexicon_of(run), run.config["max_sentence_tokens"]
+    sentence = "Tom le dijo a María que el señor Pérez llegaría a las 8:30. "
+
+    def whole(line):  # the ids of the line protected whole, as before the cut
+        protected = names.protect(line, run.src_tokenizer, lexicon)[0]
+        return text_batches.encode_source(run, protected.strip(), warn=False)
+
+    for count in range(1, 13):  # the kept ids of lines under and over the limit are the same
+        line = sentence * count
+        kept, _, cut = text_batches.protect_kept(run, line, lexicon)
+        assert text_batches.encode_source(run, kept.strip(), warn=False) == whole(line), count
+        assert not cut or len(whole(line)) == limit, count  # only a line over the limit is cut
+    assert text_batches.protect_kept(run, sentence * 12, lexicon)[2]  # 700 characters: cut
+    protect, seen, rows = names.protect, [], []
+    monkeypatch.setattr(names, "protect", lambda text, *a: seen.append(len(text)) or protect(text, *a))
+
+    def decode_rows(batch):
+        rows.extend(batch)
+        return [[] for _ in batch]
+
+    short, long = (sentence * (size // len(sentence)) for size in (2_000, 1_000_000))
+    base = []
+    for _ in range(3):
+        start = time.perf_counter()
+        text_batches.translate_with(run, decode_rows, ["Hola.", short], keep_names=True)
+        base.append(time.perf_counter() - start)
+    del seen[:], rows[:]
+    start = time.perf_counter()
+    assert text_batches.translate_with(run, decode_rows, ["Hola.", long], keep_names=True) == ["", ""]
+    seconds = time.perf_counter() - start
+    assert max(seen) <= 2 * text_batches.CHARS_PER_TOKEN * (limit + text_batches.TOKEN_MARGIN) < 10_000
+    assert rows[1] == whole(short)
+    assert seconds < 20 * min(base) + 1, (seconds, base)
+    warning = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(
+        rf"warning: line 2 has over \d+ tokens; only its first {limit - 1} are translated", warning
+    )
