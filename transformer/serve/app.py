@@ -14,9 +14,10 @@ CDN) plus a JSON API over one or more trained translators:
 The translation is the one :func:`transformer.inference.translate.translate` gives for the same run
 and beam, with unseen names and numbers kept through surrogates as `translate` does by
 default (the surrogate pieces are labelled with the original text). The attention comes from one teacher-forced pass over (source, bos + that
-translation) (:func:`transformer.figures.heatmaps.sentence_attention`): for greedy decoding these are
-exactly the weights the decoder used; for beam > 1 they are the weights of the beam's
-output re-run with teacher forcing.
+translation) (:func:`transformer.figures.heatmaps.sentence_attention`; on ids padded to a bounded
+set of shapes, transformer/serve/passes.py): for greedy decoding these are exactly the weights
+the decoder used; for beam > 1 they are the weights of the beam's output re-run with teacher
+forcing.
 
 Flask (sync, small, with a test client) holds the routes; waitress serves them
 (transformer/serve/wsgi.py: bounded threads, read timeout, connection limit; the Flask
@@ -47,7 +48,7 @@ from lstm import circuit_page
 from transformer.inference import attention_maps, attention_vectors, decoding, names, stepwise
 from transformer.inference.translate import clean_output, encode_source
 from transformer.runs import PRETRAINED_ROOT, load_run
-from transformer.serve import security, wsgi
+from transformer.serve import passes, security, wsgi
 from transformer.serve.errors import ApiError
 from transformer.serve.requests import (
     MAX_BEAM,
@@ -77,10 +78,11 @@ def _model_info(run):
 
 
 def _attention(run, s, vectors):
-    """(maps, {"vectors": ...} or {}) of one :class:`attention_maps.TeacherForced` sentence."""
+    """(maps, {"vectors": ...} or {}) of one :class:`attention_maps.TeacherForced` sentence, from
+    a pass on padded ids (passes.py: a bounded number of shapes)."""
     if vectors is None:
-        return attention_maps.forced_maps(run.model, s), {}
-    maps, layer = attention_vectors.layer_vectors(run.model, s.source_ids, s.target_ids, *vectors)
+        return passes.forced_maps(run.model, s), {}
+    maps, layer = passes.layer_vectors(run.model, s, *vectors)
     return maps, {"vectors": attention_vectors.vectors_json(layer, DECIMALS)}
 
 
