@@ -15,7 +15,7 @@ import pytest
 
 from transformer import data
 from transformer.inference import names, names_words, text_batches
-from transformer.inference.attention_maps import sentence_attention
+from transformer.inference.attention_maps import sentence_attention, teacher_forced
 from transformer.inference.ctranslate2_engine import load_engine_run
 from transformer.inference.number_forms import convert_number, number_spans
 from transformer.runs import load_run
@@ -279,3 +279,18 @@ def test_a_1_mb_line_is_cut_before_its_names_are_protected(monkeypatch, capsys):
     assert re.fullmatch(
         rf"warning: line 2 has over \d+ tokens; only its first {limit - 1} are translated", warning
     )
+
+
+def test_the_step_by_step_path_also_protects_only_the_kept_start(monkeypatch):
+    """`attention_maps.teacher_forced` (translate --alternatives/--prefix/--json, the explorer) on a
+    1 MB line: protect() sees only its kept start, and the model reads the ids of the line
+    protected whole (before: protect() ran on the whole megabyte)."""
+    run = load_run(PRETRAINED / "es-en")
+    lexicon = names_words.lexicon_of(run)
+    line = "Tom le dijo a María que el señor Pérez llegaría a las 8:30. " * 16_000
+    whole = names.protect(line[:20_000], run.src_tokenizer, lexicon)[0]
+    protect, seen = names.protect, []
+    monkeypatch.setattr(names, "protect", lambda text, *a: seen.append(len(text)) or protect(text, *a))
+    forced = teacher_forced(run, line, keep_names=True)
+    assert 0 < max(seen) < 10_000
+    assert forced.source_ids == text_batches.encode_source(run, whole.strip(), warn=False)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from transformer.inference import compile_cache, names, names_words
 from transformer.inference.decoding import BOS, decode
+from transformer.inference.text_batches import protect_kept
 from transformer.inference.translate import encode_source
 from tutorials_common.cliutil import UserError
 
@@ -68,13 +69,14 @@ def teacher_forced(run, sentence, beam=1, keep_names=False, prefix=None):
     """Translate ``sentence`` (``prefix``: target ids forced at the start) and return its
     :class:`TeacherForced` inputs. With
     ``keep_names`` unseen names and numbers go through their surrogates
-    (`transformer/inference/names.py`), and the surrogate pieces are labelled with the
+    (`transformer/inference/names.py`; in a long line only its translated start, as `translate`),
+    and the surrogate pieces are labelled with the
     original text ("▁Anthony Hopkins" where the model read "▁Tom")."""
     if not sentence.strip():
         raise UserError("the sentence is empty")
     replacements = []
     if keep_names:
-        sentence, replacements = names.protect(sentence, run.src_tokenizer, names_words.lexicon_of(run))
+        sentence, replacements, _ = protect_kept(run, sentence, names_words.lexicon_of(run))
     src_labels = {f"\u2581{form}": f"\u2581{r.original}" for r in replacements for form in r.forms}
     tgt_labels = {f"\u2581{form}": f"\u2581{r.translation}" for r in replacements for form in r.forms}
     src = encode_source(run, sentence.strip())
