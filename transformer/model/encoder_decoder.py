@@ -1,5 +1,5 @@
 """The Transformer of "Attention Is All You Need" (Vaswani et al. 2017): the layers of
-`transformer/layers.py` stacked into an encoder and a decoder, and the model that embeds,
+`transformer/model/layers.py` stacked into an encoder and a decoder, and the model that embeds,
 encodes, decodes and projects to the vocabulary.
 
 * :class:`Encoder`, :class:`Decoder` -- N layers (and a final LayerNorm when pre-norm);
@@ -264,7 +264,7 @@ class Transformer(keras.Model):
         attention.update({f"decoder/{k}": w for k, w in dec_attention.items()})
         return self.project(dec_output), attention
 
-    # --- incremental decoding (used by transformer/decode.py) ---
+    # --- incremental decoding (used by transformer/inference/loops.py) ---
 
     def init_cache(self, enc_output, cache_length):
         """Per decoder layer: a preallocated, zero self-attention key/value cache of

@@ -6,7 +6,7 @@
 * :class:`ResidualNorm` -- "Add & Norm" around every sublayer (section 3.1);
 * :class:`EncoderLayer`, :class:`DecoderLayer` -- attention + feed-forward, each wrapped.
 
-`transformer/model.py` stacks them into the encoder-decoder.
+`transformer/model/encoder_decoder.py` stacks them into the encoder-decoder.
 """
 
 import math
