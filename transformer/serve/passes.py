@@ -16,16 +16,17 @@ query, which the causal mask keeps from seeing them.
 import dataclasses
 
 from transformer.inference import attention_maps, attention_vectors
-from transformer.inference.decoding import WIDTH_STEP
+from transformer.inference.decoding import WIDTH_STEP, padded_shape
 
-PASS_STEP = WIDTH_STEP  # ids padded to a multiple of this; the decoder's widths use the same step
+PASS_STEP = WIDTH_STEP  # ids padded to a multiple of this: the decoder's width rule (padded_shape)
 _QUERIES_KEYS = {"encoder_self": (0, 0), "decoder_self": (1, 1), "cross": (1, 0)}  # 0 source, 1 target
 
 
 def pass_shape(source_len, target_len, max_length):
-    """(source, target) lengths the pass runs for these real lengths: each rounded up to a
-    multiple of :data:`PASS_STEP`, at most ``max_length`` (the model's positions)."""
-    return tuple(max(min(-(-n // PASS_STEP) * PASS_STEP, max_length), n) for n in (source_len, target_len))
+    """(source, target) lengths the pass runs for these real lengths (each >= 1: eos, bos): each
+    rounded up as the decoder's source widths are (`decoding.padded_shape`: to a multiple of
+    :data:`PASS_STEP`, at most ``max_length``, the model's positions)."""
+    return tuple(padded_shape(1, n, max_length)[1] for n in (source_len, target_len))
 
 
 def _padded(model, s):
