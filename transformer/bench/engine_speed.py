@@ -27,7 +27,7 @@ from transformer.bench.decoding_speed import OUTPUT_TOKENS, never_eos
 from transformer.bench.train_step_timing import padded
 from transformer.inference import ctranslate2_export as cx
 from transformer.inference import decoding
-from transformer.inference.ctranslate2_engine import WORKERS
+from transformer.inference.ctranslate2_engine import WORKERS, chunk
 from transformer.model.encoder_decoder import build_model
 from tutorials_common.benchreport import log
 
@@ -73,7 +73,7 @@ def setting_name(setting):
 
 def _ct2_decoder(translator, pieces, workers):
     """ids (batch, width) -> (batch, OUTPUT_TOKENS) ids: greedy, eos ruled out (as `never_eos`);
-    the batch split into `workers` parts, as the engine splits it (`Engine._chunk`)."""
+    the batch split into `workers` parts, as the engine splits it (`ctranslate2_engine.chunk`)."""
     index = {piece: i for i, piece in enumerate(_Tokenizer(len(pieces)).id_to_piece(range(len(pieces))))}
 
     def run(src):
@@ -84,7 +84,7 @@ def _ct2_decoder(translator, pieces, workers):
             max_decoding_length=OUTPUT_TOKENS,
             min_decoding_length=OUTPUT_TOKENS,
             max_input_length=0,
-            max_batch_size=-(-len(rows) // workers),
+            max_batch_size=chunk(len(rows), workers, len(rows)),
             suppress_sequences=[["<0>"], ["<1>"]],
         )
         return np.array([[index[t] for t in r.hypotheses[0]] for r in results])

@@ -204,6 +204,12 @@ def load_engine_run(run_dir):
     return EngineRun(tokenizers[0], tokenizers[1], config, config["direction"], run_dir)
 
 
+def chunk(count, workers, batch_size):
+    """Sentences per CTranslate2 batch: at most `batch_size`, fewer so that every worker gets a
+    batch of a call that has fewer than ``workers * batch_size`` sentences."""
+    return max(1, min(batch_size, -(-count // workers)))
+
+
 def gnmt_score(log_prob, length, alpha):
     """log P(Y) / lp(Y), lp(Y) = ((5 + |Y|) / 6) ** alpha, |Y| counting the eos (as `loops.py`)."""
     return log_prob / ((5.0 + length) / 6.0) ** alpha
@@ -244,9 +250,7 @@ class Engine:
         return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
 
     def _chunk(self, count, batch_size):
-        """Sentences per CTranslate2 batch: at most `batch_size`, fewer so that every worker
-        gets a batch of a call that has fewer than ``workers * batch_size`` sentences."""
-        return max(1, min(batch_size, -(-count // self.workers)))
+        return chunk(count, self.workers, batch_size)
 
     def _submit(self, rows, beam, max_length, batch_size):
         """Start decoding `rows` on the workers; the results are futures (`.result()`)."""
